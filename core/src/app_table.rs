@@ -1,0 +1,365 @@
+//! The table of apps kept in the shared-memory zone.
+//!
+//! A fixed array of slots, open addressing with linear probing, keyed by the
+//! app name. Slots are only ever added (an app that was paused once keeps its
+//! slot for the life of the zone), so lookups need no lock: a reader sees a
+//! slot either free or fully written. Adding a slot is rare (the first pause
+//! of an app) and is serialized by the caller with the zone's mutex.
+//!
+//! Everything here is safe Rust over atomics; `zone.rs` places the table in
+//! shared memory, and the unit tests place it on the heap.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::pause::{AppState, PauseOutcome, ResumeOutcome};
+
+/// Longest `$app_name` the table stores.
+pub const MAX_APP_NAME_LEN: usize = 128;
+const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
+
+/// Bumped whenever the shared layout changes, so that a reload into a build
+/// with another layout refuses the old zone instead of misreading it.
+const LAYOUT_VERSION: u64 = 1;
+
+pub fn layout_stamp() -> u64 {
+    (LAYOUT_VERSION << 32) | std::mem::size_of::<AppSlot>() as u64
+}
+
+/// Index of an app's slot: stable for the life of the zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AppId(pub u32);
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct TableFull;
+
+/// Zone-wide figures, in front of the slots.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TableHeader {
+    layout: AtomicU64,
+    capacity: AtomicU64,
+    /// How many apps are paused right now: the one value a request reads when
+    /// nothing is paused.
+    paused_apps: AtomicU64,
+    /// Bumped by every resume, so a worker holding requests notices a resume
+    /// with one read instead of looking at every app.
+    resumes: AtomicU64,
+    apps_in_use: AtomicU64,
+}
+
+impl TableHeader {
+    pub fn new(capacity: usize) -> Self {
+        TableHeader {
+            layout: AtomicU64::new(layout_stamp()),
+            capacity: AtomicU64::new(capacity as u64),
+            paused_apps: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
+            apps_in_use: AtomicU64::new(0),
+        }
+    }
+
+    pub fn layout(&self) -> u64 {
+        self.layout.load(Ordering::Relaxed)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed) as usize
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct AppSlot {
+    /// 0 while free; the name's length plus one once the slot is in use.
+    /// Stored with Release after the name, so a reader that sees it non-zero
+    /// sees the whole name.
+    claim: AtomicU64,
+    hash: AtomicU64,
+    name: [AtomicU64; NAME_WORDS],
+    state: AppState,
+}
+
+/// The app table: a header and its slots, wherever they live.
+#[derive(Clone, Copy)]
+pub struct AppTable<'a> {
+    header: &'a TableHeader,
+    slots: &'a [AppSlot],
+}
+
+impl<'a> AppTable<'a> {
+    pub fn new(header: &'a TableHeader, slots: &'a [AppSlot]) -> Self {
+        debug_assert_eq!(header.capacity(), slots.len());
+        AppTable { header, slots }
+    }
+
+    /// True when some app is paused. This is the whole cost of the module for
+    /// a request while nothing is paused: one shared-memory load.
+    #[inline]
+    pub fn any_paused(&self) -> bool {
+        self.header.paused_apps.load(Ordering::Acquire) != 0
+    }
+
+    pub fn resumes(&self) -> u64 {
+        self.header.resumes.load(Ordering::Acquire)
+    }
+
+    pub fn apps_in_use(&self) -> usize {
+        self.header.apps_in_use.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn state(&self, app: AppId) -> &'a AppState {
+        &self.slots[app.0 as usize].state
+    }
+
+    /// Looks an app up without a lock. `None` means it was never paused.
+    pub fn find(&self, name: &[u8]) -> Option<AppId> {
+        if name.len() > MAX_APP_NAME_LEN || self.slots.is_empty() {
+            return None;
+        }
+        let hash = name_hash(name);
+        let words = pack_name(name);
+        for index in self.probe_order(hash) {
+            let slot = &self.slots[index];
+            match slot.claim.load(Ordering::Acquire) {
+                0 => return None,
+                claim if claim == name.len() as u64 + 1 && slot.holds(hash, &words) => {
+                    return Some(AppId(index as u32))
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Finds an app, adding it if it is new. `lock` is called only when a
+    /// slot must be written, and its guard is held while that happens: every
+    /// process that may add apps must pass the same cross-process lock.
+    pub fn find_or_add<G>(
+        &self,
+        name: &[u8],
+        lock: impl FnOnce() -> G,
+    ) -> Result<AppId, TableFull> {
+        assert!(
+            name.len() <= MAX_APP_NAME_LEN,
+            "app names are checked before"
+        );
+        if let Some(app) = self.find(name) {
+            return Ok(app);
+        }
+        let _guard = lock();
+        // Another worker may have added it between the lookup and the lock.
+        if let Some(app) = self.find(name) {
+            return Ok(app);
+        }
+        let hash = name_hash(name);
+        let index = self
+            .probe_order(hash)
+            .find(|&index| self.slots[index].claim.load(Ordering::Acquire) == 0)
+            .ok_or(TableFull)?;
+        let slot = &self.slots[index];
+        slot.hash.store(hash, Ordering::Relaxed);
+        for (word, value) in slot.name.iter().zip(pack_name(name)) {
+            word.store(value, Ordering::Relaxed);
+        }
+        slot.claim.store(name.len() as u64 + 1, Ordering::Release);
+        self.header.apps_in_use.fetch_add(1, Ordering::Relaxed);
+        Ok(AppId(index as u32))
+    }
+
+    pub fn name(&self, app: AppId) -> Vec<u8> {
+        let slot = &self.slots[app.0 as usize];
+        let len = (slot.claim.load(Ordering::Acquire) as usize).saturating_sub(1);
+        let mut bytes: Vec<u8> = slot
+            .name
+            .iter()
+            .flat_map(|word| word.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        bytes.truncate(len);
+        bytes
+    }
+
+    /// Pauses an app and keeps the zone's count of paused apps in step.
+    pub fn pause(&self, app: AppId) -> PauseOutcome {
+        let outcome = self.state(app).pause();
+        if outcome == PauseOutcome::Paused {
+            self.header.paused_apps.fetch_add(1, Ordering::AcqRel);
+        }
+        outcome
+    }
+
+    /// Resumes an app; workers holding its requests notice through `resumes`.
+    pub fn resume(&self, app: AppId) -> ResumeOutcome {
+        let outcome = self.state(app).resume();
+        if let ResumeOutcome::Resumed { .. } = outcome {
+            self.header.paused_apps.fetch_sub(1, Ordering::AcqRel);
+            self.header.resumes.fetch_add(1, Ordering::AcqRel);
+        }
+        outcome
+    }
+
+    fn probe_order(&self, hash: u64) -> impl Iterator<Item = usize> {
+        let capacity = self.slots.len();
+        let start = (hash % capacity as u64) as usize;
+        (0..capacity).map(move |step| (start + step) % capacity)
+    }
+}
+
+impl AppSlot {
+    fn holds(&self, hash: u64, words: &[u64; NAME_WORDS]) -> bool {
+        self.hash.load(Ordering::Relaxed) == hash
+            && self
+                .name
+                .iter()
+                .zip(words)
+                .all(|(word, expected)| word.load(Ordering::Relaxed) == *expected)
+    }
+}
+
+fn pack_name(name: &[u8]) -> [u64; NAME_WORDS] {
+    let mut words = [0u64; NAME_WORDS];
+    for (word, chunk) in words.iter_mut().zip(name.chunks(8)) {
+        let mut bytes = [0u8; 8];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        *word = u64::from_le_bytes(bytes);
+    }
+    words
+}
+
+/// FNV-1a: stable across builds and processes, which the shared table needs
+/// (std's hashers may change between Rust releases).
+fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
+        let slots = (0..capacity).map(|_| AppSlot::default()).collect();
+        (TableHeader::new(capacity), slots)
+    }
+
+    #[test]
+    fn unknown_apps_are_not_found_and_nothing_is_paused() {
+        let (header, slots) = table_of(8);
+        let table = AppTable::new(&header, &slots);
+        assert_eq!(table.find(b"shop"), None);
+        assert!(!table.any_paused());
+    }
+
+    #[test]
+    fn added_apps_are_found_by_name_with_their_own_state() {
+        let (header, slots) = table_of(8);
+        let table = AppTable::new(&header, &slots);
+        let shop = table.find_or_add(b"shop", || ()).unwrap();
+        let blog = table.find_or_add(b"blog", || ()).unwrap();
+        assert_ne!(shop, blog);
+        assert_eq!(table.find(b"shop"), Some(shop));
+        assert_eq!(
+            table.find_or_add(b"shop", || panic!("no lock needed")),
+            Ok(shop)
+        );
+        assert_eq!(table.name(blog), b"blog");
+        assert_eq!(table.apps_in_use(), 2);
+
+        assert_eq!(table.pause(shop), PauseOutcome::Paused);
+        assert!(table.any_paused());
+        assert!(table.state(shop).is_paused());
+        assert!(!table.state(blog).is_paused());
+        assert_eq!(table.resume(blog), ResumeOutcome::NotPaused);
+        assert!(table.state(shop).is_paused());
+        assert_eq!(table.resumes(), 0);
+        assert_eq!(table.resume(shop), ResumeOutcome::Resumed { held: 0 });
+        assert!(!table.any_paused());
+        assert_eq!(table.resumes(), 1);
+    }
+
+    #[test]
+    fn names_that_share_a_prefix_or_differ_in_length_are_distinct() {
+        let (header, slots) = table_of(16);
+        let table = AppTable::new(&header, &slots);
+        let names: [&[u8]; 6] = [
+            b"",
+            b"a",
+            b"a\0",
+            b"abcdefgh",
+            b"abcdefghi",
+            "caf\u{e9} \"x\"".as_bytes(),
+        ];
+        let ids: Vec<_> = names
+            .iter()
+            .map(|n| table.find_or_add(n, || ()).unwrap())
+            .collect();
+        for (name, id) in names.iter().zip(&ids) {
+            assert_eq!(table.find(name), Some(*id));
+            assert_eq!(&table.name(*id), name);
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+    }
+
+    #[test]
+    fn the_longest_name_fits_and_longer_ones_are_never_found() {
+        let (header, slots) = table_of(4);
+        let table = AppTable::new(&header, &slots);
+        let longest = vec![b'x'; MAX_APP_NAME_LEN];
+        let id = table.find_or_add(&longest, || ()).unwrap();
+        assert_eq!(table.name(id), longest);
+        assert_eq!(table.find(&vec![b'x'; MAX_APP_NAME_LEN + 1]), None);
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_apps_and_keeps_the_old_ones() {
+        let (header, slots) = table_of(3);
+        let table = AppTable::new(&header, &slots);
+        let ids: Vec<_> = (0..3)
+            .map(|i| {
+                table
+                    .find_or_add(format!("app{i}").as_bytes(), || ())
+                    .unwrap()
+            })
+            .collect();
+        table.pause(ids[1]);
+        assert_eq!(table.find_or_add(b"one too many", || ()), Err(TableFull));
+        assert_eq!(table.find(b"one too many"), None);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(table.find(format!("app{i}").as_bytes()), Some(*id));
+        }
+        assert!(table.state(ids[1]).is_paused());
+    }
+
+    #[test]
+    fn the_lock_is_taken_only_to_add() {
+        let (header, slots) = table_of(4);
+        let table = AppTable::new(&header, &slots);
+        let mut locks = 0;
+        table.find_or_add(b"a", || locks += 1).unwrap();
+        table.find_or_add(b"a", || locks += 1).unwrap();
+        assert_eq!(locks, 1);
+    }
+
+    #[test]
+    fn many_apps_fill_a_table_without_collisions_losing_any() {
+        let (header, slots) = table_of(1000);
+        let table = AppTable::new(&header, &slots);
+        for i in 0..1000 {
+            table
+                .find_or_add(format!("app-{i}").as_bytes(), || ())
+                .unwrap();
+        }
+        for i in 0..1000 {
+            let id = table.find(format!("app-{i}").as_bytes()).unwrap();
+            assert_eq!(table.name(id), format!("app-{i}").as_bytes());
+        }
+        assert_eq!(table.find_or_add(b"app-1000", || ()), Err(TableFull));
+    }
+}

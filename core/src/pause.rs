@@ -1,0 +1,219 @@
+//! The pause state of one app: a small state machine over atomics.
+//!
+//! An `AppState` lives in the shared-memory zone, so every worker sees the same
+//! value; it holds no pointers and needs no lock. Everything here is plain safe
+//! Rust, driven directly by the unit tests below.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where an app stands in its pause/resume history.
+///
+/// Every pause and every resume advances the phase by one, so an odd phase is
+/// paused and an even phase is running. A held request remembers the phase it
+/// was held in and is due for release as soon as the app's phase differs from
+/// it, even if the app was resumed and paused again before a worker looked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Phase(pub u64);
+
+impl Phase {
+    pub fn is_paused(self) -> bool {
+        self.0 % 2 == 1
+    }
+}
+
+/// A held request's place in its app's queue: tickets are handed out from one
+/// counter per app, so they order the requests of every worker by arrival.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(pub u64);
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PauseOutcome {
+    Paused,
+    AlreadyPaused,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    /// The pause ended; `held` requests took a ticket while it lasted.
+    Resumed {
+        held: u64,
+    },
+    NotPaused,
+}
+
+/// The shared pause state of one app.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct AppState {
+    phase: AtomicU64,
+    next_ticket: AtomicU64,
+    /// `next_ticket` when the current (or last) pause began: the number of
+    /// requests a pause held is the distance from here to `next_ticket`.
+    first_ticket_of_pause: AtomicU64,
+}
+
+impl AppState {
+    pub const fn new() -> Self {
+        AppState {
+            phase: AtomicU64::new(0),
+            next_ticket: AtomicU64::new(0),
+            first_ticket_of_pause: AtomicU64::new(0),
+        }
+    }
+
+    /// The current phase. Acquire pairs with the Release of `pause`/`resume`,
+    /// so whatever those wrote before flipping the phase is visible after it.
+    pub fn phase(&self) -> Phase {
+        Phase(self.phase.load(Ordering::Acquire))
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.phase().is_paused()
+    }
+
+    pub fn pause(&self) -> PauseOutcome {
+        let mut current = self.phase.load(Ordering::Acquire);
+        loop {
+            if Phase(current).is_paused() {
+                return PauseOutcome::AlreadyPaused;
+            }
+            // Written before the phase flips: no request takes a ticket while
+            // the app runs, so this is exactly where this pause's tickets start.
+            self.first_ticket_of_pause
+                .store(self.next_ticket.load(Ordering::Acquire), Ordering::Release);
+            match self.phase.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return PauseOutcome::Paused,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    pub fn resume(&self) -> ResumeOutcome {
+        let mut current = self.phase.load(Ordering::Acquire);
+        loop {
+            if !Phase(current).is_paused() {
+                return ResumeOutcome::NotPaused;
+            }
+            match self.phase.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    let held = self
+                        .next_ticket
+                        .load(Ordering::Acquire)
+                        .saturating_sub(self.first_ticket_of_pause.load(Ordering::Acquire));
+                    return ResumeOutcome::Resumed { held };
+                }
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Hands out the next ticket of this app: one atomic add, shared by every
+    /// worker, so ticket order is arrival order across the whole nginx.
+    pub fn take_ticket(&self) -> Ticket {
+        Ticket(self.next_ticket.fetch_add(1, Ordering::AcqRel))
+    }
+
+    /// Requests held during the current pause so far (or the last one, when
+    /// running).
+    pub fn held_in_pause(&self) -> u64 {
+        self.next_ticket
+            .load(Ordering::Acquire)
+            .saturating_sub(self.first_ticket_of_pause.load(Ordering::Acquire))
+    }
+}
+
+/// A request held in `held_in` is due for release once the app has moved on.
+pub fn is_due_for_release(held_in: Phase, now: Phase) -> bool {
+    held_in != now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_running() {
+        let app = AppState::new();
+        assert!(!app.is_paused());
+        assert_eq!(app.resume(), ResumeOutcome::NotPaused);
+    }
+
+    #[test]
+    fn pause_then_resume_counts_the_held_requests() {
+        let app = AppState::new();
+        assert_eq!(app.pause(), PauseOutcome::Paused);
+        assert!(app.is_paused());
+        assert_eq!(app.pause(), PauseOutcome::AlreadyPaused);
+        for expected in 0..3 {
+            assert_eq!(app.take_ticket(), Ticket(expected));
+        }
+        assert_eq!(app.held_in_pause(), 3);
+        assert_eq!(app.resume(), ResumeOutcome::Resumed { held: 3 });
+        assert!(!app.is_paused());
+        assert_eq!(app.resume(), ResumeOutcome::NotPaused);
+    }
+
+    #[test]
+    fn tickets_keep_rising_across_pauses_and_counts_restart() {
+        let app = AppState::new();
+        app.pause();
+        app.take_ticket();
+        app.take_ticket();
+        app.resume();
+        app.pause();
+        assert_eq!(app.take_ticket(), Ticket(2));
+        assert_eq!(app.resume(), ResumeOutcome::Resumed { held: 1 });
+    }
+
+    #[test]
+    fn a_request_is_due_once_the_phase_moves_even_if_paused_again() {
+        let app = AppState::new();
+        app.pause();
+        let held_in = app.phase();
+        assert!(!is_due_for_release(held_in, app.phase()));
+        app.resume();
+        assert!(is_due_for_release(held_in, app.phase()));
+        app.pause();
+        assert!(app.is_paused());
+        assert!(is_due_for_release(held_in, app.phase()));
+    }
+
+    #[test]
+    fn concurrent_pause_and_resume_keep_the_phase_consistent() {
+        let app = std::sync::Arc::new(AppState::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let app = app.clone();
+                std::thread::spawn(move || {
+                    let (mut paused, mut resumed) = (0u64, 0u64);
+                    for _ in 0..10_000 {
+                        if app.pause() == PauseOutcome::Paused {
+                            paused += 1;
+                        }
+                        if let ResumeOutcome::Resumed { .. } = app.resume() {
+                            resumed += 1;
+                        }
+                    }
+                    (paused, resumed)
+                })
+            })
+            .collect();
+        let (paused, resumed) = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        // Each successful transition moves the phase by exactly one.
+        assert_eq!(app.phase().0, paused + resumed);
+        assert_eq!(paused, resumed + app.phase().0 % 2);
+    }
+}

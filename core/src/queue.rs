@@ -1,0 +1,218 @@
+//! The requests one worker holds, ordered for release.
+//!
+//! Each nginx worker keeps its own queue: a request can only be resumed by the
+//! process that owns its connection. Requests are keyed by app and ticket, so
+//! releasing an app walks its requests in ticket (arrival) order; a second
+//! index by deadline lets the worker find requests that reached their maximum
+//! hold time without looking at the others.
+//!
+//! Generic over the request handle `R`, so unit tests drive it with plain
+//! values; `hold.rs` stores nginx request pointers in it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::app_table::AppId;
+use crate::pause::{is_due_for_release, Phase, Ticket};
+
+/// Milliseconds on nginx's monotonic clock (`ngx_current_msec`).
+pub type Millis = u64;
+
+#[derive(Debug)]
+struct HeldRequest<R> {
+    request: R,
+    held_in: Phase,
+    deadline: Millis,
+}
+
+/// Why a request leaves the queue.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Release {
+    /// Its app was resumed.
+    Resumed,
+    /// It was held for its maximum time while the app stayed paused.
+    TimedOut,
+}
+
+#[derive(Debug)]
+pub struct HeldQueue<R> {
+    by_app: BTreeMap<AppId, BTreeMap<Ticket, HeldRequest<R>>>,
+    by_deadline: BTreeSet<(Millis, AppId, Ticket)>,
+    len: usize,
+}
+
+impl<R> Default for HeldQueue<R> {
+    fn default() -> Self {
+        HeldQueue {
+            by_app: BTreeMap::new(),
+            by_deadline: BTreeSet::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<R> HeldQueue<R> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn hold(
+        &mut self,
+        app: AppId,
+        ticket: Ticket,
+        held_in: Phase,
+        deadline: Millis,
+        request: R,
+    ) {
+        let previous = self.by_app.entry(app).or_default().insert(
+            ticket,
+            HeldRequest {
+                request,
+                held_in,
+                deadline,
+            },
+        );
+        debug_assert!(previous.is_none(), "tickets are unique per app");
+        self.by_deadline.insert((deadline, app, ticket));
+        self.len += 1;
+    }
+
+    /// Takes a request out of the queue without releasing it (its client went
+    /// away). The requests behind it are not affected.
+    pub fn forget(&mut self, app: AppId, ticket: Ticket) -> Option<R> {
+        let queue = self.by_app.get_mut(&app)?;
+        let held = queue.remove(&ticket)?;
+        if queue.is_empty() {
+            self.by_app.remove(&app);
+        }
+        self.by_deadline.remove(&(held.deadline, app, ticket));
+        self.len -= 1;
+        Some(held.request)
+    }
+
+    /// Takes out every request whose app has moved past the phase it was held
+    /// in, each app's requests in ticket order. `phase_of` reads an app's
+    /// current phase from the shared zone.
+    pub fn release_in_order(
+        &mut self,
+        mut phase_of: impl FnMut(AppId) -> Phase,
+    ) -> Vec<(AppId, Ticket, R)> {
+        let mut released = Vec::new();
+        let apps: Vec<AppId> = self.by_app.keys().copied().collect();
+        for app in apps {
+            let now = phase_of(app);
+            let queue = self.by_app.get_mut(&app).expect("listed above");
+            // Tickets and phases rise together, so the due requests are a prefix.
+            while let Some(entry) = queue.first_entry() {
+                if !is_due_for_release(entry.get().held_in, now) {
+                    break;
+                }
+                let (ticket, held) = entry.remove_entry();
+                self.by_deadline.remove(&(held.deadline, app, ticket));
+                released.push((app, ticket, held.request));
+            }
+            if queue.is_empty() {
+                self.by_app.remove(&app);
+            }
+        }
+        self.len -= released.len();
+        released
+    }
+
+    /// Takes out the requests whose deadline has passed, earliest first.
+    pub fn take_expired(&mut self, now: Millis) -> Vec<(AppId, Ticket, R)> {
+        let mut expired = Vec::new();
+        while let Some(&(deadline, app, ticket)) = self.by_deadline.first() {
+            if deadline > now {
+                break;
+            }
+            if let Some(request) = self.forget(app, ticket) {
+                expired.push((app, ticket, request));
+            }
+        }
+        expired
+    }
+
+    /// The earliest deadline among the held requests.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.by_deadline.first().map(|&(deadline, _, _)| deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOP: AppId = AppId(3);
+    const BLOG: AppId = AppId(9);
+
+    fn tickets(released: &[(AppId, Ticket, &'static str)]) -> Vec<u64> {
+        released.iter().map(|(_, t, _)| t.0).collect()
+    }
+
+    #[test]
+    fn releases_an_app_in_ticket_order_whatever_the_hold_order() {
+        let mut queue = HeldQueue::default();
+        for ticket in [4, 1, 3, 0, 2] {
+            queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
+        }
+        assert!(queue.release_in_order(|_| Phase(1)).is_empty());
+        let released = queue.release_in_order(|_| Phase(2));
+        assert_eq!(tickets(&released), [0, 1, 2, 3, 4]);
+        assert!(queue.is_empty());
+        assert_eq!(queue.next_deadline(), None);
+    }
+
+    #[test]
+    fn releasing_one_app_leaves_the_others_held() {
+        let mut queue = HeldQueue::default();
+        queue.hold(SHOP, Ticket(0), Phase(1), 100, "shop");
+        queue.hold(BLOG, Ticket(0), Phase(5), 100, "blog");
+        let released = queue.release_in_order(|app| if app == SHOP { Phase(2) } else { Phase(5) });
+        assert_eq!(released, [(SHOP, Ticket(0), "shop")]);
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn requests_of_a_newer_pause_stay_held() {
+        let mut queue = HeldQueue::default();
+        queue.hold(SHOP, Ticket(0), Phase(1), 100, "old");
+        queue.hold(SHOP, Ticket(1), Phase(3), 100, "new");
+        let released = queue.release_in_order(|_| Phase(3));
+        assert_eq!(released, [(SHOP, Ticket(0), "old")]);
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn a_forgotten_request_does_not_delay_those_behind_it() {
+        let mut queue = HeldQueue::default();
+        for ticket in 0..4 {
+            queue.hold(SHOP, Ticket(ticket), Phase(1), 100 + ticket, "r");
+        }
+        assert_eq!(queue.forget(SHOP, Ticket(1)), Some("r"));
+        assert_eq!(queue.forget(SHOP, Ticket(1)), None);
+        assert_eq!(queue.len(), 3);
+        assert_eq!(tickets(&queue.release_in_order(|_| Phase(2))), [0, 2, 3]);
+    }
+
+    #[test]
+    fn expired_requests_leave_earliest_deadline_first() {
+        let mut queue = HeldQueue::default();
+        queue.hold(SHOP, Ticket(0), Phase(1), 500, "late");
+        queue.hold(SHOP, Ticket(1), Phase(1), 200, "early");
+        queue.hold(BLOG, Ticket(0), Phase(1), 300, "blog");
+        assert_eq!(queue.next_deadline(), Some(200));
+        assert!(queue.take_expired(199).is_empty());
+        let expired = queue.take_expired(300);
+        assert_eq!(
+            expired,
+            [(SHOP, Ticket(1), "early"), (BLOG, Ticket(0), "blog")]
+        );
+        assert_eq!(queue.next_deadline(), Some(500));
+        assert_eq!(tickets(&queue.release_in_order(|_| Phase(2))), [0]);
+        assert!(queue.is_empty());
+    }
+}

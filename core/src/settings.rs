@@ -1,0 +1,301 @@
+//! What a request's `$intermission_*` variables say, and how their values are
+//! parsed. Plain safe Rust: `variables.rs` reads the raw values from nginx.
+
+use std::fmt;
+
+use crate::app_table::MAX_APP_NAME_LEN;
+
+/// `$intermission_max_time` when unset or invalid, in milliseconds.
+pub const DEFAULT_MAX_TIME_MS: u64 = 300_000;
+
+/// Longest accepted `$intermission_max_time`: a day. A longer hold is far more
+/// likely a typo (milliseconds written as seconds) than an intent.
+pub const LONGEST_MAX_TIME_MS: u64 = 86_400_000;
+
+/// The path that always passes while paused, as with the old script.
+pub const ALWAYS_PASSING_PATH: &[u8] = b"/up";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum InvalidMaxTime {
+    NotANumber,
+    Negative,
+    TooLong,
+}
+
+impl fmt::Display for InvalidMaxTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InvalidMaxTime::NotANumber => "not a number of seconds",
+            InvalidMaxTime::Negative => "negative",
+            InvalidMaxTime::TooLong => "longer than a day",
+        })
+    }
+}
+
+/// Parses `$intermission_max_time`: seconds, as the old script took them
+/// (`300`, `2.5`), or an nginx-style time with one unit (`500ms`, `30s`,
+/// `5m`, `1h`). Returns milliseconds.
+pub fn parse_max_time(value: &[u8]) -> Result<u64, InvalidMaxTime> {
+    let value = value.trim_ascii();
+    if let Some(rest) = value.strip_prefix(b"-") {
+        return match parse_max_time(rest) {
+            Ok(0) => Ok(0),
+            Ok(_) | Err(InvalidMaxTime::TooLong) => Err(InvalidMaxTime::Negative),
+            Err(e) => Err(e),
+        };
+    }
+    let (number, unit_ms) = split_unit(value);
+    let (whole, fraction) = match number.iter().position(|&b| b == b'.') {
+        Some(dot) if dot + 1 < number.len() => (&number[..dot], &number[dot + 1..]),
+        Some(_) => return Err(InvalidMaxTime::NotANumber),
+        None => (number, &b""[..]),
+    };
+    let all_digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+        return Err(InvalidMaxTime::NotANumber);
+    }
+    // Whole part: any length, saturating; fraction: first three digits, as
+    // milliseconds are the finest a timer here resolves.
+    let whole = whole.iter().fold(0u64, |acc, d| {
+        acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    });
+    let millis = fraction
+        .iter()
+        .chain(std::iter::repeat(&b'0'))
+        .take(3)
+        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+    let total = whole
+        .saturating_mul(unit_ms)
+        .saturating_add(millis * unit_ms / 1000);
+    if total > LONGEST_MAX_TIME_MS {
+        return Err(InvalidMaxTime::TooLong);
+    }
+    Ok(total)
+}
+
+fn split_unit(value: &[u8]) -> (&[u8], u64) {
+    const UNITS: [(&[u8], u64); 4] = [(b"ms", 1), (b"s", 1000), (b"m", 60_000), (b"h", 3_600_000)];
+    for (suffix, ms) in UNITS {
+        if let Some(number) = value.strip_suffix(suffix) {
+            return (number, ms);
+        }
+    }
+    (value, 1000)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct AppNameTooLong {
+    pub len: usize,
+}
+
+impl fmt::Display for AppNameTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "$app_name is {} bytes long, more than the {MAX_APP_NAME_LEN} allowed",
+            self.len
+        )
+    }
+}
+
+/// Checks `$app_name`; an unset or empty name is the default app.
+pub fn check_app_name(name: &[u8]) -> Result<&[u8], AppNameTooLong> {
+    if name.len() > MAX_APP_NAME_LEN {
+        Err(AppNameTooLong { len: name.len() })
+    } else {
+        Ok(name)
+    }
+}
+
+/// Why a request of a paused app passes at once.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exemption {
+    HealthCheck,
+    PrivilegedUserAgent,
+}
+
+/// The parts of a request that decide whether it may skip a pause.
+pub struct ExemptionCheck<'a> {
+    pub uri: &'a [u8],
+    pub user_agent: Option<&'a [u8]>,
+    pub health_check_path: Option<&'a [u8]>,
+    pub privileged_user_agent: Option<&'a [u8]>,
+}
+
+impl ExemptionCheck<'_> {
+    pub fn exemption(&self) -> Option<Exemption> {
+        let is_health_check = self.uri == ALWAYS_PASSING_PATH
+            || self
+                .health_check_path
+                .is_some_and(|path| !path.is_empty() && self.uri == path);
+        if is_health_check {
+            return Some(Exemption::HealthCheck);
+        }
+        match (self.user_agent, self.privileged_user_agent) {
+            (Some(agent), Some(privileged))
+                if !privileged.is_empty() && memchr::memmem::find(agent, privileged).is_some() =>
+            {
+                Some(Exemption::PrivilegedUserAgent)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Renders untrusted bytes (app names, variable values) for a log line:
+/// printable ASCII as is, anything else as `\xNN`, cut at 256 bytes.
+pub struct LogSafe<'a>(pub &'a [u8]);
+
+impl fmt::Display for LogSafe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const LIMIT: usize = 256;
+        for &byte in self.0.iter().take(LIMIT) {
+            if (0x20..0x7f).contains(&byte) && byte != b'\\' && byte != b'"' {
+                write!(f, "{}", byte as char)?;
+            } else {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        if self.0.len() > LIMIT {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+/// An app as log lines name it: the default app has an empty name.
+pub struct AppLabel<'a>(pub &'a [u8]);
+
+impl fmt::Display for AppLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("the default app")
+        } else {
+            write!(f, "app \"{}\"", LogSafe(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_time_takes_seconds_like_the_old_script() {
+        assert_eq!(parse_max_time(b"300"), Ok(300_000));
+        assert_eq!(parse_max_time(b" 5 "), Ok(5_000));
+        assert_eq!(parse_max_time(b"0"), Ok(0));
+        assert_eq!(parse_max_time(b"2.5"), Ok(2_500));
+        assert_eq!(parse_max_time(b"0.0015"), Ok(1));
+        assert_eq!(parse_max_time(b"-0"), Ok(0));
+    }
+
+    #[test]
+    fn max_time_takes_nginx_units() {
+        assert_eq!(parse_max_time(b"500ms"), Ok(500));
+        assert_eq!(parse_max_time(b"30s"), Ok(30_000));
+        assert_eq!(parse_max_time(b"5m"), Ok(300_000));
+        assert_eq!(parse_max_time(b"1h"), Ok(3_600_000));
+        assert_eq!(parse_max_time(b"1.5m"), Ok(90_000));
+    }
+
+    #[test]
+    fn bad_max_times_are_refused_with_the_reason() {
+        for bad in [
+            &b""[..],
+            b"abc",
+            b"5x",
+            b"1e3",
+            b".5",
+            b"5.",
+            b"ms",
+            b"1 0",
+            b"\xff",
+            b"+5",
+        ] {
+            assert_eq!(
+                parse_max_time(bad),
+                Err(InvalidMaxTime::NotANumber),
+                "{:?}",
+                bad
+            );
+        }
+        assert_eq!(parse_max_time(b"-5"), Err(InvalidMaxTime::Negative));
+        assert_eq!(parse_max_time(b"-abc"), Err(InvalidMaxTime::NotANumber));
+        assert_eq!(parse_max_time(b"86401"), Err(InvalidMaxTime::TooLong));
+        assert_eq!(
+            parse_max_time(b"99999999999999999999999"),
+            Err(InvalidMaxTime::TooLong)
+        );
+        assert_eq!(
+            parse_max_time(b"-99999999999999999999999"),
+            Err(InvalidMaxTime::Negative)
+        );
+        assert_eq!(parse_max_time(b"86400"), Ok(LONGEST_MAX_TIME_MS));
+    }
+
+    #[test]
+    fn app_names_up_to_the_limit_pass() {
+        assert_eq!(check_app_name(b""), Ok(&b""[..]));
+        let longest = vec![b'a'; MAX_APP_NAME_LEN];
+        assert!(check_app_name(&longest).is_ok());
+        let too_long = vec![b'a'; MAX_APP_NAME_LEN + 1];
+        assert_eq!(check_app_name(&too_long), Err(AppNameTooLong { len: 129 }));
+    }
+
+    fn check<'a>(uri: &'a [u8], agent: Option<&'a [u8]>) -> ExemptionCheck<'a> {
+        ExemptionCheck {
+            uri,
+            user_agent: agent,
+            health_check_path: Some(b"/up/database"),
+            privileged_user_agent: Some(b"Pingdom"),
+        }
+    }
+
+    #[test]
+    fn health_checks_and_privileged_agents_pass() {
+        assert_eq!(
+            check(b"/up", None).exemption(),
+            Some(Exemption::HealthCheck)
+        );
+        assert_eq!(
+            check(b"/up/database", None).exemption(),
+            Some(Exemption::HealthCheck)
+        );
+        assert_eq!(
+            check(b"/", Some(b"Mozilla/5.0 (compatible; Pingdom.com_bot)")).exemption(),
+            Some(Exemption::PrivilegedUserAgent)
+        );
+    }
+
+    #[test]
+    fn everything_else_is_held() {
+        assert_eq!(check(b"/up/", None).exemption(), None);
+        assert_eq!(check(b"/up/database/x", None).exemption(), None);
+        assert_eq!(check(b"/", Some(b"pingdom")).exemption(), None);
+        assert_eq!(check(b"/", None).exemption(), None);
+        let unset = ExemptionCheck {
+            uri: b"/",
+            user_agent: Some(b"anything"),
+            health_check_path: Some(b""),
+            privileged_user_agent: Some(b""),
+        };
+        assert_eq!(unset.exemption(), None);
+    }
+
+    #[test]
+    fn log_safe_escapes_what_a_log_line_must_not_carry() {
+        assert_eq!(LogSafe(b"shop").to_string(), "shop");
+        assert_eq!(
+            LogSafe(b"a\"b\\c\n\xff").to_string(),
+            "a\\x22b\\x5cc\\x0a\\xff"
+        );
+        assert!(LogSafe(&[b'x'; 300]).to_string().ends_with("..."));
+    }
+
+    #[test]
+    fn apps_are_named_in_logs() {
+        assert_eq!(AppLabel(b"").to_string(), "the default app");
+        assert_eq!(AppLabel(b"shop").to_string(), "app \"shop\"");
+    }
+}

@@ -1,0 +1,234 @@
+//! Directives, their configuration structures and merging.
+//!
+//! | directive                   | context                  |
+//! |-----------------------------|--------------------------|
+//! | `intermission [on\|off];`   | http, server, location   |
+//! | `intermission_control;`     | location                 |
+//! | `intermission_zone SIZE;`   | http                     |
+
+use std::ffi::{c_char, c_void};
+use std::ptr;
+
+use nginx_sys::{
+    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_http_core_loc_conf_t, ngx_shm_zone_t, ngx_str_t,
+    ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::http::{HttpModuleLocationConf, Merge, MergeConfigError, NgxHttpCoreModule};
+use ngx::{ngx_conf_log_error, ngx_string};
+
+use crate::variables::VariableIndexes;
+use crate::zone;
+
+/// http-level configuration.
+#[derive(Debug)]
+pub struct MainConf {
+    /// The zone; set by `intermission_zone` or, without it, to the default
+    /// size once the http block has been read.
+    pub zone: *mut ngx_shm_zone_t,
+    pub variables: VariableIndexes,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf {
+            zone: ptr::null_mut(),
+            variables: VariableIndexes::default(),
+        }
+    }
+}
+
+impl MainConf {
+    pub fn zone(&self) -> Option<&ngx_shm_zone_t> {
+        // SAFETY: set at configuration time to a zone of this cycle, which
+        // lives as long as the configuration that points to it.
+        unsafe { self.zone.as_ref() }
+    }
+
+    /// The zone's size, for messages that tell the operator what to enlarge.
+    pub fn zone_size(&self) -> usize {
+        self.zone().map_or(0, |zone| zone.shm.size)
+    }
+}
+
+/// Location-level configuration.
+#[derive(Debug)]
+pub struct LocConf {
+    /// `intermission`: hold this location's requests while its app is paused.
+    pub hold: ngx_flag_t,
+}
+
+const UNSET: ngx_flag_t = -1;
+
+impl Default for LocConf {
+    fn default() -> Self {
+        LocConf { hold: UNSET }
+    }
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
+        if self.hold == UNSET {
+            self.hold = if prev.hold == UNSET { 0 } else { prev.hold };
+        }
+        Ok(())
+    }
+}
+
+impl LocConf {
+    pub fn holds(&self) -> bool {
+        self.hold == 1
+    }
+}
+
+pub static mut COMMANDS: [ngx_command_t; 4] = [
+    ngx_command_t {
+        name: ngx_string!("intermission"),
+        type_: (NGX_HTTP_MAIN_CONF
+            | NGX_HTTP_SRV_CONF
+            | NGX_HTTP_LOC_CONF
+            | NGX_CONF_NOARGS
+            | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_intermission),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("intermission_control"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(set_intermission_control),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("intermission_zone"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_intermission_zone),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t::empty(),
+];
+
+/// The directive's arguments after its name.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, inside a directive handler.
+unsafe fn arguments<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
+    // SAFETY: nginx fills `args` with the directive name and its arguments.
+    unsafe { &(*(*cf).args).as_slice::<ngx_str_t>()[1..] }
+}
+
+/// `intermission;`, `intermission on;` or `intermission off;`
+extern "C" fn set_intermission(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's location configuration.
+    let conf = unsafe { &mut *conf.cast::<LocConf>() };
+    if conf.hold != UNSET {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: called by nginx for this directive.
+    conf.hold = match unsafe { arguments(cf) } {
+        [] => 1,
+        [value] if value.as_bytes().eq_ignore_ascii_case(b"on") => 1,
+        [value] if value.as_bytes().eq_ignore_ascii_case(b"off") => 0,
+        [value] => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{value}\" in \"intermission\" directive, it must be \"on\" or \"off\""
+            );
+            return NGX_CONF_ERROR;
+        }
+        _ => unreachable!("nginx checks the argument count"),
+    };
+    NGX_CONF_OK
+}
+
+/// `intermission_control;`: this location answers the control endpoint.
+extern "C" fn set_intermission_control(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: called in a location block, where the core module's location
+    // configuration exists.
+    let Some(core) = (unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) }) else {
+        return NGX_CONF_ERROR;
+    };
+    let core: &mut ngx_http_core_loc_conf_t = core;
+    if core.handler.is_some() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"intermission_control\" directive: this location already has a content handler"
+        );
+        return NGX_CONF_ERROR;
+    }
+    core.handler = Some(crate::control::handle_control_request);
+    NGX_CONF_OK
+}
+
+/// `intermission_zone SIZE;`
+extern "C" fn set_intermission_zone(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's main configuration.
+    let conf = unsafe { &mut *conf.cast::<MainConf>() };
+    if !conf.zone.is_null() {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: called by nginx for this directive, which takes one argument.
+    let mut value = unsafe { arguments(cf) }[0];
+    // SAFETY: parses the argument in place, as nginx's own directives do.
+    let size = unsafe { nginx_sys::ngx_parse_size(&mut value) };
+    if size < 0 {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "invalid size \"{value}\" in \"intermission_zone\" directive"
+        );
+        return NGX_CONF_ERROR;
+    }
+    if (size as usize) < zone::min_size() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "size \"{value}\" in \"intermission_zone\" directive is too small, it must be at least {}k",
+            zone::min_size() / 1024
+        );
+        return NGX_CONF_ERROR;
+    }
+    // SAFETY: `cf` is the configuration being parsed.
+    match unsafe { zone::add(cf, size as usize) } {
+        Some(zone) => {
+            conf.zone = zone;
+            NGX_CONF_OK
+        }
+        None => NGX_CONF_ERROR,
+    }
+}
+
+/// Without `intermission_zone`, the default zone.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, at the end of the http block.
+pub unsafe fn ensure_zone(cf: *mut ngx_conf_t, conf: &mut MainConf) -> bool {
+    if conf.zone.is_null() {
+        // SAFETY: forwarded from the caller.
+        match unsafe { zone::add(cf, zone::DEFAULT_ZONE_SIZE) } {
+            Some(zone) => conf.zone = zone,
+            None => return false,
+        }
+    }
+    true
+}

@@ -1,0 +1,130 @@
+//! The control endpoint: `intermission_control;` in a location answers
+//! `.../status`, `.../enable` and `.../disable` for the app of the control
+//! request itself (its own `$app_name`), so each virtual host's endpoint
+//! controls its own app.
+
+use nginx_sys::{
+    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_POST,
+    NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK,
+};
+use ngx::ngx_log_error;
+
+use crate::config::MainConf;
+use crate::nginx::HttpRequest;
+use crate::zone::{self, ZoneLock, ZONE_NAME};
+use crate::{guard_ffi, hold, module};
+use intermission_core::app_table::{AppTable, TableFull};
+use intermission_core::control::{action_of, Action};
+use intermission_core::pause::{PauseOutcome, ResumeOutcome};
+use intermission_core::settings::{check_app_name, AppLabel};
+
+const HTTP_OK: ngx_uint_t = 200;
+const HTTP_NOT_MODIFIED: ngx_uint_t = 304;
+const HTTP_BAD_REQUEST: ngx_uint_t = 400;
+const HTTP_INSUFFICIENT_STORAGE: ngx_uint_t = 507;
+
+const ENABLED: &[u8] = b"Pause enabled.\n";
+const DISABLED: &[u8] = b"Pause disabled.\n";
+
+/// The content handler of `intermission_control` locations.
+pub extern "C" fn handle_control_request(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls content handlers with a live request.
+    let Some(r) = (unsafe { HttpRequest::from_raw(r) }) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    guard_ffi(r.log(), NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
+        control(r)
+    })
+}
+
+fn control(r: HttpRequest) -> ngx_int_t {
+    // Existing ops scripts use GET; POST is what a careful client sends.
+    if r.method() & (NGX_HTTP_GET | NGX_HTTP_HEAD | NGX_HTTP_POST) as ngx_uint_t == 0 {
+        return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
+    }
+    let rc = r.discard_body();
+    if rc != NGX_OK as ngx_int_t {
+        return rc;
+    }
+    let Some(action) = action_of(r.uri()) else {
+        return NGX_HTTP_NOT_FOUND as ngx_int_t;
+    };
+    let Some(main) = r.main_conf::<MainConf>(module()) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let Some((zone, table)) = main
+        .zone()
+        .and_then(|zone| Some((zone, zone::table(zone)?)))
+    else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let name = match check_app_name(main.variables.app_name(&r)) {
+        Ok(name) => name,
+        Err(too_long) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "intermission: {too_long}, control request refused"
+            );
+            return r.send_text(
+                HTTP_BAD_REQUEST,
+                format!("intermission: {too_long}\n").as_bytes(),
+            );
+        }
+    };
+
+    match action {
+        Action::Status => {
+            let paused = table
+                .find(name)
+                .is_some_and(|app| table.state(app).is_paused());
+            r.send_text(HTTP_OK, if paused { ENABLED } else { DISABLED })
+        }
+        Action::Enable => match table.find_or_add(name, || ZoneLock::acquire(zone)) {
+            Ok(app) => match table.pause(app) {
+                PauseOutcome::Paused => {
+                    ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        r.log(),
+                        "intermission: {} paused",
+                        AppLabel(name)
+                    );
+                    r.send_text(HTTP_OK, ENABLED)
+                }
+                PauseOutcome::AlreadyPaused => r.send_text(HTTP_NOT_MODIFIED, b""),
+            },
+            Err(TableFull) => {
+                let message = zone_full_message(name, &table, main.zone_size());
+                ngx_log_error!(NGX_LOG_ERR, r.log(), "{message}");
+                r.send_text(HTTP_INSUFFICIENT_STORAGE, format!("{message}\n").as_bytes())
+            }
+        },
+        Action::Disable => match table.find(name).map(|app| table.resume(app)) {
+            Some(ResumeOutcome::Resumed { held }) => {
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    r.log(),
+                    "intermission: {} resumed, the pause held {held} request{}",
+                    AppLabel(name),
+                    if held == 1 { "" } else { "s" }
+                );
+                // This worker's own requests go now; the others' within one
+                // release check.
+                hold::release_due_requests();
+                r.send_text(HTTP_OK, DISABLED)
+            }
+            Some(ResumeOutcome::NotPaused) | None => r.send_text(HTTP_NOT_MODIFIED, b""),
+        },
+    }
+}
+
+fn zone_full_message(name: &[u8], table: &AppTable, zone_size: usize) -> String {
+    format!(
+        "intermission: cannot pause {}: the shared zone \"{ZONE_NAME}\" ({}k) is full with {} apps; \
+         enlarge it with \"intermission_zone\"",
+        AppLabel(name),
+        zone_size / 1024,
+        table.apps_in_use()
+    )
+}

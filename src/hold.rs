@@ -1,0 +1,297 @@
+//! Holding requests while their app is paused, and releasing them.
+//!
+//! A request of a paused app takes a ticket from its app's shared counter and
+//! is parked in the precontent phase, after access checks have run, the way
+//! `limit_req` parks a delayed request: the phase handler returns NGX_AGAIN
+//! and nothing runs for the request until it is woken. A held request costs
+//! no CPU while it waits.
+//!
+//! Each worker keeps the requests it holds in a queue ordered by ticket. While
+//! it holds any, one timer per worker looks at the shared zone every few
+//! milliseconds (one load when nothing changed); when the app has been
+//! resumed, the worker posts its requests' write events in ticket order, and
+//! nginx runs them in that order within one pass of its event loop. The
+//! worker that receives the resume call releases its own requests at once.
+
+use std::cell::{Cell, RefCell};
+
+use nginx_sys::{
+    ngx_event_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED, NGX_LOG_ERR, NGX_LOG_WARN,
+};
+use ngx::ngx_log_error;
+
+use crate::config::{LocConf, MainConf};
+use crate::nginx::{self, HttpRequest, RequestContext, Timer};
+use crate::{guard_ffi, module, zone};
+use intermission_core::app_table::{AppId, AppTable};
+use intermission_core::pause::Ticket;
+use intermission_core::queue::{HeldQueue, Millis, Release};
+use intermission_core::settings::{
+    check_app_name, parse_max_time, AppLabel, ExemptionCheck, DEFAULT_MAX_TIME_MS,
+};
+
+/// How often a worker that holds requests looks for a resume made by another
+/// worker, and for requests that reached their maximum time. Keeps every
+/// worker's release within a few milliseconds of the resume call.
+const RELEASE_CHECK_INTERVAL_MS: u64 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HoldState {
+    Held,
+    Released,
+    TimedOut,
+}
+
+/// Attached to every request this module held, for the life of the request.
+pub struct HoldContext {
+    state: Cell<HoldState>,
+    app: AppId,
+    ticket: Ticket,
+    held_since: Millis,
+}
+
+impl RequestContext for HoldContext {
+    fn on_request_freed(&self) {
+        if self.state.get() == HoldState::Held {
+            // Its client went away (nginx finalized it with 499) or its
+            // connection was closed: it leaves the queue without delaying the
+            // requests behind it.
+            with_worker(|worker| worker.queue.forget(self.app, self.ticket));
+        }
+    }
+}
+
+/// What one worker holds.
+struct Worker {
+    table: AppTable<'static>,
+    queue: HeldQueue<HttpRequest>,
+    /// The zone's resume count when this worker last compared its queue with
+    /// the apps' phases.
+    resumes_seen: u64,
+    release_check: Timer,
+}
+
+thread_local! {
+    /// nginx workers are single-threaded: this is the worker's own state.
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+fn with_worker<T>(f: impl FnOnce(&mut Worker) -> T) -> Option<T> {
+    WORKER.with_borrow_mut(|worker| worker.as_mut().map(f))
+}
+
+impl Worker {
+    fn new(table: AppTable<'static>) -> Self {
+        Worker {
+            table,
+            queue: HeldQueue::default(),
+            resumes_seen: table.resumes(),
+            release_check: Timer::new(on_release_check),
+        }
+    }
+
+    fn hold(&mut self, app: AppId, ticket: Ticket, deadline: Millis, r: HttpRequest) {
+        let held_in = self.table.state(app).phase();
+        self.queue.hold(app, ticket, held_in, deadline, r);
+        self.keep_checking();
+    }
+
+    fn keep_checking(&mut self) {
+        if !self.queue.is_empty() && !self.release_check.is_armed() {
+            self.release_check.arm(RELEASE_CHECK_INTERVAL_MS);
+        }
+    }
+
+    /// Takes out the requests due now: those of resumed apps in ticket order,
+    /// then those that reached their maximum time.
+    fn take_due(&mut self, now: Millis) -> Vec<(AppId, HttpRequest, Release)> {
+        let mut due = Vec::new();
+        let resumes = self.table.resumes();
+        if resumes != self.resumes_seen {
+            self.resumes_seen = resumes;
+            let table = self.table;
+            due.extend(
+                self.queue
+                    .release_in_order(|app| table.state(app).phase())
+                    .into_iter()
+                    .map(|(app, _, r)| (app, r, Release::Resumed)),
+            );
+        }
+        if self
+            .queue
+            .next_deadline()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            due.extend(
+                self.queue
+                    .take_expired(now)
+                    .into_iter()
+                    .map(|(app, _, r)| (app, r, Release::TimedOut)),
+            );
+        }
+        self.keep_checking();
+        due
+    }
+}
+
+/// The precontent phase handler of every location.
+pub extern "C" fn hold_phase_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a live request.
+    let Some(r) = (unsafe { HttpRequest::from_raw(r) }) else {
+        return NGX_DECLINED as ngx_int_t;
+    };
+    // A panic must not unwind into nginx; failing open lets the request on.
+    guard_ffi(r.log(), NGX_DECLINED as ngx_int_t, || decide(r))
+}
+
+fn decide(r: HttpRequest) -> ngx_int_t {
+    const PASS: ngx_int_t = NGX_DECLINED as ngx_int_t;
+    const PARK: ngx_int_t = NGX_AGAIN as ngx_int_t;
+
+    if !r
+        .location_conf::<LocConf>(module())
+        .is_some_and(LocConf::holds)
+    {
+        return PASS;
+    }
+    let Some(main) = r.main_conf::<MainConf>(module()) else {
+        return PASS;
+    };
+    let Some(table) = main.zone().and_then(zone::table) else {
+        return PASS;
+    };
+    // The whole cost of the module while nothing is paused: one load.
+    if !table.any_paused() || !r.is_main() {
+        return PASS;
+    }
+    if let Some(ctx) = r.context::<HoldContext>(module()) {
+        // Held once already: after its release (or an internal redirect that
+        // followed it) it goes on; while held, it stays parked.
+        return if ctx.state.get() == HoldState::Held {
+            PARK
+        } else {
+            PASS
+        };
+    }
+
+    let vars = main.variables.read(&r);
+    let name = match check_app_name(vars.app_name) {
+        Ok(name) => name,
+        Err(too_long) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "intermission: {too_long}, the request is not held"
+            );
+            return PASS;
+        }
+    };
+    let Some(app) = table.find(name) else {
+        return PASS;
+    };
+    if !table.state(app).is_paused() {
+        return PASS;
+    }
+    let exempt = ExemptionCheck {
+        uri: r.uri(),
+        user_agent: r.user_agent(),
+        health_check_path: vars.health_check_path,
+        privileged_user_agent: vars.privileged_user_agent,
+    };
+    if exempt.exemption().is_some() {
+        return PASS;
+    }
+    let max_time = match vars.max_time.map(parse_max_time) {
+        None => DEFAULT_MAX_TIME_MS,
+        Some(Ok(max_time)) => max_time,
+        Some(Err(invalid)) => {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                r.log(),
+                "intermission: invalid $intermission_max_time \"{}\" ({invalid}), using the default of {} s",
+                intermission_core::settings::LogSafe(vars.max_time.unwrap_or_default()),
+                DEFAULT_MAX_TIME_MS / 1000
+            );
+            DEFAULT_MAX_TIME_MS
+        }
+    };
+    if max_time == 0 {
+        return PASS;
+    }
+
+    let ticket = table.state(app).take_ticket();
+    let now = nginx::now_ms();
+    let context = HoldContext {
+        state: Cell::new(HoldState::Held),
+        app,
+        ticket,
+        held_since: now,
+    };
+    if r.attach_context(module(), context).is_none() {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            r.log(),
+            "intermission: out of memory, the request is not held"
+        );
+        return PASS;
+    }
+    r.park(wake_held_request);
+    WORKER.with_borrow_mut(|worker| {
+        worker
+            .get_or_insert_with(|| Worker::new(table))
+            .hold(app, ticket, now + max_time, r)
+    });
+    PARK
+}
+
+/// The write-event handler of a parked request.
+unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls request event handlers with a live request.
+    let Some(r) = (unsafe { HttpRequest::from_raw(r) }) else {
+        return;
+    };
+    guard_ffi(r.log(), (), || {
+        match r
+            .context::<HoldContext>(module())
+            .map(|ctx| ctx.state.get())
+        {
+            // A write event that is not ours (the socket became writable).
+            Some(HoldState::Held) => r.keep_parked(),
+            _ => r.resume_phases(),
+        }
+    })
+}
+
+unsafe extern "C" fn on_release_check(_event: *mut ngx_event_t) {
+    guard_ffi(nginx::cycle_log(), (), release_due_requests)
+}
+
+/// Wakes this worker's requests that are due, in order. Called by the timer
+/// and, right after a resume, by the control endpoint.
+pub fn release_due_requests() {
+    let now = nginx::now_ms();
+    let Some((due, table)) = with_worker(|worker| (worker.take_due(now), worker.table)) else {
+        return;
+    };
+    // The queue is no longer borrowed here: waking posts events, and nothing
+    // in nginx calls back into the queue before they run.
+    for (app, r, reason) in due {
+        let Some(ctx) = r.context::<HoldContext>(module()) else {
+            continue;
+        };
+        match reason {
+            Release::Resumed => ctx.state.set(HoldState::Released),
+            Release::TimedOut => {
+                ctx.state.set(HoldState::TimedOut);
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    r.log(),
+                    "intermission: request held for {} ms, its $intermission_max_time, passes while {} is still paused",
+                    now.saturating_sub(ctx.held_since),
+                    AppLabel(&table.name(app))
+                );
+            }
+        }
+        r.post_wake();
+    }
+}

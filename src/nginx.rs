@@ -1,0 +1,353 @@
+//! The thin layer between the module and nginx's raw request and event
+//! structures. Everything that dereferences an `ngx_http_request_t` or an
+//! `ngx_event_t` lives here, behind small safe methods whose contracts are
+//! written next to the `unsafe` blocks; the logic above it is safe Rust.
+
+use std::ffi::c_void;
+use std::mem::MaybeUninit;
+use std::ptr::{self, NonNull};
+
+use nginx_sys::{
+    ngx_buf_t, ngx_chain_t, ngx_event_t, ngx_http_block_reading, ngx_http_core_run_phases,
+    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_get_indexed_variable,
+    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_http_test_reading,
+    ngx_int_t, ngx_log_t, ngx_module_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t, ngx_uint_t,
+    NGX_HTTP_INTERNAL_SERVER_ERROR,
+};
+use ngx::core::Status;
+
+/// nginx's monotonic millisecond clock, as of the current event-loop turn.
+pub fn now_ms() -> u64 {
+    // SAFETY: a plain integer nginx updates between event-loop turns, in this
+    // single-threaded worker.
+    unsafe { nginx_sys::ngx_current_msec as u64 }
+}
+
+/// The cycle's log, for lines not tied to a request.
+pub fn cycle_log() -> *mut ngx_log_t {
+    // SAFETY: `ngx_cycle` is valid in every process once configuration ran.
+    unsafe { (*nginx_sys::ngx_cycle).log }
+}
+
+/// Per-request state a module attaches to a request; dropped with the
+/// request's pool, whichever way the request ends.
+pub trait RequestContext: Sized {
+    /// Called when nginx frees the request, before the value is dropped.
+    fn on_request_freed(&self);
+}
+
+/// A live nginx HTTP request.
+///
+/// Constructed only from a request pointer nginx hands to a handler; it must
+/// not outlive that request. Copies are cheap and refer to the same request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpRequest(NonNull<ngx_http_request_t>);
+
+impl HttpRequest {
+    /// # Safety
+    /// `r` must point to a live request, and the value must not be used after
+    /// nginx frees that request.
+    pub unsafe fn from_raw(r: *mut ngx_http_request_t) -> Option<Self> {
+        NonNull::new(r).map(HttpRequest)
+    }
+
+    pub fn as_ptr(self) -> *mut ngx_http_request_t {
+        self.0.as_ptr()
+    }
+
+    fn raw(&self) -> &ngx_http_request_t {
+        // SAFETY: the constructor's contract keeps the request alive while
+        // this wrapper is used.
+        unsafe { self.0.as_ref() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn raw_mut(&self) -> &mut ngx_http_request_t {
+        // SAFETY: as in `raw`; the worker is single-threaded and no other
+        // reference to the request is held across calls into this module.
+        unsafe { &mut *self.0.as_ptr() }
+    }
+
+    pub fn is_main(&self) -> bool {
+        ptr::eq(self.raw().main, self.as_ptr())
+    }
+
+    pub fn log(&self) -> *mut ngx_log_t {
+        // SAFETY: every request has a connection with a log.
+        unsafe { (*self.raw().connection).log }
+    }
+
+    pub fn method(&self) -> ngx_uint_t {
+        self.raw().method
+    }
+
+    /// The decoded, normalized path, without arguments.
+    pub fn uri(&self) -> &[u8] {
+        self.raw().uri.as_bytes()
+    }
+
+    pub fn user_agent(&self) -> Option<&[u8]> {
+        // SAFETY: a non-null header element is a valid table entry of this
+        // request.
+        unsafe { self.raw().headers_in.user_agent.as_ref() }.map(|header| header.value.as_bytes())
+    }
+
+    /// The value of an indexed variable, or `None` when it is not set.
+    pub fn variable(&self, index: ngx_uint_t) -> Option<&[u8]> {
+        // SAFETY: `index` came from `ngx_http_get_variable_index` at
+        // configuration time; the value lives in the request's pool.
+        let value = unsafe { ngx_http_get_indexed_variable(self.as_ptr(), index).as_ref()? };
+        if value.not_found() != 0 || value.valid() == 0 || value.data.is_null() {
+            return None;
+        }
+        // SAFETY: a valid variable value points to `len` bytes.
+        Some(unsafe { std::slice::from_raw_parts(value.data, value.len() as usize) })
+    }
+
+    pub fn location_conf<T>(&self, module: &ngx_module_t) -> Option<&T> {
+        // SAFETY: the location configuration array has an entry for every
+        // HTTP module, and the module's entry has type `T`.
+        unsafe {
+            (*self.raw().loc_conf.add(module.ctx_index))
+                .cast::<T>()
+                .as_ref()
+        }
+    }
+
+    pub fn main_conf<T>(&self, module: &ngx_module_t) -> Option<&T> {
+        // SAFETY: as for `location_conf`.
+        unsafe {
+            (*self.raw().main_conf.add(module.ctx_index))
+                .cast::<T>()
+                .as_ref()
+        }
+    }
+
+    /// Attaches `value` to the request, for `context` to find again. It is
+    /// dropped (after `on_request_freed`) when nginx frees the request. A
+    /// module attaches values of one type only.
+    pub fn attach_context<T: RequestContext>(&self, module: &ngx_module_t, value: T) -> Option<&T> {
+        let attached = Attached {
+            ctx_index: module.ctx_index,
+            drop: drop_attached::<T>,
+            value,
+        };
+        // SAFETY: the pool belongs to this request; the cleanup allocation is
+        // sized and (pool-)aligned for `Attached<T>`, written before any read.
+        unsafe {
+            let size = std::mem::size_of::<Attached<T>>();
+            let cleanup = ngx_pool_cleanup_add(self.raw().pool, size).as_mut()?;
+            let slot = cleanup.data.cast::<Attached<T>>();
+            slot.write(attached);
+            cleanup.handler = Some(run_request_cleanup);
+            *self.raw().ctx.add(module.ctx_index) = slot.cast();
+            Some(&(*slot).value)
+        }
+    }
+
+    /// The value attached by `attach_context`. An internal redirect clears
+    /// the request's module contexts, so those requests are looked up in the
+    /// pool's cleanups instead, as nginx's realip module does.
+    pub fn context<T: RequestContext>(&self, module: &ngx_module_t) -> Option<&T> {
+        let raw = self.raw();
+        // SAFETY: the context slot is ours and holds null or an `Attached<T>`
+        // written by `attach_context`; a cleanup entry with our handler holds
+        // an `Attached` whose `ctx_index` names the module that wrote it, and
+        // each module attaches one type.
+        unsafe {
+            let slot = raw.ctx.add(module.ctx_index);
+            if let Some(attached) = (*slot).cast::<Attached<T>>().as_ref() {
+                return Some(&attached.value);
+            }
+            if raw.internal() == 0 {
+                return None;
+            }
+            let mut cleanup: *mut ngx_pool_cleanup_t = (*raw.pool).cleanup;
+            while let Some(entry) = cleanup.as_ref() {
+                if is_attached_cleanup(entry) {
+                    let attached = entry.data.cast::<Attached<T>>();
+                    if (*attached).ctx_index == module.ctx_index {
+                        *slot = attached.cast();
+                        return Some(&(*attached).value);
+                    }
+                }
+                cleanup = entry.next;
+            }
+            None
+        }
+    }
+
+    /// Parks the request inside a phase handler that is about to return
+    /// NGX_AGAIN, as `limit_req` does for a delay: a client that closes is
+    /// noticed at once (and finalized with 499 by nginx), and the next write
+    /// event of the connection goes to `on_wake`.
+    pub fn park(&self, on_wake: unsafe extern "C" fn(*mut ngx_http_request_t)) {
+        let r = self.raw_mut();
+        r.read_event_handler = Some(ngx_http_test_reading);
+        r.write_event_handler = Some(on_wake);
+    }
+
+    /// Schedules the parked request's write event to run later in this
+    /// event-loop turn. Requests posted in order run in that order.
+    pub fn post_wake(&self) {
+        // SAFETY: the request's connection and its write event are live while
+        // the request is; `ngx_posted_events` is the worker's posted queue.
+        unsafe {
+            let write = (*self.raw().connection).write;
+            nginx_sys::ngx_post_event(write, ptr::addr_of_mut!(nginx_sys::ngx_posted_events));
+        }
+    }
+
+    /// For a write event that arrives while the request is still parked: keep
+    /// waiting (re-arming the event where the event method needs it).
+    pub fn keep_parked(&self) {
+        // SAFETY: the connection's write event is live with the request.
+        let failed = unsafe {
+            nginx_sys::ngx_handle_write_event((*self.raw().connection).write, 0) != Status::NGX_OK.0
+        };
+        if failed {
+            self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        }
+    }
+
+    /// Leaves the parked state and runs the request's phases again from the
+    /// handler that parked it.
+    pub fn resume_phases(&self) {
+        // SAFETY: the connection's read event is live with the request; the
+        // handlers are nginx's own, as `limit_req` installs them on resume.
+        unsafe {
+            if nginx_sys::ngx_handle_read_event((*self.raw().connection).read, 0)
+                != Status::NGX_OK.0
+            {
+                self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+                return;
+            }
+            let r = self.raw_mut();
+            r.read_event_handler = Some(ngx_http_block_reading);
+            r.write_event_handler = Some(ngx_http_core_run_phases);
+            ngx_http_core_run_phases(self.as_ptr());
+        }
+    }
+
+    pub fn finalize(&self, rc: ngx_int_t) {
+        // SAFETY: finalizing a live request is always allowed.
+        unsafe { ngx_http_finalize_request(self.as_ptr(), rc) }
+    }
+
+    pub fn discard_body(&self) -> ngx_int_t {
+        // SAFETY: a live main request.
+        unsafe { ngx_http_discard_request_body(self.as_ptr()) }
+    }
+
+    /// Sends a complete `text/plain` response; an empty body with a 304 sends
+    /// the header alone. Returns what a content handler returns.
+    pub fn send_text(&self, status: ngx_uint_t, body: &[u8]) -> ngx_int_t {
+        let r = self.raw_mut();
+        r.headers_out.status = status;
+        r.headers_out.content_type = ngx::ngx_string!("text/plain");
+        r.headers_out.content_type_len = r.headers_out.content_type.len;
+        r.headers_out.content_length_n = body.len() as _;
+        if body.is_empty() {
+            r.set_header_only(1);
+        }
+        // SAFETY: a live request whose response has not started.
+        let rc = unsafe { ngx_http_send_header(self.as_ptr()) };
+        if rc == Status::NGX_ERROR.0 || rc > Status::NGX_OK.0 || r.header_only() != 0 {
+            return rc;
+        }
+        // SAFETY: the buffer is allocated from the request's pool and sized
+        // for the body; the chain lives on the stack for the filter call,
+        // which copies what it keeps.
+        unsafe {
+            let buf: *mut ngx_buf_t = nginx_sys::ngx_create_temp_buf(r.pool, body.len());
+            let Some(buf) = buf.as_mut() else {
+                return Status::NGX_ERROR.0;
+            };
+            ptr::copy_nonoverlapping(body.as_ptr(), buf.last, body.len());
+            buf.last = buf.last.add(body.len());
+            buf.set_last_buf(if self.is_main() { 1 } else { 0 });
+            buf.set_last_in_chain(1);
+            let mut chain = ngx_chain_t {
+                buf,
+                next: ptr::null_mut(),
+            };
+            ngx_http_output_filter(self.as_ptr(), &mut chain)
+        }
+    }
+}
+
+/// A value attached to a request, with what its cleanup needs to know.
+#[repr(C)]
+struct Attached<T> {
+    ctx_index: ngx_uint_t,
+    drop: unsafe fn(*mut c_void),
+    value: T,
+}
+
+unsafe fn drop_attached<T: RequestContext>(data: *mut c_void) {
+    let attached = data.cast::<Attached<T>>();
+    // SAFETY: called once, from `run_request_cleanup`, on an `Attached<T>`.
+    unsafe {
+        (*attached).value.on_request_freed();
+        ptr::drop_in_place(attached);
+    }
+}
+
+/// The one pool-cleanup handler of attached values. It is not generic, so it
+/// has a single address in this library, which is how `context` recognizes
+/// its entries.
+unsafe extern "C" fn run_request_cleanup(data: *mut c_void) {
+    // SAFETY: only `attach_context` installs this handler, over an
+    // `Attached<_>` whose leading fields have the same layout for every type;
+    // nginx runs each cleanup once, as the pool is destroyed.
+    unsafe {
+        let drop = (*data.cast::<Attached<()>>()).drop;
+        drop(data)
+    }
+}
+
+#[allow(unpredictable_function_pointer_comparisons)]
+fn is_attached_cleanup(entry: &ngx_pool_cleanup_t) -> bool {
+    let ours: unsafe extern "C" fn(*mut c_void) = run_request_cleanup;
+    entry.handler == Some(ours)
+}
+
+/// A worker-local timer on nginx's event loop, owning its event.
+pub struct Timer {
+    event: Box<ngx_event_t>,
+}
+
+impl Timer {
+    /// A timer that calls `handler`. It is not cancelable: a worker that shuts
+    /// down gracefully (a reload) waits while it is armed, so the requests it
+    /// watches over are not dropped.
+    pub fn new(handler: unsafe extern "C" fn(*mut ngx_event_t)) -> Self {
+        // SAFETY: an all-zero `ngx_event_t` is nginx's own idle event state.
+        let mut event: Box<ngx_event_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        event.handler = Some(handler);
+        event.log = cycle_log();
+        event.data = ptr::null_mut();
+        event.set_cancelable(0);
+        Timer { event }
+    }
+
+    pub fn is_armed(&self) -> bool {
+        self.event.timer_set() != 0
+    }
+
+    pub fn arm(&mut self, after_ms: u64) {
+        // SAFETY: the event is boxed, so its address is stable for as long as
+        // the timer lives; it is only touched from this worker's thread.
+        unsafe { nginx_sys::ngx_add_timer(&mut *self.event, after_ms as _) }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if self.is_armed() {
+            // SAFETY: an armed event is in this worker's timer tree; it must
+            // leave it before its memory goes.
+            unsafe { nginx_sys::ngx_del_timer(&mut *self.event) }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The shared-memory zone that holds the app table.
+//!
+//! nginx's master creates the zone before it forks the workers, so the table
+//! sits at the same address in every worker. On `nginx -s reload` a zone of the
+//! same name, size and module is handed to the new configuration with its
+//! contents: the pause state, and the tickets of requests held by the old
+//! workers, carry over.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use nginx_sys::{ngx_conf_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t, NGX_LOG_EMERG};
+use ngx::core::Status;
+
+use intermission_core::app_table::{layout_stamp, AppSlot, AppTable, TableHeader};
+
+pub const ZONE_NAME: &str = "intermission";
+pub const DEFAULT_ZONE_SIZE: usize = 1024 * 1024;
+
+/// Registers the zone with nginx; it is created (or reused) once the whole
+/// configuration has been read.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed.
+pub unsafe fn add(cf: *mut ngx_conf_t, size: usize) -> Option<*mut ngx_shm_zone_t> {
+    let mut name = ngx_str_t {
+        len: ZONE_NAME.len(),
+        data: ZONE_NAME.as_ptr().cast_mut(),
+    };
+    // SAFETY: the tag is this module's static descriptor, the same object on
+    // every reload, which is what lets nginx hand the zone over.
+    let zone = unsafe {
+        nginx_sys::ngx_shared_memory_add(
+            cf,
+            &mut name,
+            size,
+            ptr::addr_of_mut!(crate::ngx_http_intermission_module).cast(),
+        )
+        .as_mut()?
+    };
+    zone.init = Some(init_zone);
+    Some(zone)
+}
+
+extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx calls this with its zone, mapped and (for a new zone)
+    // already set up as a slab pool; `previous` is the `data` this function
+    // stored in the zone it replaces, which shares the same memory.
+    let zone = unsafe { &mut *shm_zone };
+    let log = zone.shm.log;
+    if !previous.is_null() {
+        // SAFETY: `previous` is a table header this module stored.
+        if unsafe { (*previous.cast::<TableHeader>()).layout() } != layout_stamp() {
+            ngx::ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "intermission: the shared zone \"{ZONE_NAME}\" was created by an incompatible build \
+                 of the module; restart nginx instead of reloading it"
+            );
+            return Status::NGX_ERROR.0;
+        }
+        zone.data = previous;
+        return Status::NGX_OK.0;
+    }
+
+    let pool = zone.shm.addr.cast::<ngx_slab_pool_t>();
+    // SAFETY: a new zone's memory starts with its slab pool.
+    let pool = unsafe { &mut *pool };
+    if zone.shm.exists != 0 {
+        // Only on systems that map zones anew in each process.
+        zone.data = pool.data;
+        return Status::NGX_OK.0;
+    }
+
+    match unsafe { allocate_table(pool) } {
+        Some(header) => {
+            pool.data = header;
+            zone.data = header;
+            Status::NGX_OK.0
+        }
+        None => {
+            ngx::ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "intermission: the shared zone \"{ZONE_NAME}\" has no room for its app table"
+            );
+            Status::NGX_ERROR.0
+        }
+    }
+}
+
+/// Lays the table out in the zone's free pages: a header, then as many slots
+/// as fit.
+///
+/// # Safety
+/// `pool` must be a freshly initialized slab pool no other process uses yet.
+unsafe fn allocate_table(pool: &mut ngx_slab_pool_t) -> Option<*mut c_void> {
+    let header_size = std::mem::size_of::<TableHeader>();
+    let free_bytes = pool.pfree * page_size();
+    let mut capacity = free_bytes.saturating_sub(header_size) / std::mem::size_of::<AppSlot>();
+    // The free-page count is exact, but leave the slab its own bookkeeping if
+    // the first try does not fit.
+    pool.set_log_nomem(0);
+    while capacity > 0 {
+        let size = header_size + capacity * std::mem::size_of::<AppSlot>();
+        // SAFETY: the pool is valid and unshared (see above).
+        let memory = unsafe { nginx_sys::ngx_slab_calloc_locked(pool, size) };
+        if !memory.is_null() {
+            pool.set_log_nomem(1);
+            // SAFETY: `memory` is zeroed, page-aligned and `size` bytes long;
+            // an all-zero slot is a free slot.
+            unsafe {
+                memory
+                    .cast::<TableHeader>()
+                    .write(TableHeader::new(capacity))
+            };
+            return Some(memory);
+        }
+        capacity = capacity * 15 / 16;
+    }
+    None
+}
+
+fn page_size() -> usize {
+    // SAFETY: set once at startup, before any configuration is read.
+    unsafe { nginx_sys::ngx_pagesize }
+}
+
+/// The smallest zone nginx's own zones accept: eight pages.
+pub fn min_size() -> usize {
+    8 * page_size()
+}
+
+/// The app table of an initialized zone.
+pub fn table(zone: &ngx_shm_zone_t) -> Option<AppTable<'static>> {
+    let header = zone.data.cast::<TableHeader>();
+    // SAFETY: once initialized, `data` points to a header followed by
+    // `capacity` slots in shared memory mapped for the life of the process;
+    // all of it is atomics, safe to share between processes.
+    unsafe {
+        let header = header.as_ref()?;
+        let slots = ptr::from_ref(header).add(1).cast::<AppSlot>();
+        Some(AppTable::new(
+            header,
+            std::slice::from_raw_parts(slots, header.capacity()),
+        ))
+    }
+}
+
+/// The zone's slab mutex, held while an app is added to the table. nginx's
+/// master releases it if the worker holding it dies.
+pub struct ZoneLock {
+    pool: *mut ngx_slab_pool_t,
+}
+
+impl ZoneLock {
+    pub fn acquire(zone: &ngx_shm_zone_t) -> Self {
+        let pool = zone.shm.addr.cast::<ngx_slab_pool_t>();
+        // SAFETY: every initialized zone starts with its slab pool, whose
+        // mutex is shared by all workers.
+        unsafe { nginx_sys::ngx_shmtx_lock(&mut (*pool).mutex) };
+        ZoneLock { pool }
+    }
+}
+
+impl Drop for ZoneLock {
+    fn drop(&mut self) {
+        // SAFETY: locked in `acquire` by this process.
+        unsafe { nginx_sys::ngx_shmtx_unlock(&mut (*self.pool).mutex) };
+    }
+}
