@@ -121,10 +121,20 @@ fn control(r: HttpRequest) -> ngx_int_t {
 
 fn zone_full_message(name: &[u8], table: &AppTable, zone_size: usize) -> String {
     format!(
-        "intermission: cannot pause {}: the shared zone \"{ZONE_NAME}\" ({}k) is full with {} apps; \
+        "intermission: cannot pause {}: the shared zone \"{ZONE_NAME}\" ({}) is full with {} apps; \
          enlarge it with \"intermission_zone\"",
         AppLabel(name),
-        zone_size / 1024,
+        human_size(zone_size),
         table.apps_in_use()
     )
+}
+
+/// A zone size as it would be written in the configuration.
+fn human_size(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes % MIB == 0 {
+        format!("{}m", bytes / MIB)
+    } else {
+        format!("{}k", bytes / 1024)
+    }
 }

@@ -18,7 +18,8 @@ use std::cell::{Cell, RefCell};
 use nginx_sys::{
     ngx_event_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED, NGX_LOG_ERR, NGX_LOG_WARN,
 };
-use ngx::ngx_log_error;
+use ngx::log::DebugMask;
+use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::config::{LocConf, MainConf};
 use crate::nginx::{self, HttpRequest, RequestContext, Timer};
@@ -198,7 +199,8 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         health_check_path: vars.health_check_path,
         privileged_user_agent: vars.privileged_user_agent,
     };
-    if exempt.exemption().is_some() {
+    if let Some(exemption) = exempt.exemption() {
+        ngx_log_debug!(mask: DebugMask::Http, r.log(), "intermission: {exemption:?} passes while paused");
         return PASS;
     }
     let max_time = match vars.max_time.map(parse_max_time) {
@@ -236,6 +238,13 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         return PASS;
     }
     r.park(wake_held_request);
+    ngx_log_debug!(
+        mask: DebugMask::Http,
+        r.log(),
+        "intermission: holding request, ticket {} of {}, for at most {max_time} ms",
+        ticket.0,
+        AppLabel(name)
+    );
     WORKER.with_borrow_mut(|worker| {
         worker
             .get_or_insert_with(|| Worker::new(table))
@@ -279,6 +288,13 @@ pub fn release_due_requests() {
         let Some(ctx) = r.context::<HoldContext>(module()) else {
             continue;
         };
+        ngx_log_debug!(
+            mask: DebugMask::Http,
+            r.log(),
+            "intermission: releasing ticket {} of {} ({reason:?})",
+            ctx.ticket.0,
+            AppLabel(&table.name(app))
+        );
         match reason {
             Release::Resumed => ctx.state.set(HoldState::Released),
             Release::TimedOut => {

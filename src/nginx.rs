@@ -244,11 +244,14 @@ impl HttpRequest {
     pub fn send_text(&self, status: ngx_uint_t, body: &[u8]) -> ngx_int_t {
         let r = self.raw_mut();
         r.headers_out.status = status;
-        r.headers_out.content_type = ngx::ngx_string!("text/plain");
-        r.headers_out.content_type_len = r.headers_out.content_type.len;
-        r.headers_out.content_length_n = body.len() as _;
         if body.is_empty() {
+            // A 304 carries no body and describes none.
+            r.headers_out.content_length_n = -1;
             r.set_header_only(1);
+        } else {
+            r.headers_out.content_type = ngx::ngx_string!("text/plain");
+            r.headers_out.content_type_len = r.headers_out.content_type.len;
+            r.headers_out.content_length_n = body.len() as _;
         }
         // SAFETY: a live request whose response has not started.
         let rc = unsafe { ngx_http_send_header(self.as_ptr()) };
