@@ -316,6 +316,10 @@ fn is_attached_cleanup(entry: &ngx_pool_cleanup_t) -> bool {
 }
 
 /// A worker-local timer on nginx's event loop, owning its event.
+///
+/// It has no `Drop`: the one timer lives in the worker's state until the
+/// process exits, and removing it from nginx's timer tree during exit (after a
+/// fast shutdown has freed other timers' memory) would be unsafe.
 pub struct Timer {
     event: Box<ngx_event_t>,
 }
@@ -342,15 +346,5 @@ impl Timer {
         // SAFETY: the event is boxed, so its address is stable for as long as
         // the timer lives; it is only touched from this worker's thread.
         unsafe { nginx_sys::ngx_add_timer(&mut *self.event, after_ms as _) }
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        if self.is_armed() {
-            // SAFETY: an armed event is in this worker's timer tree; it must
-            // leave it before its memory goes.
-            unsafe { nginx_sys::ngx_del_timer(&mut *self.event) }
-        }
     }
 }
