@@ -1,0 +1,264 @@
+//! A minimal HTTP/1.1 client: one request per TCP connection, `Connection:
+//! close`, blocking std sockets whose timeouts are only bounds.
+//!
+//! A request can be sent and answered at once (`Request::send`) or started and
+//! left waiting (`Request::start` gives a `Pending`): held requests need no
+//! thread, the kernel keeps their answer until the test reads it.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::{poll_until, sockdiag, BOUND};
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+    source: Option<Ipv4Addr>,
+}
+
+impl Request {
+    pub fn new(method: &str, target: &str) -> Self {
+        Request {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            source: None,
+        }
+    }
+
+    pub fn get(target: &str) -> Self {
+        Self::new("GET", target)
+    }
+
+    /// Adds a header; the value may hold any bytes but CR and LF.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers
+            .push((name.to_owned(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// A request body (sent with its Content-Length).
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Connects from this loopback address (any of 127.0.0.0/8) instead of 127.0.0.1.
+    pub fn source_address(mut self, source: Ipv4Addr) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    fn describe(&self, port: u16) -> String {
+        format!("{} {} (port {port})", self.method, self.target)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = format!(
+            "{} {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n",
+            self.method, self.target
+        )
+        .into_bytes();
+        for (name, value) in &self.headers {
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(value);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        if !self.body.is_empty() || !matches!(self.method.as_str(), "GET" | "HEAD") {
+            bytes.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\n");
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    /// Connects and writes the request; the answer is read later.
+    pub fn start(&self, port: u16) -> Pending {
+        let what = self.describe(port);
+        let stream =
+            connect(port, self.source).unwrap_or_else(|e| panic!("{what}: cannot connect: {e}"));
+        (&stream)
+            .write_all(&self.to_bytes())
+            .unwrap_or_else(|e| panic!("{what}: cannot write: {e}"));
+        let local_port = stream.local_addr().expect("local address").port();
+        Pending {
+            stream,
+            local_port,
+            server_port: port,
+            body_len: self.body.len(),
+            what,
+        }
+    }
+
+    /// Sends the request and reads the whole answer.
+    pub fn send(&self, port: u16) -> Response {
+        self.start(port).finish()
+    }
+}
+
+fn connect(port: u16, source: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(source) = source {
+        socket.bind(&SockAddr::from(SocketAddr::from((source, 0))))?;
+    }
+    socket.connect_timeout(
+        &SockAddr::from(SocketAddr::from(([127, 0, 0, 1], port))),
+        BOUND,
+    )?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(BOUND))?;
+    stream.set_write_timeout(Some(BOUND))?;
+    Ok(stream)
+}
+
+/// A request written to nginx whose answer has not been read yet.
+pub struct Pending {
+    stream: TcpStream,
+    local_port: u16,
+    server_port: u16,
+    /// nginx reads a request body only in the content phase: while a request
+    /// is held, up to this many bytes may stay unread in its socket.
+    body_len: usize,
+    what: String,
+}
+
+impl Pending {
+    pub fn describe(&self) -> &str {
+        &self.what
+    }
+
+    /// Whether nginx answered or closed the connection (nothing is consumed).
+    pub fn is_answered(&self) -> bool {
+        self.stream.set_nonblocking(true).expect("set_nonblocking");
+        let answered = match self.stream.peek(&mut [0u8; 1]) {
+            Ok(_) => true, // bytes, or 0 for end of stream
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Err(_) => true, // reset
+        };
+        self.stream.set_nonblocking(false).expect("set_nonblocking");
+        answered
+    }
+
+    /// Waits until nginx has read this request (or already answered it).
+    pub fn wait_read(&self) {
+        wait_all_read(std::slice::from_ref(self));
+    }
+
+    /// Reads the whole answer (nginx closes the connection after it).
+    pub fn finish(mut self) -> Response {
+        let mut raw = Vec::new();
+        if let Err(e) = self.stream.read_to_end(&mut raw) {
+            panic!(
+                "{}: no complete answer within {BOUND:?}: {e} (got {:?})",
+                self.what,
+                String::from_utf8_lossy(&raw)
+            );
+        }
+        Response::parse(&raw).unwrap_or_else(|| {
+            panic!(
+                "{}: malformed answer {:?}",
+                self.what,
+                String::from_utf8_lossy(&raw)
+            )
+        })
+    }
+
+    /// Closes the connection without reading the answer, as a client that gives up.
+    pub fn close(self) {
+        drop(self.stream);
+    }
+}
+
+/// Waits until nginx has read every one of these requests' heads (or
+/// answered them). Once it has, nginx has run the request through its phases
+/// in the same event: a held request is parked in the module.
+pub fn wait_all_read(pending: &[Pending]) {
+    let Some(first) = pending.first() else { return };
+    let server_port = first.server_port;
+    assert!(
+        pending.iter().all(|p| p.server_port == server_port),
+        "requests to one port at a time"
+    );
+    let mut unread: Vec<&Pending> = pending.iter().collect();
+    let done = poll_until(BOUND, || {
+        let unread_bytes = sockdiag::unread_by_client(server_port);
+        let head_read = |p: &Pending| {
+            unread_bytes
+                .get(&p.local_port)
+                .is_some_and(|&n| n as usize <= p.body_len)
+        };
+        unread.retain(|p| !head_read(p) && !p.is_answered());
+        unread.is_empty()
+    });
+    assert!(
+        done,
+        "nginx did not read {} request(s) within {BOUND:?}, e.g. {}",
+        unread.len(),
+        unread[0].what
+    );
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    fn parse(raw: &[u8]) -> Option<Response> {
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&raw[..end]);
+        let mut lines = head.split("\r\n");
+        let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        let mut response = Response {
+            status,
+            headers,
+            body: raw[end + 4..].to_vec(),
+        };
+        if response
+            .header("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
+            response.body = dechunk(&response.body)?;
+        }
+        Some(response)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
+}

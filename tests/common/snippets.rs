@@ -1,0 +1,97 @@
+//! Config snippets and control-endpoint calls shared by the test files.
+
+use super::{Request, Response, Upstream};
+
+/// Where every test config puts the control endpoint.
+pub const CONTROL: &str = "/_intermission";
+pub const PAUSED: &str = "Pause enabled.\n";
+pub const RESUMED: &str = "Pause disabled.\n";
+
+/// The control location, restricted to 127.0.0.1 as the documentation shows.
+pub fn control_location() -> String {
+    format!("location {CONTROL} {{ allow 127.0.0.1; deny all; intermission_control; }}")
+}
+
+/// Directives proxying to the upstream, telling it which worker sent the request.
+pub fn proxy_to(upstream: &Upstream) -> String {
+    format!(
+        "proxy_set_header X-Worker $pid; proxy_pass http://127.0.0.1:{};",
+        upstream.port()
+    )
+}
+
+/// A location whose requests the module holds while their app is paused.
+pub fn held_location(path: &str, upstream: &Upstream, extra: &str) -> String {
+    format!(
+        "location {path} {{ intermission; {extra} {} }}",
+        proxy_to(upstream)
+    )
+}
+
+/// A location the module does not act on.
+pub fn plain_location(path: &str, upstream: &Upstream, extra: &str) -> String {
+    format!("location {path} {{ {extra} {} }}", proxy_to(upstream))
+}
+
+/// `set $app_name VALUE;` (VALUE is config text: a word, a quoted string or a variable).
+pub fn set_app_name(value: &str) -> String {
+    format!("set $app_name {value};")
+}
+
+/// The usual server: app `app`, `/` held (with `extra` directives), and the control endpoint.
+pub fn app_server(app: &str, upstream: &Upstream, extra: &str) -> String {
+    format!(
+        "{} {} {}",
+        set_app_name(app),
+        held_location("/", upstream, extra),
+        control_location()
+    )
+}
+
+/// A control call (GET); `action` may carry a query string (`enable?app=a`).
+pub fn control(port: u16, action: &str) -> Response {
+    control_request("GET", action).send(port)
+}
+
+pub fn control_request(method: &str, action: &str) -> Request {
+    Request::new(method, &format!("{CONTROL}/{action}"))
+}
+
+/// Asserts status and exact body.
+pub fn assert_answer(response: &Response, status: u16, body: &str, what: &str) {
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (status, body),
+        "{what}: {response:?}"
+    );
+}
+
+/// Enables the pause and checks the answer says so.
+pub fn pause(port: u16, action_suffix: &str) {
+    assert_answer(
+        &control(port, &format!("enable{action_suffix}")),
+        200,
+        PAUSED,
+        "enable",
+    );
+}
+
+/// Disables the pause and checks the answer says so.
+pub fn resume(port: u16, action_suffix: &str) {
+    assert_answer(
+        &control(port, &format!("disable{action_suffix}")),
+        200,
+        RESUMED,
+        "disable",
+    );
+}
+
+/// Asserts the answer of `status`.
+pub fn assert_status(port: u16, action_suffix: &str, expected: &str) {
+    assert_answer(
+        &control(port, &format!("status{action_suffix}")),
+        200,
+        expected,
+        "status",
+    );
+}

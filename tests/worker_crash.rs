@@ -1,0 +1,63 @@
+//! A worker that dies while holding requests does not stall the others: its
+//! own clients lose their connections (nothing can save those), every other
+//! worker's requests are released, and the pause state in the zone is intact.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_killed_worker_does_not_stall_the_other_workers_queues() {
+    const HELD: usize = 40;
+    const LATE: usize = 6;
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(2)
+            .server(&app_server("shop", &upstream, "")),
+    );
+    let port = nginx.port();
+    pause(port, "");
+    let held = start_in_order(port, HELD, |i| seq_request("/item/", i));
+    assert_still_held(&held);
+
+    let victim = nginx.worker_pids()[0];
+    // SAFETY: sending a signal to a child process of this test.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    wait_until(BOUND, "the killed worker to be gone and replaced", || {
+        let workers = nginx.worker_pids();
+        !is_alive(victim) && workers.len() == 2 && !workers.contains(&victim)
+    });
+
+    // The victim's clients see their connections closed; the rest wait on.
+    let (lost, survivors): (Vec<Pending>, Vec<Pending>) =
+        held.into_iter().partition(Pending::is_answered);
+    assert!(
+        !lost.is_empty() && !survivors.is_empty(),
+        "both workers should have held requests ({} lost, {} still held)",
+        lost.len(),
+        survivors.len()
+    );
+    assert_eq!(upstream.count(), 0, "nothing may pass while paused");
+    assert_status(port, "", PAUSED);
+
+    // The surviving and the respawned worker keep holding new requests.
+    let mut waiting = survivors;
+    let first_late = waiting.len();
+    waiting.extend((0..LATE).map(|i| start_held(port, seq_request("/item/", HELD + i))));
+    assert_still_held(&waiting[first_late..]);
+
+    resume(port, "");
+    let expected = waiting.len();
+    finish_all_from_upstream(waiting);
+    let hits = upstream.wait_for(expected);
+    settle();
+    assert_eq!(
+        upstream.count(),
+        expected,
+        "a request reached the upstream twice"
+    );
+    assert_ordered_per_worker(&hits);
+    assert_status(port, "", RESUMED);
+    nginx.stop();
+}
