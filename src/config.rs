@@ -57,13 +57,20 @@ impl MainConf {
 pub struct LocConf {
     /// `intermission`: hold this location's requests while its app is paused.
     pub hold: ngx_flag_t,
+    /// `intermission_control` is set here. Never inherited: it marks the
+    /// endpoint itself, which must answer while its app is paused even when
+    /// `intermission` is inherited from the server or http level.
+    pub control: bool,
 }
 
 const UNSET: ngx_flag_t = -1;
 
 impl Default for LocConf {
     fn default() -> Self {
-        LocConf { hold: UNSET }
+        LocConf {
+            hold: UNSET,
+            control: false,
+        }
     }
 }
 
@@ -78,7 +85,7 @@ impl Merge for LocConf {
 
 impl LocConf {
     pub fn holds(&self) -> bool {
-        self.hold == 1
+        self.hold == 1 && !self.control
     }
 }
 
@@ -156,8 +163,10 @@ extern "C" fn set_intermission(
 extern "C" fn set_intermission_control(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
-    _conf: *mut c_void,
+    conf: *mut c_void,
 ) -> *mut c_char {
+    // SAFETY: nginx passes this module's location configuration.
+    let conf = unsafe { &mut *conf.cast::<LocConf>() };
     // SAFETY: called in a location block, where the core module's location
     // configuration exists.
     let Some(core) = (unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) }) else {
@@ -173,6 +182,7 @@ extern "C" fn set_intermission_control(
         return NGX_CONF_ERROR;
     }
     core.handler = Some(crate::control::handle_control_request);
+    conf.control = true;
     NGX_CONF_OK
 }
 

@@ -97,3 +97,24 @@ fn intermission_off_overrides_an_inherited_on() {
     assert_from_upstream(&held.finish(), "released");
     nginx.stop();
 }
+
+/// The control endpoint answers while paused even when `intermission` is
+/// inherited from the server level, so a pause can always be ended.
+#[test]
+fn the_control_endpoint_is_never_held() {
+    let upstream = Upstream::start();
+    let server = format!(
+        "intermission; {} {}",
+        plain_location("/", &upstream, ""),
+        control_location()
+    );
+    let nginx = Nginx::start(Config::new().server(&server));
+    let port = nginx.port();
+    pause(port, "");
+    let held = start_held(port, Request::get("/page"));
+    assert_still_held([&held]);
+    assert_status(port, "", PAUSED);
+    resume(port, "");
+    assert_from_upstream(&held.finish(), "released");
+    nginx.stop();
+}

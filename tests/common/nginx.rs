@@ -53,11 +53,22 @@ fn vendored_nginx_in_target() -> Option<PathBuf> {
         .max_by_key(|path| fs::metadata(path).and_then(|m| m.modified()).ok())
 }
 
-/// The module: $INTERMISSION_MODULE, else the cdylib next to this test binary.
+/// The module: $INTERMISSION_MODULE, else the cdylib cargo built for this
+/// test run. `cargo test` leaves it in `deps/` (only `cargo build` copies it
+/// up a level), and `deps/` always has the newest build.
 pub fn module_path() -> PathBuf {
     let path = env::var_os("INTERMISSION_MODULE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_profile_dir().join(MODULE_FILE));
+        .unwrap_or_else(|| {
+            let profile = target_profile_dir();
+            [
+                profile.join("deps").join(MODULE_FILE),
+                profile.join(MODULE_FILE),
+            ]
+            .into_iter()
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| profile.join(MODULE_FILE))
+        });
     assert!(
         path.is_file(),
         "module not found at {} (build it, or set INTERMISSION_MODULE)",
