@@ -314,7 +314,7 @@ mod tests {
         let longest = vec![b'x'; MAX_APP_NAME_LEN];
         let id = table.find_or_add(&longest, || ()).unwrap();
         assert_eq!(table.name(id), longest);
-        assert_eq!(table.find(&vec![b'x'; MAX_APP_NAME_LEN + 1]), None);
+        assert_eq!(table.find(&[b'x'; MAX_APP_NAME_LEN + 1]), None);
     }
 
     #[test]
