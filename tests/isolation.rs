@@ -38,12 +38,7 @@ fn apps_of_separate_servers_are_independent() {
 #[test]
 fn apps_named_by_a_variable_are_independent() {
     let upstream = Upstream::start();
-    let server = format!(
-        "{} {} {}",
-        set_app_name("$arg_app"),
-        held_location("/", &upstream, ""),
-        control_location()
-    );
+    let server = app_per_query_server(&upstream);
     let nginx = Nginx::start(Config::new().server(&server));
     let port = nginx.port();
 

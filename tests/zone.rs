@@ -11,12 +11,7 @@ const MAX_APPS: usize = 20_000;
 #[test]
 fn a_full_zone_answers_507_and_fails_open() {
     let upstream = Upstream::start();
-    let server = format!(
-        "{} {} {}",
-        set_app_name("$arg_app"),
-        held_location("/", &upstream, ""),
-        control_location()
-    );
+    let server = app_per_query_server(&upstream);
     let nginx = Nginx::start(
         Config::new()
             .workers(2)

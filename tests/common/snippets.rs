@@ -48,6 +48,17 @@ pub fn app_server(app: &str, upstream: &Upstream, extra: &str) -> String {
     )
 }
 
+/// A server whose app is named by the `app` query argument (`?app=a`), for
+/// tests that need many apps: `/` held, and the control endpoint.
+pub fn app_per_query_server(upstream: &Upstream) -> String {
+    format!(
+        "{} {} {}",
+        set_app_name("$arg_app"),
+        held_location("/", upstream, ""),
+        control_location()
+    )
+}
+
 /// A control call (GET); `action` may carry a query string (`enable?app=a`).
 pub fn control(port: u16, action: &str) -> Response {
     control_request("GET", action).send(port)
