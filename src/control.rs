@@ -10,14 +10,14 @@ use nginx_sys::{
 };
 use ngx::ngx_log_error;
 
-use crate::config::MainConf;
 use crate::nginx::HttpRequest;
 use crate::zone::{self, ZoneLock, ZONE_NAME};
-use crate::{guard_ffi, hold, module};
+use crate::{guard_ffi, hold, IntermissionModule};
 use intermission_core::app_table::{AppTable, TableFull};
 use intermission_core::control::{action_of, Action};
 use intermission_core::pause::{PauseOutcome, ResumeOutcome};
 use intermission_core::settings::{check_app_name, AppLabel};
+use ngx::http::HttpModuleMainConf;
 
 const HTTP_OK: ngx_uint_t = 200;
 const HTTP_NOT_MODIFIED: ngx_uint_t = 304;
@@ -50,15 +50,16 @@ fn control(r: HttpRequest) -> ngx_int_t {
     let Some(action) = action_of(r.uri()) else {
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
     };
-    let Some(main) = r.main_conf::<MainConf>(module()) else {
+    let Some(main) = IntermissionModule::main_conf(r.as_raw()) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
-    let Some((zone, table)) = main
+    let Some((zone, header)) = main
         .zone()
-        .and_then(|zone| Some((zone, zone::table(zone)?)))
+        .and_then(|zone| Some((zone, zone::header(zone)?)))
     else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
+    let table = zone::table(header);
     let name = match check_app_name(main.variables.app_name(&r)) {
         Ok(name) => name,
         Err(too_long) => {

@@ -18,14 +18,15 @@ use std::cell::{Cell, RefCell};
 use nginx_sys::{
     ngx_event_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED, NGX_LOG_ERR, NGX_LOG_WARN,
 };
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::log::DebugMask;
 use ngx::{ngx_log_debug, ngx_log_error};
 
-use crate::config::{LocConf, MainConf};
+use crate::config::LocConf;
 use crate::nginx::{self, HttpRequest, RequestContext, Timer};
-use crate::{guard_ffi, module, zone};
+use crate::{guard_ffi, module, zone, IntermissionModule};
 use intermission_core::app_table::{AppId, AppTable};
-use intermission_core::pause::Ticket;
+use intermission_core::pause::{Phase, Ticket};
 use intermission_core::queue::{HeldQueue, Millis, Release};
 use intermission_core::settings::{
     check_app_name, parse_max_time, AppLabel, ExemptionCheck, DEFAULT_MAX_TIME_MS,
@@ -36,16 +37,10 @@ use intermission_core::settings::{
 /// worker's release within a few milliseconds of the resume call.
 const RELEASE_CHECK_INTERVAL_MS: u64 = 5;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum HoldState {
-    Held,
-    Released,
-    TimedOut,
-}
-
 /// Attached to every request this module held, for the life of the request.
 pub struct HoldContext {
-    state: Cell<HoldState>,
+    /// `None` while held; then why it was let go.
+    released: Cell<Option<Release>>,
     app: AppId,
     ticket: Ticket,
     held_since: Millis,
@@ -53,7 +48,7 @@ pub struct HoldContext {
 
 impl RequestContext for HoldContext {
     fn on_request_freed(&self) {
-        if self.state.get() == HoldState::Held {
+        if self.released.get().is_none() {
             // Its client went away (nginx finalized it with 499) or its
             // connection was closed: it leaves the queue without delaying the
             // requests behind it.
@@ -91,8 +86,14 @@ impl Worker {
         }
     }
 
-    fn hold(&mut self, app: AppId, ticket: Ticket, deadline: Millis, r: HttpRequest) {
-        let held_in = self.table.state(app).phase();
+    fn hold(
+        &mut self,
+        app: AppId,
+        ticket: Ticket,
+        held_in: Phase,
+        deadline: Millis,
+        r: HttpRequest,
+    ) {
         self.queue.hold(app, ticket, held_in, deadline, r);
         self.keep_checking();
     }
@@ -149,31 +150,29 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     const PASS: ngx_int_t = NGX_DECLINED as ngx_int_t;
     const PARK: ngx_int_t = NGX_AGAIN as ngx_int_t;
 
-    if !r
-        .location_conf::<LocConf>(module())
-        .is_some_and(LocConf::holds)
-    {
+    if !IntermissionModule::location_conf(r.as_raw()).is_some_and(LocConf::holds) {
         return PASS;
     }
-    let Some(main) = r.main_conf::<MainConf>(module()) else {
+    let Some(main) = IntermissionModule::main_conf(r.as_raw()) else {
         return PASS;
     };
-    let Some(table) = main.zone().and_then(zone::table) else {
+    let Some(header) = main.zone().and_then(zone::header) else {
         return PASS;
     };
     // The whole cost of the module while nothing is paused: one load.
-    if !table.any_paused() || !r.is_main() {
+    if !header.any_paused() || !r.is_main() {
         return PASS;
     }
     if let Some(ctx) = r.context::<HoldContext>(module()) {
         // Held once already: after its release (or an internal redirect that
         // followed it) it goes on; while held, it stays parked.
-        return if ctx.state.get() == HoldState::Held {
+        return if ctx.released.get().is_none() {
             PARK
         } else {
             PASS
         };
     }
+    let table = zone::table(header);
 
     let vars = main.variables.read(&r);
     let name = match check_app_name(vars.app_name) {
@@ -190,7 +189,10 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     let Some(app) = table.find(name) else {
         return PASS;
     };
-    if !table.state(app).is_paused() {
+    // Read once: a resume after this point releases the request at the next
+    // check, because its phase will no longer match.
+    let phase = table.state(app).phase();
+    if !phase.is_paused() {
         return PASS;
     }
     let exempt = ExemptionCheck {
@@ -224,7 +226,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     let ticket = table.state(app).take_ticket();
     let now = nginx::now_ms();
     let context = HoldContext {
-        state: Cell::new(HoldState::Held),
+        released: Cell::new(None),
         app,
         ticket,
         held_since: now,
@@ -248,7 +250,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     WORKER.with_borrow_mut(|worker| {
         worker
             .get_or_insert_with(|| Worker::new(table))
-            .hold(app, ticket, now + max_time, r)
+            .hold(app, ticket, phase, now + max_time, r)
     });
     PARK
 }
@@ -260,13 +262,14 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
         return;
     };
     guard_ffi(r.log(), (), || {
-        match r
+        let still_held = r
             .context::<HoldContext>(module())
-            .map(|ctx| ctx.state.get())
-        {
+            .is_some_and(|ctx| ctx.released.get().is_none());
+        if still_held {
             // A write event that is not ours (the socket became writable).
-            Some(HoldState::Held) => r.keep_parked(),
-            _ => r.resume_phases(),
+            r.keep_parked();
+        } else {
+            r.resume_phases();
         }
     })
 }
@@ -295,18 +298,15 @@ pub fn release_due_requests() {
             ctx.ticket.0,
             AppLabel(&table.name(app))
         );
-        match reason {
-            Release::Resumed => ctx.state.set(HoldState::Released),
-            Release::TimedOut => {
-                ctx.state.set(HoldState::TimedOut);
-                ngx_log_error!(
+        ctx.released.set(Some(reason));
+        if reason == Release::TimedOut {
+            ngx_log_error!(
                     NGX_LOG_WARN,
                     r.log(),
                     "intermission: request held for {} ms, its $intermission_max_time, passes while {} is still paused",
-                    now.saturating_sub(ctx.held_since),
-                    AppLabel(&table.name(app))
-                );
-            }
+                now.saturating_sub(ctx.held_since),
+                AppLabel(&table.name(app))
+            );
         }
         r.post_wake();
     }

@@ -55,7 +55,9 @@ impl HttpRequest {
         self.0.as_ptr()
     }
 
-    fn raw(&self) -> &ngx_http_request_t {
+    /// The request itself, for the `ngx` crate's typed accessors (such as
+    /// `HttpModuleLocationConf::location_conf`).
+    pub fn as_raw(&self) -> &ngx_http_request_t {
         // SAFETY: the constructor's contract keeps the request alive while
         // this wrapper is used.
         unsafe { self.0.as_ref() }
@@ -69,27 +71,28 @@ impl HttpRequest {
     }
 
     pub fn is_main(&self) -> bool {
-        ptr::eq(self.raw().main, self.as_ptr())
+        ptr::eq(self.as_raw().main, self.as_ptr())
     }
 
     pub fn log(&self) -> *mut ngx_log_t {
         // SAFETY: every request has a connection with a log.
-        unsafe { (*self.raw().connection).log }
+        unsafe { (*self.as_raw().connection).log }
     }
 
     pub fn method(&self) -> ngx_uint_t {
-        self.raw().method
+        self.as_raw().method
     }
 
     /// The decoded, normalized path, without arguments.
     pub fn uri(&self) -> &[u8] {
-        self.raw().uri.as_bytes()
+        self.as_raw().uri.as_bytes()
     }
 
     pub fn user_agent(&self) -> Option<&[u8]> {
         // SAFETY: a non-null header element is a valid table entry of this
         // request.
-        unsafe { self.raw().headers_in.user_agent.as_ref() }.map(|header| header.value.as_bytes())
+        unsafe { self.as_raw().headers_in.user_agent.as_ref() }
+            .map(|header| header.value.as_bytes())
     }
 
     /// The value of an indexed variable, or `None` when it is not set.
@@ -102,25 +105,6 @@ impl HttpRequest {
         }
         // SAFETY: a valid variable value points to `len` bytes.
         Some(unsafe { std::slice::from_raw_parts(value.data, value.len() as usize) })
-    }
-
-    pub fn location_conf<T>(&self, module: &ngx_module_t) -> Option<&T> {
-        // SAFETY: the location configuration array has an entry for every
-        // HTTP module, and the module's entry has type `T`.
-        unsafe {
-            (*self.raw().loc_conf.add(module.ctx_index))
-                .cast::<T>()
-                .as_ref()
-        }
-    }
-
-    pub fn main_conf<T>(&self, module: &ngx_module_t) -> Option<&T> {
-        // SAFETY: as for `location_conf`.
-        unsafe {
-            (*self.raw().main_conf.add(module.ctx_index))
-                .cast::<T>()
-                .as_ref()
-        }
     }
 
     /// Attaches `value` to the request, for `context` to find again. It is
@@ -136,11 +120,11 @@ impl HttpRequest {
         // sized and (pool-)aligned for `Attached<T>`, written before any read.
         unsafe {
             let size = std::mem::size_of::<Attached<T>>();
-            let cleanup = ngx_pool_cleanup_add(self.raw().pool, size).as_mut()?;
+            let cleanup = ngx_pool_cleanup_add(self.as_raw().pool, size).as_mut()?;
             let slot = cleanup.data.cast::<Attached<T>>();
             slot.write(attached);
             cleanup.handler = Some(run_request_cleanup);
-            *self.raw().ctx.add(module.ctx_index) = slot.cast();
+            *self.as_raw().ctx.add(module.ctx_index) = slot.cast();
             Some(&(*slot).value)
         }
     }
@@ -149,7 +133,7 @@ impl HttpRequest {
     /// the request's module contexts, so those requests are looked up in the
     /// pool's cleanups instead, as nginx's realip module does.
     pub fn context<T: RequestContext>(&self, module: &ngx_module_t) -> Option<&T> {
-        let raw = self.raw();
+        let raw = self.as_raw();
         // SAFETY: the context slot is ours and holds null or an `Attached<T>`
         // written by `attach_context`; a cleanup entry with our handler holds
         // an `Attached` whose `ctx_index` names the module that wrote it, and
@@ -193,7 +177,7 @@ impl HttpRequest {
         // SAFETY: the request's connection and its write event are live while
         // the request is; `ngx_posted_events` is the worker's posted queue.
         unsafe {
-            let write = (*self.raw().connection).write;
+            let write = (*self.as_raw().connection).write;
             nginx_sys::ngx_post_event(write, ptr::addr_of_mut!(nginx_sys::ngx_posted_events));
         }
     }
@@ -203,7 +187,8 @@ impl HttpRequest {
     pub fn keep_parked(&self) {
         // SAFETY: the connection's write event is live with the request.
         let failed = unsafe {
-            nginx_sys::ngx_handle_write_event((*self.raw().connection).write, 0) != Status::NGX_OK.0
+            nginx_sys::ngx_handle_write_event((*self.as_raw().connection).write, 0)
+                != Status::NGX_OK.0
         };
         if failed {
             self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
@@ -216,7 +201,7 @@ impl HttpRequest {
         // SAFETY: the connection's read event is live with the request; the
         // handlers are nginx's own, as `limit_req` installs them on resume.
         unsafe {
-            if nginx_sys::ngx_handle_read_event((*self.raw().connection).read, 0)
+            if nginx_sys::ngx_handle_read_event((*self.as_raw().connection).read, 0)
                 != Status::NGX_OK.0
             {
                 self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
@@ -242,27 +227,33 @@ impl HttpRequest {
     /// Sends a complete `text/plain` response; an empty body with a 304 sends
     /// the header alone. Returns what a content handler returns.
     pub fn send_text(&self, status: ngx_uint_t, body: &[u8]) -> ngx_int_t {
-        let r = self.raw_mut();
-        r.headers_out.status = status;
-        if body.is_empty() {
-            // A 304 carries no body and describes none.
-            r.headers_out.content_length_n = -1;
-            r.set_header_only(1);
-        } else {
-            r.headers_out.content_type = ngx::ngx_string!("text/plain");
-            r.headers_out.content_type_len = r.headers_out.content_type.len;
-            r.headers_out.content_length_n = body.len() as _;
+        {
+            let headers = &mut self.raw_mut().headers_out;
+            headers.status = status;
+            if body.is_empty() {
+                // A 304 carries no body and describes none.
+                headers.content_length_n = -1;
+            } else {
+                headers.content_type = ngx::ngx_string!("text/plain");
+                headers.content_type_len = headers.content_type.len;
+                headers.content_length_n = body.len() as _;
+            }
         }
-        // SAFETY: a live request whose response has not started.
+        if body.is_empty() {
+            self.raw_mut().set_header_only(1);
+        }
+        // SAFETY: a live request whose response has not started; no Rust
+        // reference into it is held across the call.
         let rc = unsafe { ngx_http_send_header(self.as_ptr()) };
-        if rc == Status::NGX_ERROR.0 || rc > Status::NGX_OK.0 || r.header_only() != 0 {
+        if rc == Status::NGX_ERROR.0 || rc > Status::NGX_OK.0 || self.as_raw().header_only() != 0 {
             return rc;
         }
+        let pool = self.as_raw().pool;
         // SAFETY: the buffer is allocated from the request's pool and sized
         // for the body; the chain lives on the stack for the filter call,
         // which copies what it keeps.
         unsafe {
-            let buf: *mut ngx_buf_t = nginx_sys::ngx_create_temp_buf(r.pool, body.len());
+            let buf: *mut ngx_buf_t = nginx_sys::ngx_create_temp_buf(pool, body.len());
             let Some(buf) = buf.as_mut() else {
                 return Status::NGX_ERROR.0;
             };

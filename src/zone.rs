@@ -72,6 +72,8 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) ->
         return Status::NGX_OK.0;
     }
 
+    // SAFETY: the pool was just initialized by nginx, in the master, before
+    // any worker exists.
     match unsafe { allocate_table(pool) } {
         Some(header) => {
             pool.data = header;
@@ -131,20 +133,24 @@ pub fn min_size() -> usize {
     8 * page_size()
 }
 
-/// The app table of an initialized zone.
-pub fn table(zone: &ngx_shm_zone_t) -> Option<AppTable<'static>> {
-    let header = zone.data.cast::<TableHeader>();
-    // SAFETY: once initialized, `data` points to a header followed by
-    // `capacity` slots in shared memory mapped for the life of the process;
-    // all of it is atomics, safe to share between processes.
-    unsafe {
-        let header = header.as_ref()?;
-        let slots = ptr::from_ref(header).add(1).cast::<AppSlot>();
-        Some(AppTable::new(
-            header,
-            std::slice::from_raw_parts(slots, header.capacity()),
-        ))
-    }
+/// The table header of an initialized zone: all a request reads while
+/// nothing is paused.
+pub fn header(zone: &ngx_shm_zone_t) -> Option<&'static TableHeader> {
+    // SAFETY: once initialized, `data` points to a table header in shared
+    // memory mapped for the life of the process; it is all atomics, safe to
+    // share between processes.
+    unsafe { zone.data.cast::<TableHeader>().as_ref() }
+}
+
+/// The whole app table behind a header returned by `header`.
+pub fn table(header: &'static TableHeader) -> AppTable<'static> {
+    // SAFETY: `allocate_table` placed `capacity` slots right after the
+    // header, in the same shared mapping; slots are atomics too.
+    let slots = unsafe {
+        let first = ptr::from_ref(header).add(1).cast::<AppSlot>();
+        std::slice::from_raw_parts(first, header.capacity())
+    };
+    AppTable::new(header, slots)
 }
 
 /// The zone's slab mutex, held while an app is added to the table. nginx's

@@ -65,6 +65,13 @@ impl TableHeader {
     pub fn capacity(&self) -> usize {
         self.capacity.load(Ordering::Relaxed) as usize
     }
+
+    /// True when some app is paused. This is the whole cost of the module for
+    /// a request while nothing is paused: one shared-memory load.
+    #[inline]
+    pub fn any_paused(&self) -> bool {
+        self.paused_apps.load(Ordering::Acquire) != 0
+    }
 }
 
 #[repr(C)]
@@ -92,11 +99,8 @@ impl<'a> AppTable<'a> {
         AppTable { header, slots }
     }
 
-    /// True when some app is paused. This is the whole cost of the module for
-    /// a request while nothing is paused: one shared-memory load.
-    #[inline]
     pub fn any_paused(&self) -> bool {
-        self.header.paused_apps.load(Ordering::Acquire) != 0
+        self.header.any_paused()
     }
 
     pub fn resumes(&self) -> u64 {
