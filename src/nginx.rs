@@ -311,6 +311,13 @@ fn is_attached_cleanup(entry: &ngx_pool_cleanup_t) -> bool {
 /// It has no `Drop`: the one timer lives in the worker's state until the
 /// process exits, and removing it from nginx's timer tree during exit (after a
 /// fast shutdown has freed other timers' memory) would be unsafe.
+/// Connections this worker can still open (its `worker_connections` left).
+pub fn free_connections() -> usize {
+    // SAFETY: `ngx_cycle` is valid in every worker; the count is only changed
+    // by this worker's own thread.
+    unsafe { (*nginx_sys::ngx_cycle).free_connection_n }
+}
+
 pub struct Timer {
     event: Box<ngx_event_t>,
 }
@@ -331,6 +338,21 @@ impl Timer {
 
     pub fn is_armed(&self) -> bool {
         self.event.timer_set() != 0
+    }
+
+    /// Runs the handler on the next turn of the event loop, after nginx has
+    /// read the events that are waiting (`ngx_posted_next_events`; a 0 ms
+    /// timer would run again in this turn, since nginx's clock stands still
+    /// within a turn). Independent of the timer.
+    pub fn run_next_turn(&mut self) {
+        // SAFETY: the event is boxed and lives as long as the worker; posting
+        // an event that is already posted does nothing.
+        unsafe {
+            nginx_sys::ngx_post_event(
+                &mut *self.event,
+                ptr::addr_of_mut!(nginx_sys::ngx_posted_next_events),
+            )
+        }
     }
 
     pub fn arm(&mut self, after_ms: u64) {

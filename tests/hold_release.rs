@@ -85,6 +85,40 @@ fn a_thousand_held_requests_are_all_released_once() {
     nginx.stop();
 }
 
+/// Every released request needs an upstream connection while its client's
+/// is still open. With 300 held and 400 worker_connections, releasing all at
+/// once would need 600 and nginx would answer the last ones 500 ("worker
+/// connections are not enough"); the release goes in batches within the free
+/// connections, so every one gets its upstream answer, still in order.
+#[test]
+fn a_release_larger_than_the_free_connections_loses_nothing() {
+    const N: usize = 300;
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .worker_connections(400)
+            .server(&app_server("shop", &upstream, "")),
+    );
+    let port = nginx.port();
+    pause(port, "");
+    let held = start_in_order(port, N, |i| seq_request("/item/", i));
+    wait_all_read(&held);
+    let hits = release_all(&nginx, &upstream, held);
+    assert_eq!(
+        seqs(&hits),
+        (0..N).collect::<Vec<_>>(),
+        "upstream accept order"
+    );
+    assert!(
+        !nginx
+            .error_log()
+            .contains("worker_connections are not enough"),
+        "a release ran out of connections:\n{}",
+        nginx.error_log()
+    );
+    nginx.stop();
+}
+
 /// Clients that leave (first, middle and last in the queue) are finalized
 /// at once with 499; the others are still released in order.
 #[test]

@@ -93,20 +93,29 @@ impl<R> HeldQueue<R> {
         Some(held.request)
     }
 
-    /// Takes out every request whose app has moved past the phase it was held
-    /// in, each app's requests in ticket order. `phase_of` reads an app's
-    /// current phase from the shared zone.
+    /// Takes out at most `limit` requests whose app has moved past the phase
+    /// they were held in, each app's requests in ticket order. `phase_of`
+    /// reads an app's current phase from the shared zone. Fewer than `limit`
+    /// taken means no more are due; otherwise the next call goes on where this
+    /// one stopped.
     pub fn release_in_order(
         &mut self,
         mut phase_of: impl FnMut(AppId) -> Phase,
+        limit: usize,
     ) -> Vec<(AppId, Ticket, R)> {
         let mut released = Vec::new();
         let apps: Vec<AppId> = self.by_app.keys().copied().collect();
         for app in apps {
+            if released.len() == limit {
+                break;
+            }
             let now = phase_of(app);
             let queue = self.by_app.get_mut(&app).expect("listed above");
             // Tickets and phases rise together, so the due requests are a prefix.
-            while let Some(entry) = queue.first_entry() {
+            while released.len() < limit {
+                let Some(entry) = queue.first_entry() else {
+                    break;
+                };
                 if !is_due_for_release(entry.get().held_in, now) {
                     break;
                 }
@@ -122,11 +131,12 @@ impl<R> HeldQueue<R> {
         released
     }
 
-    /// Takes out the requests whose deadline has passed, earliest first.
-    pub fn take_expired(&mut self, now: Millis) -> Vec<(AppId, Ticket, R)> {
+    /// Takes out at most `limit` requests whose deadline has passed, earliest
+    /// first.
+    pub fn take_expired(&mut self, now: Millis, limit: usize) -> Vec<(AppId, Ticket, R)> {
         let mut expired = Vec::new();
         while let Some(&(deadline, app, ticket)) = self.by_deadline.first() {
-            if deadline > now {
+            if deadline > now || expired.len() == limit {
                 break;
             }
             if let Some(request) = self.forget(app, ticket) {
@@ -146,6 +156,7 @@ impl<R> HeldQueue<R> {
 mod tests {
     use super::*;
 
+    const ALL: usize = usize::MAX;
     const SHOP: AppId = AppId(3);
     const BLOG: AppId = AppId(9);
 
@@ -159,8 +170,8 @@ mod tests {
         for ticket in [4, 1, 3, 0, 2] {
             queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
         }
-        assert!(queue.release_in_order(|_| Phase(1)).is_empty());
-        let released = queue.release_in_order(|_| Phase(2));
+        assert!(queue.release_in_order(|_| Phase(1), ALL).is_empty());
+        let released = queue.release_in_order(|_| Phase(2), ALL);
         assert_eq!(tickets(&released), [0, 1, 2, 3, 4]);
         assert!(queue.is_empty());
         assert_eq!(queue.next_deadline(), None);
@@ -171,7 +182,8 @@ mod tests {
         let mut queue = HeldQueue::default();
         queue.hold(SHOP, Ticket(0), Phase(1), 100, "shop");
         queue.hold(BLOG, Ticket(0), Phase(5), 100, "blog");
-        let released = queue.release_in_order(|app| if app == SHOP { Phase(2) } else { Phase(5) });
+        let released =
+            queue.release_in_order(|app| if app == SHOP { Phase(2) } else { Phase(5) }, ALL);
         assert_eq!(released, [(SHOP, Ticket(0), "shop")]);
         assert_eq!(queue.len(), 1);
     }
@@ -181,7 +193,7 @@ mod tests {
         let mut queue = HeldQueue::default();
         queue.hold(SHOP, Ticket(0), Phase(1), 100, "old");
         queue.hold(SHOP, Ticket(1), Phase(3), 100, "new");
-        let released = queue.release_in_order(|_| Phase(3));
+        let released = queue.release_in_order(|_| Phase(3), ALL);
         assert_eq!(released, [(SHOP, Ticket(0), "old")]);
         assert_eq!(queue.len(), 1);
     }
@@ -195,7 +207,10 @@ mod tests {
         assert_eq!(queue.forget(SHOP, Ticket(1)), Some("r"));
         assert_eq!(queue.forget(SHOP, Ticket(1)), None);
         assert_eq!(queue.len(), 3);
-        assert_eq!(tickets(&queue.release_in_order(|_| Phase(2))), [0, 2, 3]);
+        assert_eq!(
+            tickets(&queue.release_in_order(|_| Phase(2), ALL)),
+            [0, 2, 3]
+        );
     }
 
     #[test]
@@ -205,14 +220,47 @@ mod tests {
         queue.hold(SHOP, Ticket(1), Phase(1), 200, "early");
         queue.hold(BLOG, Ticket(0), Phase(1), 300, "blog");
         assert_eq!(queue.next_deadline(), Some(200));
-        assert!(queue.take_expired(199).is_empty());
-        let expired = queue.take_expired(300);
+        assert!(queue.take_expired(199, ALL).is_empty());
+        let expired = queue.take_expired(300, ALL);
         assert_eq!(
             expired,
             [(SHOP, Ticket(1), "early"), (BLOG, Ticket(0), "blog")]
         );
         assert_eq!(queue.next_deadline(), Some(500));
-        assert_eq!(tickets(&queue.release_in_order(|_| Phase(2))), [0]);
+        assert_eq!(tickets(&queue.release_in_order(|_| Phase(2), ALL)), [0]);
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_limited_release_goes_on_in_order_where_it_stopped() {
+        let mut queue = HeldQueue::default();
+        for ticket in [5, 0, 3, 1, 4, 2] {
+            queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
+        }
+        queue.hold(BLOG, Ticket(0), Phase(1), 1_000, "r");
+        let mut batches = Vec::new();
+        loop {
+            let batch = queue.release_in_order(|_| Phase(2), 4);
+            batches.push(tickets(&batch));
+            if batch.len() < 4 {
+                break;
+            }
+        }
+        // SHOP (AppId 3) before BLOG (AppId 9), each in ticket order.
+        assert_eq!(batches, [vec![0, 1, 2, 3], vec![4, 5, 0]]);
+        assert!(queue.is_empty());
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_limited_expiry_leaves_the_rest_for_later() {
+        let mut queue = HeldQueue::default();
+        for (ticket, deadline) in [(0, 300), (1, 100), (2, 200)] {
+            queue.hold(SHOP, Ticket(ticket), Phase(1), deadline, "r");
+        }
+        assert_eq!(tickets(&queue.take_expired(300, 2)), [1, 2]);
+        assert_eq!(queue.next_deadline(), Some(300));
+        assert_eq!(tickets(&queue.take_expired(300, 2)), [0]);
+        assert!(queue.release_in_order(|_| Phase(2), 0).is_empty());
     }
 }

@@ -150,6 +150,7 @@ impl Drop for Prefix {
 #[derive(Clone, Debug)]
 pub struct Config {
     workers: usize,
+    worker_connections: usize,
     http: Vec<String>,
     servers: Vec<String>,
     files: Vec<(String, String)>,
@@ -166,6 +167,7 @@ impl Config {
     pub fn new() -> Self {
         Config {
             workers: 1,
+            worker_connections: 10000,
             http: Vec::new(),
             servers: Vec::new(),
             files: Vec::new(),
@@ -174,6 +176,11 @@ impl Config {
 
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
+        self
+    }
+
+    pub fn worker_connections(mut self, n: usize) -> Self {
+        self.worker_connections = n;
         self
     }
 
@@ -223,7 +230,7 @@ worker_rlimit_nofile 20000;
 load_module {p}/modules/{MODULE_NAME};
 
 events {{
-    worker_connections 10000;
+    worker_connections {worker_connections};
 }}
 
 http {{
@@ -238,6 +245,7 @@ http {{
 {servers}}}
 ",
             workers = self.workers,
+            worker_connections = self.worker_connections,
         );
         text.replace(PREFIX_MARK, &p.to_string())
     }

@@ -1,0 +1,213 @@
+//! intermission-bench: the benchmark scripts/bench drives.
+//!
+//! ```text
+//! intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--out DIR] [--work-dir DIR]
+//! intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS --nginx PATH --module PATH ...
+//! intermission-bench upstream ADDR
+//! ```
+//!
+//! `run` measures every workload and writes `results.md` and `release.svg`
+//! to `--out`; `one` runs a single hold/release (or burst) and prints what it
+//! saw, for profiling; `upstream` is the recording upstream, which `run`
+//! starts as a child process so that its CPU is its own.
+//!
+//! Client and upstream each run on one thread (tokio's current-thread
+//! runtime): the machine has two cores, shared with nginx or HAProxy, and one
+//! thread each keeps the three from competing more than they must.
+
+mod load;
+mod order;
+mod proc_stats;
+mod report;
+mod runs;
+mod servers;
+mod suite;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use servers::{Proxy, Setup};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--out DIR] [--work-dir DIR]\n\
+         \x20      intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS --nginx PATH --module PATH [...]\n\
+         \x20      intermission-bench upstream ADDR"
+    );
+    std::process::exit(2)
+}
+
+struct Options {
+    positional: Vec<String>,
+    quick: bool,
+    nginx: Option<PathBuf>,
+    module: Option<PathBuf>,
+    haproxy: PathBuf,
+    out: PathBuf,
+    work_dir: PathBuf,
+}
+
+fn parse_options(args: impl Iterator<Item = String>) -> Options {
+    let mut options = Options {
+        positional: Vec::new(),
+        quick: false,
+        nginx: None,
+        module: None,
+        haproxy: PathBuf::from("/usr/sbin/haproxy"),
+        out: PathBuf::from("target/bench/results"),
+        work_dir: PathBuf::from("target/bench/work"),
+    };
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().map(PathBuf::from).unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--nginx" => options.nginx = Some(value()),
+            "--module" => options.module = Some(value()),
+            "--haproxy" => options.haproxy = value(),
+            "--out" => options.out = value(),
+            "--work-dir" => options.work_dir = value(),
+            "-h" | "--help" => usage(),
+            _ if arg.starts_with("--") => usage(),
+            _ => options.positional.push(arg),
+        }
+    }
+    options
+}
+
+/// Raises this process's descriptor limit to the hard limit (children
+/// inherit it) and returns it.
+fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    limit.rlim_cur
+}
+
+/// The recording upstream, as a child process; killed on drop.
+struct UpstreamProcess(Child);
+
+impl UpstreamProcess {
+    fn start(addr: SocketAddr) -> std::io::Result<UpstreamProcess> {
+        let child = Command::new(std::env::current_exe()?)
+            .arg("upstream")
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .spawn()?;
+        for _ in 0..250 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Ok(UpstreamProcess(child));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(std::io::Error::other("the upstream did not start"))
+    }
+}
+
+impl Drop for UpstreamProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_else(|| usage());
+    let options = parse_options(args);
+    if command == "upstream" {
+        let addr: SocketAddr = options
+            .positional
+            .first()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| usage());
+        raise_fd_limit();
+        if let Err(e) = upstream::serve(addr) {
+            eprintln!("upstream: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if command != "run" && command != "one" {
+        usage();
+    }
+    let (Some(nginx), Some(module)) = (options.nginx.clone(), options.module.clone()) else {
+        usage()
+    };
+    let fd_limit = raise_fd_limit();
+    let upstream_addr = runs::free_addr().expect("a free port");
+    let _upstream = UpstreamProcess::start(upstream_addr).expect("starting the upstream");
+    std::fs::create_dir_all(&options.work_dir).expect("creating the work directory");
+    let setup = Setup {
+        nginx: absolute(nginx),
+        module: absolute(module),
+        haproxy: options.haproxy.clone(),
+        work_dir: absolute(options.work_dir.clone()),
+        upstream: upstream_addr,
+        upstream_pid: _upstream.0.id(),
+        fd_limit,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, async {
+        if command == "one" {
+            one(&setup, &options.positional).await
+        } else {
+            suite::run_all(&setup, options.quick, &options.out).await
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("intermission-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::fs::canonicalize(&path).unwrap_or(path)
+}
+
+async fn one(setup: &Setup, args: &[String]) -> std::io::Result<()> {
+    let [what, n, workers, hold] = args else {
+        usage()
+    };
+    let n: usize = n.parse().unwrap_or_else(|_| usage());
+    let workers: usize = workers.parse().unwrap_or_else(|_| usage());
+    let hold = Duration::from_secs_f64(hold.parse().unwrap_or_else(|_| usage()));
+    let pass = match what.as_str() {
+        "burst" => runs::burst(setup, workers, n).await?,
+        "module" => runs::hold_and_release(setup, Proxy::Module, workers, n, hold).await?,
+        "haproxy" => runs::hold_and_release(setup, Proxy::Haproxy, workers, n, hold).await?,
+        "limit_req" => runs::hold_and_release(setup, Proxy::LimitReq, workers, n, hold).await?,
+        _ => usage(),
+    };
+    println!(
+        "{what} n={n} workers={workers}: first {:?} last {:?} cpu(proxy,upstream,client) {:?} failed {} leaked {} cpu/10s {:?} bytes/held {:?}\n  order {:?}",
+        pass.first(),
+        pass.last(),
+        pass.release_cpu,
+        pass.failed,
+        pass.leaked,
+        pass.hold_cpu_per_10s,
+        pass.bytes_per_held.map(|b| b.round()),
+        pass.order
+    );
+    for line in pass.errors.iter().take(5) {
+        println!("  error log: {line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,536 @@
+//! The Markdown table and the SVG plot of a run.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::runs::{Pass, Throughput};
+use crate::servers::{Proxy, Setup};
+use crate::suite::{Passes, Plan, ThroughputRow};
+
+pub struct Report {
+    pub machine: String,
+    pub plan: Plan,
+    pub throughput: Vec<ThroughputRow>,
+    /// One worker: the burst, then module, HAProxy and limit_req, per held count.
+    pub release: Vec<Passes>,
+    /// The largest held count with several workers: burst, then module.
+    pub workers: Vec<Passes>,
+    pub duration: Duration,
+}
+
+impl Report {
+    pub fn new(setup: &Setup, plan: &Plan) -> Report {
+        Report {
+            machine: describe_machine(setup),
+            plan: plan.clone(),
+            throughput: vec![],
+            release: vec![],
+            workers: vec![],
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+fn first_line(program: &Path, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_else(|e| format!("{} ({e})", program.display()))
+}
+
+fn describe_machine(setup: &Setup) -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cores} cores ({model}), Linux {}, {}, {}, descriptors per process: {}; all on 127.0.0.1",
+        kernel.trim(),
+        first_line(&setup.nginx, &["-v"]).replace("nginx version: ", ""),
+        first_line(&setup.haproxy, &["-v"])
+            .split(" - ")
+            .next()
+            .unwrap_or(""),
+        setup.fd_limit
+    )
+}
+
+// ------------------------------------------------------------------ figures
+
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+fn median_of(passes: &[Pass], figure: impl Fn(&Pass) -> Option<f64>) -> Option<f64> {
+    median(passes.iter().filter_map(figure).collect())
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or("–".into(), |s| format!("{:.0} ms", s * 1000.0))
+}
+
+fn ratio(value: Option<f64>) -> String {
+    value.map_or("–".into(), |r| format!("{r:.2}"))
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "–",
+    }
+}
+
+fn last(p: &Pass) -> Option<f64> {
+    p.last().map(secs)
+}
+
+fn first(p: &Pass) -> Option<f64> {
+    p.first().map(secs)
+}
+
+/// Ratios of paired figures (the same repetition), then their median.
+fn paired_ratio(a: &[Pass], b: &[Pass], figure: impl Fn(&Pass) -> Option<f64>) -> Option<f64> {
+    median(
+        a.iter()
+            .zip(b)
+            .filter_map(|(a, b)| Some(figure(a)? / figure(b)?))
+            .collect(),
+    )
+}
+
+fn find(rows: &[Passes], held: usize, workers: usize, proxy: Option<Proxy>) -> Option<&Passes> {
+    rows.iter()
+        .find(|p| p.held == held && p.workers == workers && p.proxy == proxy)
+}
+
+fn failures(passes: &[Pass]) -> String {
+    let failed: usize = passes.iter().map(|p| p.failed + p.leaked).sum();
+    let sent: usize = passes.iter().map(|p| p.held).sum();
+    if failed == 0 {
+        "0".into()
+    } else {
+        format!("**{failed} of {sent}**")
+    }
+}
+
+fn order(passes: &[Pass]) -> (String, String, String) {
+    let share = median_of(passes, |p| {
+        (p.order.seen > 0).then_some(p.order.in_order_share)
+    });
+    let per_worker = median_of(passes, |p| {
+        (p.order.seen > 0).then_some(p.order.in_order_share_per_worker)
+    });
+    let displaced = passes.iter().map(|p| p.order.max_displacement).max();
+    (
+        share.map_or("–".into(), |s| format!("{:.1} %", s * 100.0)),
+        per_worker.map_or("–".into(), |s| format!("{:.1} %", s * 100.0)),
+        displaced.map_or("–".into(), |d| d.to_string()),
+    )
+}
+
+fn throughput_median(samples: &[Throughput], figure: impl Fn(&Throughput) -> f64) -> Option<f64> {
+    median(samples.iter().map(figure).collect())
+}
+
+// -------------------------------------------------------------------- table
+
+pub fn markdown(report: &Report) -> String {
+    let plan = &report.plan;
+    let mut md = String::new();
+    let _ = writeln!(md, "Machine: {}.", report.machine);
+    let _ = writeln!(
+        md,
+        "Run: `scripts/bench{}`, {} repetition(s) per figure (medians), {:.0} s in all.\n",
+        if plan.quick { " --quick" } else { "" },
+        plan.repetitions,
+        report.duration.as_secs_f64()
+    );
+
+    let _ = writeln!(
+        md,
+        "**Not paused** (wrk, 1 thread, 64 connections, {} s × {}, turns taken; 1 nginx worker)\n",
+        plan.wrk_secs, plan.wrk_repetitions
+    );
+    let _ = writeln!(md, "| Path | nginx req/s | with module req/s | ratio | target ≥ 0.99 | nginx p99 | with module p99 | p99 ratio | target ≤ 1.05 |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---|---:|---:|---:|---|");
+    for row in &report.throughput {
+        let rps = |s: &[Throughput]| throughput_median(s, |t| t.requests_per_sec);
+        let p99 = |s: &[Throughput]| throughput_median(s, |t| t.p99_ms);
+        let pair = |f: fn(&Throughput) -> f64| {
+            median(
+                row.module
+                    .iter()
+                    .zip(&row.plain)
+                    .map(|(m, p)| f(m) / f(p))
+                    .collect(),
+            )
+        };
+        let rps_ratio = pair(|t| t.requests_per_sec);
+        let p99_ratio = pair(|t| t.p99_ms);
+        let _ = writeln!(
+            md,
+            "| `{}` ({}) | {:.0} | {:.0} | {} | {} | {:.2} ms | {:.2} ms | {} | {} |",
+            row.path,
+            if row.path.ends_with(".txt") {
+                "static file"
+            } else {
+                "proxied"
+            },
+            rps(&row.plain).unwrap_or(0.0),
+            rps(&row.module).unwrap_or(0.0),
+            ratio(rps_ratio),
+            verdict(rps_ratio.map(|r| r >= 0.99)),
+            p99(&row.plain).unwrap_or(0.0),
+            p99(&row.module).unwrap_or(0.0),
+            ratio(p99_ratio),
+            verdict(p99_ratio.map(|r| r <= 1.05)),
+        );
+    }
+
+    let _ = writeln!(
+        md,
+        "\n**Holding** for {:.0} s (1 nginx worker; HAProxy with 1 thread)\n",
+        plan.hold.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "| Held | Holder | CPU s per 10 s held | target < 0.1 | bytes per held request | target |"
+    );
+    let _ = writeln!(md, "|---:|---|---:|---|---:|---|");
+    for &n in &plan.held_counts {
+        let mem = |proxy| {
+            find(&report.release, n, 1, Some(proxy))
+                .and_then(|p| median_of(&p.passes, |p| p.bytes_per_held))
+        };
+        let (haproxy_mem, floor_mem) = (mem(Proxy::Haproxy), mem(Proxy::LimitReq));
+        for proxy in [Proxy::Module, Proxy::LimitReq, Proxy::Haproxy] {
+            let Some(passes) = find(&report.release, n, 1, Some(proxy)) else {
+                continue;
+            };
+            let cpu = median_of(&passes.passes, |p| p.hold_cpu_per_10s.map(secs));
+            let bytes = mem(proxy);
+            let (cpu_target, mem_target) = if proxy == Proxy::Module {
+                let vs_haproxy = bytes.zip(haproxy_mem).map(|(b, h)| b / h);
+                let vs_floor = bytes.zip(floor_mem).map(|(b, f)| b / f);
+                (
+                    verdict(cpu.map(|c| c < 0.1)).to_owned(),
+                    format!(
+                        "{} HAProxy's (≤ 1.00: {}); {} limit_req's (≤ 1.10: {})",
+                        ratio(vs_haproxy),
+                        verdict(vs_haproxy.map(|r| r <= 1.0)),
+                        ratio(vs_floor),
+                        verdict(vs_floor.map(|r| r <= 1.10)),
+                    ),
+                )
+            } else {
+                (String::new(), String::new())
+            };
+            let _ = writeln!(
+                md,
+                "| {n} | {} | {} | {cpu_target} | {} | {mem_target} |",
+                proxy.label(),
+                cpu.map_or("–".into(), |c| format!("{c:.3}")),
+                bytes.map_or("–".into(), |b| format!("{b:.0}")),
+            );
+        }
+    }
+
+    let _ = writeln!(
+        md,
+        "\n**Release** after the hold (1 nginx worker; HAProxy with 1 thread). Times from the release call \
+         (`disable`, or HAProxy's `set maxconn server`) to the first and last answer; the burst sends the \
+         same requests at once to nginx with nothing paused.\n"
+    );
+    let _ = writeln!(md, "| Held | Released by | first | last | last ÷ burst | module ÷ HAProxy | target ≤ 0.75 | failed | in arrival order | farthest out of place |");
+    let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|");
+    for &n in &plan.held_counts {
+        let burst = find(&report.release, n, 1, None);
+        let haproxy = find(&report.release, n, 1, Some(Proxy::Haproxy));
+        for (label, passes) in [
+            ("burst, no pause", burst),
+            (
+                Proxy::Module.label(),
+                find(&report.release, n, 1, Some(Proxy::Module)),
+            ),
+            (Proxy::Haproxy.label(), haproxy),
+        ] {
+            let Some(passes) = passes else { continue };
+            let vs_burst = burst.and_then(|b| paired_ratio(&passes.passes, &b.passes, last));
+            let vs_haproxy = (passes.proxy == Some(Proxy::Module))
+                .then(|| haproxy.and_then(|h| paired_ratio(&passes.passes, &h.passes, last)))
+                .flatten();
+            let (in_order, _, displaced) = order(&passes.passes);
+            let _ = writeln!(
+                md,
+                "| {n} | {label} | {} | {} | {} | {} | {} | {} | {in_order} | {displaced} |",
+                ms(median_of(&passes.passes, first)),
+                ms(median_of(&passes.passes, last)),
+                if passes.proxy.is_none() {
+                    "1".into()
+                } else {
+                    ratio(vs_burst)
+                },
+                ratio(vs_haproxy),
+                if vs_haproxy.is_some() {
+                    verdict(vs_haproxy.map(|r| r <= 0.75))
+                } else {
+                    ""
+                },
+                failures(&passes.passes),
+            );
+        }
+    }
+
+    if let Some(n) = plan.held_counts.last() {
+        let _ = writeln!(
+            md,
+            "\n**Several workers** (HAProxy: as many threads): {n} held for 1 s, then released. The module's \
+             order target is arrival order within each worker; across workers, each releases its own share \
+             at its own pace.\n"
+        );
+        let _ = writeln!(md, "| Workers | Released by | first | last | last ÷ burst | failed | in arrival order | within each worker | farthest out of place |");
+        let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        for &w in &plan.worker_counts {
+            let burst = find(&report.workers, *n, w, None);
+            let rows = [
+                burst,
+                find(&report.workers, *n, w, Some(Proxy::Module)),
+                find(&report.workers, *n, w, Some(Proxy::Haproxy)),
+            ];
+            for passes in rows.into_iter().flatten() {
+                let vs_burst = burst.and_then(|b| paired_ratio(&passes.passes, &b.passes, last));
+                let (in_order, per_worker, displaced) = order(&passes.passes);
+                // HAProxy's threads do not say which of them sent a request.
+                let per_worker = if passes.proxy == Some(Proxy::Haproxy) {
+                    "–".into()
+                } else {
+                    per_worker
+                };
+                let _ = writeln!(
+                    md,
+                    "| {w} | {} | {} | {} | {} | {} | {in_order} | {per_worker} | {displaced} |",
+                    passes.proxy.map_or("burst, no pause", Proxy::label),
+                    ms(median_of(&passes.passes, first)),
+                    ms(median_of(&passes.passes, last)),
+                    ratio(vs_burst),
+                    failures(&passes.passes),
+                );
+            }
+        }
+    }
+
+    let mut errors: Vec<&String> = report
+        .release
+        .iter()
+        .chain(&report.workers)
+        .flat_map(|p| p.passes.iter().flat_map(|p| &p.errors))
+        .collect();
+    if !errors.is_empty() {
+        let total = errors.len();
+        errors.truncate(3);
+        let _ = writeln!(
+            md,
+            "\nnginx error log ({total} lines at [error] or worse; the first {}):\n",
+            errors.len()
+        );
+        for line in errors {
+            let _ = writeln!(md, "    {line}");
+        }
+    }
+    md
+}
+
+// --------------------------------------------------------------------- plot
+
+/// Answers completed over time after the release, for the largest held
+/// count: the module, HAProxy and the no-pause burst (the repetition with the
+/// median last answer of each). Plain SVG, drawn here: three polylines and
+/// two axes need no plotting library.
+pub fn svg(report: &Report) -> String {
+    let Some(&n) = report.plan.held_counts.last() else {
+        return String::new();
+    };
+    let series: Vec<(&str, &str, &Pass)> = [
+        (None, "#888888", "burst, no pause"),
+        (Some(Proxy::Module), "#1f77b4", Proxy::Module.label()),
+        (Some(Proxy::Haproxy), "#d62728", Proxy::Haproxy.label()),
+    ]
+    .into_iter()
+    .filter_map(|(proxy, colour, label)| {
+        let passes = &find(&report.release, n, 1, proxy)?.passes;
+        let mut by_last: Vec<&Pass> = passes.iter().filter(|p| p.last().is_some()).collect();
+        by_last.sort_by_key(|p| p.last());
+        Some((colour, label, *by_last.get(by_last.len() / 2)?))
+    })
+    .collect();
+    let max_x = series
+        .iter()
+        .filter_map(|(_, _, p)| p.last())
+        .max()
+        .unwrap_or(Duration::from_millis(1));
+    let x_max_ms = nice_ceiling(max_x.as_secs_f64() * 1000.0);
+    let (width, height, left, right, top, bottom) = (720.0, 400.0, 70.0, 20.0, 40.0, 50.0);
+    let plot_w = width - left - right;
+    let plot_h = height - top - bottom;
+    let x = |t_ms: f64| left + plot_w * t_ms / x_max_ms;
+    let y = |count: f64| top + plot_h * (1.0 - count / n as f64);
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{n} held requests released: answers completed after the release call</text>"#,
+        width / 2.0
+    );
+    for i in 0..=5 {
+        let t = x_max_ms * i as f64 / 5.0;
+        let count = n as f64 * i as f64 / 5.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" y1="{top}" x2="{0:.1}" y2="{1:.1}" stroke="#eeeeee"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{t:.0}</text>"##,
+            x(t),
+            top + plot_h,
+            top + plot_h + 16.0
+        );
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#eeeeee"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{count:.0}</text>"##,
+            y(count),
+            left + plot_w,
+            left - 6.0,
+            y(count) + 4.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">milliseconds after the release call (burst: after the first request was sent)</text>"#,
+        left + plot_w / 2.0,
+        height - 12.0
+    );
+    for (i, (colour, label, pass)) in series.iter().enumerate() {
+        // At most ~400 points: every k-th completion, and the last.
+        let step = (pass.completions.len() / 400).max(1);
+        let mut points = format!("{:.1},{:.1}", x(0.0), y(0.0));
+        for (k, t) in pass.completions.iter().enumerate() {
+            if k % step == 0 || k + 1 == pass.completions.len() {
+                let _ = write!(
+                    points,
+                    " {:.1},{:.1}",
+                    x(t.as_secs_f64() * 1000.0),
+                    y((k + 1) as f64)
+                );
+            }
+        }
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>"#
+        );
+        let ly = top + 20.0 + 18.0 * i as f64;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{0:.1}" y1="{ly:.1}" x2="{1:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="2"/><text x="{2:.1}" y="{3:.1}">{label}</text>"#,
+            left + plot_w - 220.0,
+            left + plot_w - 196.0,
+            left + plot_w - 190.0,
+            ly + 4.0
+        );
+    }
+    let _ = writeln!(svg, "</svg>");
+    svg
+}
+
+/// 1, 2 or 5 times a power of ten, at least `value`.
+fn nice_ceiling(value: f64) -> f64 {
+    let power = 10f64.powf(value.max(1.0).log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|&v| v >= value)
+        .unwrap_or(10.0 * power)
+}
+
+pub fn write(report: &Report, out: &Path) -> io::Result<()> {
+    fs::create_dir_all(out)?;
+    let md = markdown(report);
+    fs::write(out.join("results.md"), &md)?;
+    fs::write(out.join("release.svg"), svg(report))?;
+    println!("{md}");
+    eprintln!(
+        "bench: wrote {} and {}",
+        out.join("results.md").display(),
+        out.join("release.svg").display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![f64::NAN]), None);
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn axis_ends() {
+        assert_eq!(nice_ceiling(830.0), 1000.0);
+        assert_eq!(nice_ceiling(120.0), 200.0);
+        assert_eq!(nice_ceiling(4.2), 5.0);
+        assert_eq!(nice_ceiling(0.0), 1.0);
+    }
+
+    #[test]
+    fn paired_ratios_pair_repetitions() {
+        let pass = |last_ms: u64| Pass {
+            completions: vec![Duration::from_millis(last_ms)],
+            ..Pass::default()
+        };
+        let a = [pass(100), pass(300)];
+        let b = [pass(200), pass(300)];
+        assert_eq!(paired_ratio(&a, &b, last), Some(0.75));
+    }
+}
