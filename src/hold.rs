@@ -67,7 +67,7 @@ impl RequestContext for HoldContext {
             with_worker(|worker| worker.queue.forget(self.app, self.ticket));
         } else if !self.woken.get() {
             // Released, but freed before its wake-up ran: it opens no upstream connection.
-            with_worker(|worker| worker.waking = worker.waking.saturating_sub(1));
+            with_worker(Worker::one_woken);
         }
     }
 }
@@ -120,6 +120,11 @@ impl Worker {
     ) {
         self.queue.hold(app, ticket, held_in, deadline, r);
         self.keep_checking();
+    }
+
+    /// A released request's wake-up ran, or will never run (it was freed).
+    fn one_woken(&mut self) {
+        self.waking = self.waking.saturating_sub(1);
     }
 
     fn keep_checking(&mut self) {
@@ -303,7 +308,7 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
             return r.resume_phases();
         };
         if ctx.released.get().is_some() && !ctx.woken.replace(true) {
-            with_worker(|worker| worker.waking = worker.waking.saturating_sub(1));
+            with_worker(Worker::one_woken);
         }
         if ctx.released.get().is_none() {
             // A write event that is not ours (the socket became writable).
@@ -334,7 +339,7 @@ pub fn release_due_requests() {
     // in nginx calls back into the queue before they run.
     for (app, r, reason) in due {
         let Some(ctx) = r.context::<HoldContext>(module()) else {
-            with_worker(|worker| worker.waking = worker.waking.saturating_sub(1));
+            with_worker(Worker::one_woken);
             continue;
         };
         ngx_log_debug!(

@@ -147,6 +147,18 @@ async fn collect(
     pass.release_cpu = Some([0, 1, 2].map(|i| cpu_after[i].saturating_sub(cpu_before[i])));
 }
 
+/// Calls the module's control endpoint; anything but 200 ends the run.
+async fn control(server: &Server, action: &str) -> io::Result<()> {
+    let (status, body) =
+        load::get(server.listen, HOST, &format!("/_intermission/{action}")).await?;
+    if status != 200 {
+        return Err(io::Error::other(format!(
+            "{action} answered {status}: {body}"
+        )));
+    }
+    Ok(())
+}
+
 /// `n` requests sent at once to nginx with the module loaded and not paused:
 /// the time the upstream path itself needs, which no release can beat.
 pub async fn burst(setup: &Setup, workers: usize, n: usize) -> io::Result<Pass> {
@@ -181,12 +193,7 @@ pub async fn hold_and_release(
     let mut slot_holder = None;
     match proxy {
         Proxy::Module => {
-            let (status, body) = load::get(server.listen, HOST, "/_intermission/enable").await?;
-            if status != 200 {
-                return Err(io::Error::other(format!(
-                    "enable answered {status}: {body}"
-                )));
-            }
+            control(&server, "enable").await?;
         }
         Proxy::Haproxy => {
             slot_holder = Some(load::send_unanswered(server.listen, HOST, "/__hang").await?);
@@ -230,12 +237,7 @@ pub async fn hold_and_release(
     let started = Instant::now();
     match proxy {
         Proxy::Module => {
-            let (status, body) = load::get(server.listen, HOST, "/_intermission/disable").await?;
-            if status != 200 {
-                return Err(io::Error::other(format!(
-                    "disable answered {status}: {body}"
-                )));
-            }
+            control(&server, "disable").await?;
         }
         _ => {
             // Not 0: HAProxy 2.6 reads that as "no limit" but does not
