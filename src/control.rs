@@ -1,7 +1,7 @@
 //! The control endpoint: `intermission_control;` in a location answers
 //! `.../status`, `.../enable` and `.../disable` for the app of the control
 //! request itself (its own `$app_name`), so each virtual host's endpoint
-//! controls its own app.
+//! controls its own app. `status?format=json` answers the app's counters.
 
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_HTTP_GET, NGX_HTTP_HEAD,
@@ -11,12 +11,13 @@ use nginx_sys::{
 use ngx::ngx_log_error;
 
 use crate::nginx::HttpRequest;
+use crate::panic_probe::{self, Point};
 use crate::zone::{self, ZoneLock, ZONE_NAME};
 use crate::{guard_ffi, hold, IntermissionModule};
 use intermission_core::app_table::{AppTable, TableFull};
-use intermission_core::control::{action_of, Action};
-use intermission_core::pause::{PauseOutcome, ResumeOutcome};
-use intermission_core::settings::{check_app_name, AppLabel};
+use intermission_core::control::{action_of, status_json, Action, ControlArgs, Format};
+use intermission_core::pause::{AppState, PauseOutcome, ResumeOutcome};
+use intermission_core::settings::{check_app_name, AppLabel, LogSafe};
 use ngx::http::HttpModuleMainConf;
 
 const HTTP_OK: ngx_uint_t = 200;
@@ -34,6 +35,7 @@ pub extern "C" fn handle_control_request(r: *mut ngx_http_request_t) -> ngx_int_
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     guard_ffi(r.log(), NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
+        panic_probe::panic_if_asked(&r, Point::Control);
         control(r)
     })
 }
@@ -41,6 +43,12 @@ pub extern "C" fn handle_control_request(r: *mut ngx_http_request_t) -> ngx_int_
 fn control(r: HttpRequest) -> ngx_int_t {
     // Existing ops scripts use GET; POST is what a careful client sends.
     if r.method() & (NGX_HTTP_GET | NGX_HTTP_HEAD | NGX_HTTP_POST) as ngx_uint_t == 0 {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            r.log(),
+            "intermission: control requests take GET, HEAD or POST, not {}",
+            LogSafe(r.method_name())
+        );
         return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
     }
     let rc = r.discard_body();
@@ -48,7 +56,27 @@ fn control(r: HttpRequest) -> ngx_int_t {
         return rc;
     }
     let Some(action) = action_of(r.uri()) else {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            r.log(),
+            "intermission: unknown control action in \"{}\", expected \".../status\", \".../enable\" or \".../disable\"",
+            LogSafe(r.uri())
+        );
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
+    };
+    let args = match ControlArgs::parse(r.args()) {
+        Ok(args) => args,
+        Err(bad) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "intermission: {bad}, control request refused"
+            );
+            return r.send_text(
+                HTTP_BAD_REQUEST,
+                format!("intermission: {bad}\n").as_bytes(),
+            );
+        }
     };
     let Some(main) = IntermissionModule::main_conf(r.as_raw()) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -77,10 +105,18 @@ fn control(r: HttpRequest) -> ngx_int_t {
 
     match action {
         Action::Status => {
-            let paused = table
-                .find(name)
-                .is_some_and(|app| table.state(app).is_paused());
-            r.send_text(HTTP_OK, if paused { ENABLED } else { DISABLED })
+            let state = table.find(name).map(|app| table.state(app));
+            let paused = state.is_some_and(AppState::is_paused);
+            match args.format {
+                Format::Text => r.send_text(HTTP_OK, if paused { ENABLED } else { DISABLED }),
+                Format::Json => {
+                    let (held_in_pause, counters) = state.map_or_else(Default::default, |state| {
+                        (state.held_in_pause(), state.counters())
+                    });
+                    let json = status_json(name, paused, held_in_pause, &counters) + "\n";
+                    r.send_json(HTTP_OK, json.as_bytes())
+                }
+            }
         }
         Action::Enable => match table.find_or_add(name, || ZoneLock::acquire(zone)) {
             Ok(app) => match table.pause(app) {

@@ -12,11 +12,21 @@
 //! resumed, the worker posts its requests' write events in ticket order, and
 //! nginx runs them in that order within one pass of its event loop. The
 //! worker that receives the resume call releases its own requests at once.
+//!
+//! A worker that shuts down gracefully keeps holding when a reload retires it
+//! (the new configuration carries the pause on, and the resume still reaches
+//! the old worker through the zone). When nginx is stopping for good, it
+//! answers what it holds, and any new request of a paused app, 503 with
+//! `Retry-After` at once: the upstream is still under maintenance, so passing
+//! the requests on would defeat the pause, and holding them would only delay
+//! the stop until the connections are cut without an answer.
 
 use std::cell::{Cell, RefCell};
 
 use nginx_sys::{
-    ngx_event_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED, NGX_LOG_ERR, NGX_LOG_WARN,
+    ngx_event_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ERR, NGX_LOG_NOTICE,
+    NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::log::DebugMask;
@@ -24,6 +34,7 @@ use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::config::LocConf;
 use crate::nginx::{self, HttpRequest, RequestContext, Timer};
+use crate::panic_probe::{self, Point};
 use crate::{guard_ffi, module, zone, IntermissionModule};
 use intermission_core::app_table::{AppId, AppTable};
 use intermission_core::pause::{Phase, Ticket};
@@ -47,6 +58,11 @@ const RELEASE_BATCH: usize = 64;
 /// worker does.
 const CONNECTION_RESERVE: usize = 32;
 
+/// `Retry-After` of the 503 answered at shutdown: a restarted nginx is back
+/// within about a second, and the request never reached the upstream, so it
+/// is safe to send again.
+const RETRY_AFTER_SHUTDOWN: &str = "1";
+
 /// Attached to every request this module held, for the life of the request.
 pub struct HoldContext {
     /// `None` while held; then why it was let go.
@@ -64,7 +80,11 @@ impl RequestContext for HoldContext {
             // Its client went away (nginx finalized it with 499) or its
             // connection was closed: it leaves the queue without delaying the
             // requests behind it.
-            with_worker(|worker| worker.queue.forget(self.app, self.ticket));
+            with_worker(|worker| {
+                if worker.queue.forget(self.app, self.ticket).is_some() {
+                    worker.table.state(self.app).record_client_gone();
+                }
+            });
         } else if !self.woken.get() {
             // Released, but freed before its wake-up ran: it opens no upstream connection.
             with_worker(Worker::one_woken);
@@ -86,6 +106,8 @@ struct Worker {
     /// a release check that runs before them (the timer and the next batch
     /// can run in the same turn of the event loop) must count them.
     waking: usize,
+    /// Shutting down for good has been logged.
+    shutdown_noted: bool,
     release_check: Timer,
 }
 
@@ -106,6 +128,7 @@ impl Worker {
             resumes_seen: table.resumes(),
             more_due: false,
             waking: 0,
+            shutdown_noted: false,
             release_check: Timer::new(on_release_check),
         }
     }
@@ -119,7 +142,26 @@ impl Worker {
         r: HttpRequest,
     ) {
         self.queue.hold(app, ticket, held_in, deadline, r);
+        self.table.state(app).record_held();
         self.keep_checking();
+    }
+
+    /// True once nginx is stopping for good (see the module comment); logs it
+    /// the first time.
+    fn shutting_down_for_good(&mut self) -> bool {
+        let stopping =
+            nginx::is_exiting() && !zone::newer_configuration_took_over(self.table.header());
+        if stopping && !std::mem::replace(&mut self.shutdown_noted, true) {
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                nginx::cycle_log(),
+                "intermission: nginx is shutting down: answering the {} request{} this worker holds, \
+                 and new requests of paused apps, 503",
+                self.queue.len(),
+                if self.queue.len() == 1 { "" } else { "s" }
+            );
+        }
+        stopping
     }
 
     /// A released request's wake-up ran, or will never run (it was freed).
@@ -134,7 +176,8 @@ impl Worker {
     }
 
     /// Takes out at most `limit` of the requests due now: those of resumed
-    /// apps in ticket order, then those that reached their maximum time.
+    /// apps in ticket order, then those that reached their maximum time; or,
+    /// when nginx is stopping, any.
     fn take_due(&mut self, now: Millis, limit: usize) -> Vec<(AppId, HttpRequest, Release)> {
         let resumes = self.table.resumes();
         if resumes != self.resumes_seen {
@@ -142,7 +185,14 @@ impl Worker {
             self.more_due = true;
         }
         let mut due = Vec::new();
-        if self.more_due {
+        if self.shutting_down_for_good() {
+            due.extend(
+                self.queue
+                    .take_all(limit)
+                    .into_iter()
+                    .map(|(app, _, r)| (app, r, Release::ShuttingDown)),
+            );
+        } else if self.more_due {
             let table = self.table;
             due.extend(
                 self.queue
@@ -183,14 +233,18 @@ pub extern "C" fn hold_phase_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(r) = (unsafe { HttpRequest::from_raw(r) }) else {
         return NGX_DECLINED as ngx_int_t;
     };
-    // A panic must not unwind into nginx; failing open lets the request on.
-    guard_ffi(r.log(), NGX_DECLINED as ngx_int_t, || decide(r))
+    // A panic must not unwind into nginx: the request is answered 500 rather
+    // than let through to an upstream that may be under maintenance.
+    guard_ffi(r.log(), NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
+        decide(r)
+    })
 }
 
 fn decide(r: HttpRequest) -> ngx_int_t {
     const PASS: ngx_int_t = NGX_DECLINED as ngx_int_t;
     const PARK: ngx_int_t = NGX_AGAIN as ngx_int_t;
 
+    panic_probe::panic_if_asked(&r, Point::Hold);
     if !IntermissionModule::location_conf(r.as_raw()).is_some_and(LocConf::holds) {
         return PASS;
     }
@@ -205,12 +259,12 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         return PASS;
     }
     if let Some(ctx) = r.context::<HoldContext>(module()) {
-        // Held once already: after its release (or an internal redirect that
-        // followed it) it goes on; while held, it stays parked.
-        return if ctx.released.get().is_none() {
-            PARK
-        } else {
-            PASS
+        // Held once already: while held, it stays parked; after its release
+        // (or an internal redirect that followed it) it goes on.
+        return match ctx.released.get() {
+            None => PARK,
+            Some(Release::ShuttingDown) => refuse_at_shutdown(&r),
+            Some(Release::Resumed | Release::TimedOut) => PASS,
         };
     }
     let table = zone::table(header);
@@ -263,6 +317,15 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     if max_time == 0 {
         return PASS;
     }
+    let stopping = WORKER.with_borrow_mut(|worker| {
+        worker
+            .get_or_insert_with(|| Worker::new(table))
+            .shutting_down_for_good()
+    });
+    if stopping {
+        table.state(app).record_refused_at_shutdown();
+        return refuse_at_shutdown(&r);
+    }
 
     let ticket = table.state(app).take_ticket();
     let now = nginx::now_ms();
@@ -297,15 +360,26 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     PARK
 }
 
+/// The answer to a request of a paused app while nginx stops for good: 503,
+/// through nginx's error handling (so `error_page 503` applies).
+fn refuse_at_shutdown(r: &HttpRequest) -> ngx_int_t {
+    ngx_log_debug!(mask: DebugMask::Http, r.log(), "intermission: shutting down, answering 503");
+    // Without the header the answer is still a 503.
+    r.add_response_header("Retry-After", RETRY_AFTER_SHUTDOWN);
+    NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t
+}
+
 /// The write-event handler of a parked request.
 unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls request event handlers with a live request.
     let Some(r) = (unsafe { HttpRequest::from_raw(r) }) else {
         return;
     };
-    guard_ffi(r.log(), (), || {
+    let woke = guard_ffi(r.log(), false, || {
+        panic_probe::panic_if_asked(&r, Point::Wake);
         let Some(ctx) = r.context::<HoldContext>(module()) else {
-            return r.resume_phases();
+            r.resume_phases();
+            return true;
         };
         if ctx.released.get().is_some() && !ctx.woken.replace(true) {
             with_worker(Worker::one_woken);
@@ -316,7 +390,12 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
         } else {
             r.resume_phases();
         }
-    })
+        true
+    });
+    if !woke {
+        // The panic was logged; the request must still get an answer.
+        r.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+    }
 }
 
 unsafe extern "C" fn on_release_check(_event: *mut ngx_event_t) {
@@ -350,6 +429,7 @@ pub fn release_due_requests() {
             AppLabel(&table.name(app))
         );
         ctx.released.set(Some(reason));
+        table.state(app).record_release(reason);
         if reason == Release::TimedOut {
             ngx_log_error!(
                     NGX_LOG_WARN,

@@ -17,8 +17,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use nginx_sys::{
-    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t, ngx_int_t, ngx_log_t,
-    ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE, NGX_LOG_ALERT,
+    ngx_array_push, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t, ngx_int_t,
+    ngx_log_t, ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE, NGX_LOG_ALERT,
 };
 use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
@@ -27,6 +27,7 @@ mod config;
 mod control;
 mod hold;
 mod nginx;
+mod panic_probe;
 mod variables;
 mod zone;
 
@@ -122,8 +123,23 @@ pub static mut ngx_http_intermission_module: ngx_module_t = ngx_module_t {
     // SAFETY: nginx reads the command table; nothing else touches it.
     commands: unsafe { ptr::addr_of_mut!(config::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_module: Some(init_module),
     ..ngx_module_t::default()
 };
+
+/// Runs in the master once a configuration has loaded for good (nothing can
+/// fail after it), before that configuration's workers are forked.
+unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the new cycle, whose configuration is complete.
+    let Some(cycle) = (unsafe { cycle.as_ref() }) else {
+        return Status::NGX_OK.0;
+    };
+    // Without an http block the module has nothing to do.
+    if let Some(zone) = IntermissionModule::main_conf(cycle).and_then(MainConf::zone) {
+        zone::begin_configuration(zone);
+    }
+    Status::NGX_OK.0
+}
 
 fn module() -> &'static ngx_module_t {
     // SAFETY: nginx writes the module's indexes while loading configuration,

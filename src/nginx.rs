@@ -23,6 +23,13 @@ pub fn now_ms() -> u64 {
     unsafe { nginx_sys::ngx_current_msec as u64 }
 }
 
+/// The worker was asked to shut down gracefully (`nginx -s quit`, or a
+/// reload, which retires the old workers the same way).
+pub fn is_exiting() -> bool {
+    // SAFETY: a plain integer nginx sets in this single-threaded worker.
+    unsafe { nginx_sys::ngx_exiting != 0 }
+}
+
 /// The cycle's log, for lines not tied to a request.
 pub fn cycle_log() -> *mut ngx_log_t {
     // SAFETY: `ngx_cycle` is valid in every process once configuration ran.
@@ -86,6 +93,61 @@ impl HttpRequest {
     /// The decoded, normalized path, without arguments.
     pub fn uri(&self) -> &[u8] {
         self.as_raw().uri.as_bytes()
+    }
+
+    /// The query string, as the client sent it (still percent-encoded).
+    pub fn args(&self) -> &[u8] {
+        self.as_raw().args.as_bytes()
+    }
+
+    /// The value of the first request header named `name` (any case).
+    #[cfg(debug_assertions)]
+    pub fn header_in(&self, name: &[u8]) -> Option<&[u8]> {
+        let mut part: *const nginx_sys::ngx_list_part_t = &self.as_raw().headers_in.headers.part;
+        // SAFETY: nginx's header list: parts chained by `next`, each holding
+        // `nelts` table entries, all in the request's pool.
+        unsafe {
+            while let Some(p) = part.as_ref() {
+                let entries = std::slice::from_raw_parts(
+                    p.elts.cast::<nginx_sys::ngx_table_elt_t>(),
+                    p.nelts,
+                );
+                if let Some(found) = entries
+                    .iter()
+                    .find(|h| h.key.as_bytes().eq_ignore_ascii_case(name))
+                {
+                    return Some(found.value.as_bytes());
+                }
+                part = p.next;
+            }
+        }
+        None
+    }
+
+    /// Adds a response header; false if out of memory. Both strings are
+    /// static, as nginx's own fixed headers are.
+    pub fn add_response_header(&self, key: &'static str, value: &'static str) -> bool {
+        let as_ngx = |s: &'static str| nginx_sys::ngx_str_t {
+            len: s.len(),
+            data: s.as_ptr().cast_mut(),
+        };
+        // SAFETY: pushing onto the request's own header list, allocated from
+        // its pool; nginx only reads `key` and `value` of output headers
+        // (`hash` 1 means in use), and never writes through them.
+        unsafe {
+            let Some(header) = nginx_sys::ngx_list_push(&mut self.raw_mut().headers_out.headers)
+                .cast::<nginx_sys::ngx_table_elt_t>()
+                .as_mut()
+            else {
+                return false;
+            };
+            header.hash = 1;
+            header.next = ptr::null_mut();
+            header.key = as_ngx(key);
+            header.value = as_ngx(value);
+            header.lowcase_key = ptr::null_mut();
+        }
+        true
     }
 
     pub fn user_agent(&self) -> Option<&[u8]> {
@@ -224,9 +286,28 @@ impl HttpRequest {
         unsafe { ngx_http_discard_request_body(self.as_ptr()) }
     }
 
+    /// The request method as the client sent it.
+    pub fn method_name(&self) -> &[u8] {
+        self.as_raw().method_name.as_bytes()
+    }
+
     /// Sends a complete `text/plain` response; an empty body with a 304 sends
     /// the header alone. Returns what a content handler returns.
     pub fn send_text(&self, status: ngx_uint_t, body: &[u8]) -> ngx_int_t {
+        self.send_body(status, ngx::ngx_string!("text/plain"), body)
+    }
+
+    /// Sends a complete `application/json` response.
+    pub fn send_json(&self, status: ngx_uint_t, body: &[u8]) -> ngx_int_t {
+        self.send_body(status, ngx::ngx_string!("application/json"), body)
+    }
+
+    fn send_body(
+        &self,
+        status: ngx_uint_t,
+        content_type: nginx_sys::ngx_str_t,
+        body: &[u8],
+    ) -> ngx_int_t {
         {
             let headers = &mut self.raw_mut().headers_out;
             headers.status = status;
@@ -234,7 +315,7 @@ impl HttpRequest {
                 // A 304 carries no body and describes none.
                 headers.content_length_n = -1;
             } else {
-                headers.content_type = ngx::ngx_string!("text/plain");
+                headers.content_type = content_type;
                 headers.content_type_len = headers.content_type.len;
                 headers.content_length_n = body.len() as _;
             }
@@ -306,11 +387,6 @@ fn is_attached_cleanup(entry: &ngx_pool_cleanup_t) -> bool {
     entry.handler == Some(ours)
 }
 
-/// A worker-local timer on nginx's event loop, owning its event.
-///
-/// It has no `Drop`: the one timer lives in the worker's state until the
-/// process exits, and removing it from nginx's timer tree during exit (after a
-/// fast shutdown has freed other timers' memory) would be unsafe.
 /// Connections this worker can still open (its `worker_connections` left).
 pub fn free_connections() -> usize {
     // SAFETY: `ngx_cycle` is valid in every worker; the count is only changed
@@ -318,6 +394,11 @@ pub fn free_connections() -> usize {
     unsafe { (*nginx_sys::ngx_cycle).free_connection_n }
 }
 
+/// A worker-local timer on nginx's event loop, owning its event.
+///
+/// It has no `Drop`: the one timer lives in the worker's state until the
+/// process exits, and removing it from nginx's timer tree during exit (after a
+/// fast shutdown has freed other timers' memory) would be unsafe.
 pub struct Timer {
     event: Box<ngx_event_t>,
 }

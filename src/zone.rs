@@ -8,6 +8,7 @@
 
 use std::ffi::c_void;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nginx_sys::{ngx_conf_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t, NGX_LOG_EMERG};
 use ngx::core::Status;
@@ -15,6 +16,26 @@ use ngx::core::Status;
 use intermission_core::app_table::{layout_stamp, AppSlot, AppTable, TableHeader};
 
 pub const ZONE_NAME: &str = "intermission";
+
+/// The number of the configuration this process runs, as counted in its zone.
+/// Set in the master as a configuration takes the zone over, and inherited by
+/// the workers it forks; each process only ever reads its own copy.
+static CONFIGURATION_OF_THIS_PROCESS: AtomicU64 = AtomicU64::new(0);
+
+/// A configuration finished loading (in the master, just before its workers
+/// start): count it in the zone it uses.
+pub fn begin_configuration(zone: &ngx_shm_zone_t) {
+    if let Some(header) = header(zone) {
+        CONFIGURATION_OF_THIS_PROCESS.store(header.begin_configuration(), Ordering::Relaxed);
+    }
+}
+
+/// For a worker that is shutting down: true when a newer configuration (a
+/// reload) has taken its zone over and carries the pause on, false when nginx
+/// is stopping, or the reload replaced the zone with a new one.
+pub fn newer_configuration_took_over(header: &TableHeader) -> bool {
+    header.newest_configuration() != CONFIGURATION_OF_THIS_PROCESS.load(Ordering::Relaxed)
+}
 pub const DEFAULT_ZONE_SIZE: usize = 1024 * 1024;
 
 /// Registers the zone with nginx; it is created (or reused) once the whole

@@ -19,7 +19,7 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 1;
+const LAYOUT_VERSION: u64 = 2;
 
 pub fn layout_stamp() -> u64 {
     (LAYOUT_VERSION << 32) | std::mem::size_of::<AppSlot>() as u64
@@ -45,6 +45,10 @@ pub struct TableHeader {
     /// with one read instead of looking at every app.
     resumes: AtomicU64,
     apps_in_use: AtomicU64,
+    /// Bumped by each configuration (nginx start or reload) that takes the
+    /// zone over: a worker that is shutting down tells a reload (a newer
+    /// configuration has the zone, so it keeps holding for it) from a stop.
+    configurations: AtomicU64,
 }
 
 impl TableHeader {
@@ -55,7 +59,18 @@ impl TableHeader {
             paused_apps: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
             apps_in_use: AtomicU64::new(0),
+            configurations: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a new configuration in; returns its number.
+    pub fn begin_configuration(&self) -> u64 {
+        self.configurations.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The number of the newest configuration that took the zone over.
+    pub fn newest_configuration(&self) -> u64 {
+        self.configurations.load(Ordering::Acquire)
     }
 
     pub fn layout(&self) -> u64 {
@@ -101,6 +116,10 @@ impl<'a> AppTable<'a> {
 
     pub fn any_paused(&self) -> bool {
         self.header.any_paused()
+    }
+
+    pub fn header(&self) -> &'a TableHeader {
+        self.header
     }
 
     pub fn resumes(&self) -> u64 {

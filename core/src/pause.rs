@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::queue::Release;
+
 /// Where an app stands in its pause/resume history.
 ///
 /// Every pause and every resume advances the phase by one, so an odd phase is
@@ -50,6 +52,37 @@ pub struct AppState {
     /// `next_ticket` when the current (or last) pause began: the number of
     /// requests a pause held is the distance from here to `next_ticket`.
     first_ticket_of_pause: AtomicU64,
+    counters: SharedCounters,
+}
+
+/// What became of this app's held requests, counted by every worker since the
+/// zone was created (a reload keeps them).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct SharedCounters {
+    held_now: AtomicU64,
+    released: AtomicU64,
+    timed_out: AtomicU64,
+    clients_gone: AtomicU64,
+    refused_at_shutdown: AtomicU64,
+}
+
+/// A reading of an app's counters, for the status endpoint.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AppCounters {
+    /// Held right now, by all workers. A worker that is killed takes its
+    /// requests with it without counting them out, so after a crash this
+    /// stays too high by what that worker held.
+    pub held_now: u64,
+    /// Released because the app was resumed.
+    pub released: u64,
+    /// Let through at their `$intermission_max_time` while still paused.
+    pub timed_out: u64,
+    /// Their client closed the connection while they were held.
+    pub clients_gone: u64,
+    /// Answered 503 because nginx was shutting down while the app was paused
+    /// (held ones and new ones alike).
+    pub refused_at_shutdown: u64,
 }
 
 impl AppState {
@@ -58,6 +91,13 @@ impl AppState {
             phase: AtomicU64::new(0),
             next_ticket: AtomicU64::new(0),
             first_ticket_of_pause: AtomicU64::new(0),
+            counters: SharedCounters {
+                held_now: AtomicU64::new(0),
+                released: AtomicU64::new(0),
+                timed_out: AtomicU64::new(0),
+                clients_gone: AtomicU64::new(0),
+                refused_at_shutdown: AtomicU64::new(0),
+            },
         }
     }
 
@@ -132,6 +172,55 @@ impl AppState {
     }
 }
 
+/// Counting held requests in and out.
+impl AppState {
+    pub fn record_held(&self) {
+        self.counters.held_now.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_release(&self, why: Release) {
+        self.count_out();
+        let counter = match why {
+            Release::Resumed => &self.counters.released,
+            Release::TimedOut => &self.counters.timed_out,
+            Release::ShuttingDown => &self.counters.refused_at_shutdown,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_client_gone(&self) {
+        self.count_out();
+        self.counters.clients_gone.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request refused at shutdown without having been held.
+    pub fn record_refused_at_shutdown(&self) {
+        self.counters
+            .refused_at_shutdown
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_out(&self) {
+        // Never below zero, even if a count was lost (a killed worker).
+        let _ = self
+            .counters
+            .held_now
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    pub fn counters(&self) -> AppCounters {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let c = &self.counters;
+        AppCounters {
+            held_now: read(&c.held_now),
+            released: read(&c.released),
+            timed_out: read(&c.timed_out),
+            clients_gone: read(&c.clients_gone),
+            refused_at_shutdown: read(&c.refused_at_shutdown),
+        }
+    }
+}
+
 /// A request held in `held_in` is due for release once the app has moved on.
 pub fn is_due_for_release(held_in: Phase, now: Phase) -> bool {
     held_in != now
@@ -173,6 +262,33 @@ mod tests {
         app.pause();
         assert_eq!(app.take_ticket(), Ticket(2));
         assert_eq!(app.resume(), ResumeOutcome::Resumed { held: 1 });
+    }
+
+    #[test]
+    fn every_held_request_is_counted_out_once_by_how_it_left() {
+        let app = AppState::new();
+        for _ in 0..6 {
+            app.record_held();
+        }
+        app.record_release(Release::Resumed);
+        app.record_release(Release::Resumed);
+        app.record_release(Release::TimedOut);
+        app.record_release(Release::ShuttingDown);
+        app.record_client_gone();
+        app.record_refused_at_shutdown();
+        assert_eq!(
+            app.counters(),
+            AppCounters {
+                held_now: 1,
+                released: 2,
+                timed_out: 1,
+                clients_gone: 1,
+                refused_at_shutdown: 2,
+            }
+        );
+        app.record_client_gone();
+        app.record_client_gone();
+        assert_eq!(app.counters().held_now, 0, "never below zero");
     }
 
     #[test]

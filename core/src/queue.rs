@@ -31,6 +31,9 @@ pub enum Release {
     Resumed,
     /// It was held for its maximum time while the app stayed paused.
     TimedOut,
+    /// nginx is shutting down for good while the app is paused: it is
+    /// answered 503 rather than dropped with the worker.
+    ShuttingDown,
 }
 
 #[derive(Debug)]
@@ -146,6 +149,29 @@ impl<R> HeldQueue<R> {
         expired
     }
 
+    /// Takes out at most `limit` requests whatever their app's phase, each
+    /// app's in ticket order: what a worker that is shutting down still holds.
+    pub fn take_all(&mut self, limit: usize) -> Vec<(AppId, Ticket, R)> {
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            let Some(mut queue) = self.by_app.first_entry() else {
+                break;
+            };
+            let app = *queue.key();
+            let Some((ticket, held)) = queue.get_mut().pop_first() else {
+                queue.remove();
+                continue;
+            };
+            if queue.get().is_empty() {
+                queue.remove();
+            }
+            self.by_deadline.remove(&(held.deadline, app, ticket));
+            self.len -= 1;
+            taken.push((app, ticket, held.request));
+        }
+        taken
+    }
+
     /// The earliest deadline among the held requests.
     pub fn next_deadline(&self) -> Option<Millis> {
         self.by_deadline.first().map(|&(deadline, _, _)| deadline)
@@ -175,6 +201,28 @@ mod tests {
         assert_eq!(tickets(&released), [0, 1, 2, 3, 4]);
         assert!(queue.is_empty());
         assert_eq!(queue.next_deadline(), None);
+    }
+
+    #[test]
+    fn take_all_empties_the_queue_in_batches_whatever_the_phase() {
+        let mut queue = HeldQueue::default();
+        for ticket in [2, 0, 1] {
+            queue.hold(SHOP, Ticket(ticket), Phase(1), 100, "shop");
+        }
+        queue.hold(BLOG, Ticket(7), Phase(5), 50, "blog");
+        let first = queue.take_all(2);
+        assert_eq!(tickets(&first), [0, 1]);
+        assert_eq!(queue.len(), 2);
+        let rest = queue.take_all(ALL);
+        assert_eq!(
+            rest.iter()
+                .map(|(app, t, _)| (*app, t.0))
+                .collect::<Vec<_>>(),
+            [(SHOP, 2), (BLOG, 7)]
+        );
+        assert!(queue.is_empty());
+        assert_eq!(queue.next_deadline(), None);
+        assert!(queue.take_all(ALL).is_empty());
     }
 
     #[test]
