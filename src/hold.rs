@@ -149,8 +149,7 @@ impl Worker {
     /// True once nginx is stopping for good (see the module comment); logs it
     /// the first time.
     fn shutting_down_for_good(&mut self) -> bool {
-        let stopping =
-            nginx::is_exiting() && !zone::newer_configuration_took_over(self.table.header());
+        let stopping = nginx::is_exiting() && !zone::newer_configuration_runs(self.table.header());
         if stopping && !std::mem::replace(&mut self.shutdown_noted, true) {
             ngx_log_error!(
                 NGX_LOG_NOTICE,

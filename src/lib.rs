@@ -124,6 +124,7 @@ pub static mut ngx_http_intermission_module: ngx_module_t = ngx_module_t {
     commands: unsafe { ptr::addr_of_mut!(config::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_module: Some(init_module),
+    exit_process: Some(exit_process),
     ..ngx_module_t::default()
 };
 
@@ -136,9 +137,23 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     };
     // Without an http block the module has nothing to do.
     if let Some(zone) = IntermissionModule::main_conf(cycle).and_then(MainConf::zone) {
-        zone::begin_configuration(zone);
+        zone::begin_configuration(zone, nginx::worker_processes(cycle));
     }
     Status::NGX_OK.0
+}
+
+/// Runs in a worker that exits gracefully (not in one that is killed).
+unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+    // SAFETY: nginx passes the worker's cycle.
+    let Some(cycle) = (unsafe { cycle.as_ref() }) else {
+        return;
+    };
+    if !nginx::is_worker_process() {
+        return;
+    }
+    if let Some(zone) = IntermissionModule::main_conf(cycle).and_then(MainConf::zone) {
+        zone::worker_exits(zone, nginx::worker_number());
+    }
 }
 
 fn module() -> &'static ngx_module_t {

@@ -30,6 +30,33 @@ pub fn is_exiting() -> bool {
     unsafe { nginx_sys::ngx_exiting != 0 }
 }
 
+/// `worker_processes` of a configuration.
+pub fn worker_processes(cycle: &nginx_sys::ngx_cycle_t) -> usize {
+    // SAFETY: every cycle has the core module's configuration, an
+    // `ngx_core_conf_t`, at the core module's index.
+    unsafe {
+        let index = (*ptr::addr_of!(nginx_sys::ngx_core_module)).index;
+        let core = (*cycle.conf_ctx.add(index)).cast::<nginx_sys::ngx_core_conf_t>();
+        core.as_ref().map_or(1, |core| {
+            usize::try_from(core.worker_processes).unwrap_or(1)
+        })
+    }
+}
+
+/// This process is a worker (not the master, a cache helper or nginx in
+/// single-process mode).
+pub fn is_worker_process() -> bool {
+    // SAFETY: a plain integer nginx sets once as the process starts.
+    unsafe { nginx_sys::ngx_process == nginx_sys::NGX_PROCESS_WORKER as ngx_uint_t }
+}
+
+/// This worker's number, from 0 to `worker_processes` - 1; a worker the
+/// master starts in place of a dead one gets the dead one's number.
+pub fn worker_number() -> usize {
+    // SAFETY: a plain integer nginx sets once as the worker starts.
+    unsafe { nginx_sys::ngx_worker }
+}
+
 /// The cycle's log, for lines not tied to a request.
 pub fn cycle_log() -> *mut ngx_log_t {
     // SAFETY: `ngx_cycle` is valid in every process once configuration ran.

@@ -22,20 +22,32 @@ pub const ZONE_NAME: &str = "intermission";
 /// the workers it forks; each process only ever reads its own copy.
 static CONFIGURATION_OF_THIS_PROCESS: AtomicU64 = AtomicU64::new(0);
 
-/// A configuration finished loading (in the master, just before its workers
-/// start): count it in the zone it uses.
-pub fn begin_configuration(zone: &ngx_shm_zone_t) {
+/// A configuration finished loading (in the master, just before it forks
+/// `workers` workers): count it in the zone it uses.
+pub fn begin_configuration(zone: &ngx_shm_zone_t, workers: usize) {
     if let Some(header) = header(zone) {
-        CONFIGURATION_OF_THIS_PROCESS.store(header.begin_configuration(), Ordering::Relaxed);
+        let number = header.begin_configuration(workers);
+        CONFIGURATION_OF_THIS_PROCESS.store(number, Ordering::Relaxed);
+    }
+}
+
+/// This worker exits gracefully.
+pub fn worker_exits(zone: &ngx_shm_zone_t, worker: usize) {
+    if let Some(header) = header(zone) {
+        header.worker_exited(
+            CONFIGURATION_OF_THIS_PROCESS.load(Ordering::Relaxed),
+            worker,
+        );
     }
 }
 
 /// For a worker that is shutting down: true when a newer configuration (a
-/// reload) has taken its zone over and carries the pause on, false when nginx
-/// is stopping, or the reload replaced the zone with a new one.
-pub fn newer_configuration_took_over(header: &TableHeader) -> bool {
-    header.newest_configuration() != CONFIGURATION_OF_THIS_PROCESS.load(Ordering::Relaxed)
+/// reload) runs on its zone and carries the pause on; false when nginx is
+/// stopping, or the reload replaced the zone with a new one.
+pub fn newer_configuration_runs(header: &TableHeader) -> bool {
+    header.newer_configuration_runs(CONFIGURATION_OF_THIS_PROCESS.load(Ordering::Relaxed))
 }
+
 pub const DEFAULT_ZONE_SIZE: usize = 1024 * 1024;
 
 /// Registers the zone with nginx; it is created (or reused) once the whole

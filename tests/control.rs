@@ -93,15 +93,90 @@ fn other_methods_are_405_and_change_nothing() {
 }
 
 /// The control endpoint is a content handler: nginx's allow/deny runs first.
+/// A client outside the allowed addresses can neither pause nor release.
 #[test]
-fn control_obeys_access_rules() {
-    let (nginx, _upstream) = start_shop();
+fn outsiders_can_neither_pause_nor_release() {
+    let (nginx, upstream) = start_shop();
     let port = nginx.port();
+    let outsider = |action: &str| {
+        control_request("GET", action)
+            .source_address(Ipv4Addr::new(127, 0, 0, 2))
+            .send(port)
+    };
+    assert_eq!(outsider("enable").status, 403);
+    assert_status(port, "", RESUMED);
+
+    pause(port, "");
+    let held = start_held(port, seq_request("/item/", 0));
+    for action in ["disable", "status", "enable"] {
+        assert_eq!(outsider(action).status, 403, "{action}");
+    }
+    assert_still_held([&held]);
+    assert_status(port, "", PAUSED);
+    assert_eq!(upstream.count(), 0);
+
+    resume(port, "");
+    finish_all_from_upstream(vec![held]);
+    nginx.stop();
+}
+
+/// `auth_basic` on the control location, with `satisfy all` and the address
+/// rules: only the right credentials from an allowed address get through.
+#[test]
+fn auth_basic_guards_the_control_endpoint() {
+    let upstream = Upstream::start();
+    let control = format!(
+        "location {CONTROL} {{ satisfy all; allow 127.0.0.1; deny all; \
+         auth_basic \"intermission\"; auth_basic_user_file {PREFIX_MARK}/htpasswd; \
+         intermission_control; }}"
+    );
+    let server = format!(
+        "{} {} {control}",
+        set_app_name("shop"),
+        held_location("/", &upstream, "")
+    );
+    let nginx = Nginx::start(
+        Config::new()
+            .file("htpasswd", "ops:{PLAIN}s3cret\n")
+            .server(&server),
+    );
+    let port = nginx.port();
+    // base64 of "ops:s3cret" and "ops:wrong".
+    let right = "Basic b3BzOnMzY3JldA==";
+    let wrong = "Basic b3BzOndyb25n";
+
+    let anonymous = control_request("GET", "enable").send(port);
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+    assert!(
+        anonymous.header("www-authenticate").is_some(),
+        "{anonymous:?}"
+    );
+    let bad = control_request("GET", "enable")
+        .header("Authorization", wrong)
+        .send(port);
+    assert_eq!(bad.status, 401, "{bad:?}");
     let outsider = control_request("GET", "enable")
+        .header("Authorization", right)
         .source_address(Ipv4Addr::new(127, 0, 0, 2))
         .send(port);
     assert_eq!(outsider.status, 403, "{outsider:?}");
-    assert_status(port, "", RESUMED);
+    let status = control_request("GET", "status")
+        .header("Authorization", right)
+        .send(port);
+    assert_answer(&status, 200, RESUMED, "nothing was paused");
+
+    let enable = control_request("GET", "enable")
+        .header("Authorization", right)
+        .send(port);
+    assert_answer(&enable, 200, PAUSED, "the operator pauses");
+    let bad = control_request("GET", "disable")
+        .header("Authorization", wrong)
+        .send(port);
+    assert_eq!(bad.status, 401, "{bad:?}");
+    let disable = control_request("GET", "disable")
+        .header("Authorization", right)
+        .send(port);
+    assert_answer(&disable, 200, RESUMED, "the operator resumes");
     nginx.stop();
 }
 

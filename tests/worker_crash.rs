@@ -9,7 +9,8 @@ use common::*;
 #[test]
 fn a_killed_worker_does_not_stall_the_other_workers_queues() {
     const HELD: usize = 40;
-    const LATE: usize = 6;
+    /// Enough that the respawned worker accepts some of them.
+    const LATE: usize = 30;
     let upstream = Upstream::start();
     let nginx = Nginx::start(
         Config::new()
@@ -21,13 +22,19 @@ fn a_killed_worker_does_not_stall_the_other_workers_queues() {
     let held = start_in_order(port, HELD, |i| seq_request("/item/", i));
     assert_still_held(&held);
 
-    let victim = nginx.worker_pids()[0];
+    let before = nginx.worker_pids();
+    let victim = before[0];
     // SAFETY: sending a signal to a child process of this test.
     assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
     wait_until(BOUND, "the killed worker to be gone and replaced", || {
         let workers = nginx.worker_pids();
         !is_alive(victim) && workers.len() == 2 && !workers.contains(&victim)
     });
+    let respawned = *nginx
+        .worker_pids()
+        .iter()
+        .find(|pid| !before.contains(pid))
+        .expect("a new worker");
 
     // The victim's clients see their connections closed; the rest wait on.
     let (lost, survivors): (Vec<Pending>, Vec<Pending>) =
@@ -40,6 +47,7 @@ fn a_killed_worker_does_not_stall_the_other_workers_queues() {
     );
     assert_eq!(upstream.count(), 0, "nothing may pass while paused");
     assert_status(port, "", PAUSED);
+    assert_eq!(counters(port, "").state, "paused");
 
     // The surviving and the respawned worker keep holding new requests.
     let mut waiting = survivors;
@@ -58,6 +66,10 @@ fn a_killed_worker_does_not_stall_the_other_workers_queues() {
         "a request reached the upstream twice"
     );
     assert_ordered_per_worker(&hits);
+    assert!(
+        hits.iter().any(|hit| hit.worker() == respawned.to_string()),
+        "the respawned worker {respawned} held and released requests too"
+    );
     assert_status(port, "", RESUMED);
     nginx.stop();
 }

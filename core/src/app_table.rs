@@ -46,10 +46,22 @@ pub struct TableHeader {
     resumes: AtomicU64,
     apps_in_use: AtomicU64,
     /// Bumped by each configuration (nginx start or reload) that takes the
-    /// zone over: a worker that is shutting down tells a reload (a newer
-    /// configuration has the zone, so it keeps holding for it) from a stop.
+    /// zone over. With `newest_workers`, it lets a worker that is shutting
+    /// down tell a reload (a newer configuration runs on the zone and carries
+    /// the pause on: keep holding) from a stop (answer what it holds).
     configurations: AtomicU64,
+    /// One bit per worker number of the newest configuration, set when it
+    /// begins and cleared as each of its workers exits gracefully. A worker
+    /// that crashes leaves its bit set, and the one the master starts in its
+    /// place clears it, so a crash never makes a stop look like a reload.
+    newest_workers: [AtomicU64; WORKER_WORDS],
+    /// The newest configuration has more workers than `newest_workers` has
+    /// bits: it is taken as running until it is replaced.
+    newest_workers_uncounted: AtomicU64,
 }
+
+const WORKER_WORDS: usize = 16;
+const COUNTED_WORKERS: usize = WORKER_WORDS * 64;
 
 impl TableHeader {
     pub fn new(capacity: usize) -> Self {
@@ -60,17 +72,48 @@ impl TableHeader {
             resumes: AtomicU64::new(0),
             apps_in_use: AtomicU64::new(0),
             configurations: AtomicU64::new(0),
+            newest_workers: Default::default(),
+            newest_workers_uncounted: AtomicU64::new(0),
         }
     }
 
-    /// Counts a new configuration in; returns its number.
-    pub fn begin_configuration(&self) -> u64 {
+    /// Counts in a configuration that is about to start `workers` workers;
+    /// returns its number. Called by nginx's master before it forks them.
+    pub fn begin_configuration(&self, workers: usize) -> u64 {
+        for (index, word) in self.newest_workers.iter().enumerate() {
+            let first = index * 64;
+            let bits = match workers.saturating_sub(first) {
+                0 => 0,
+                n if n >= 64 => u64::MAX,
+                n => (1u64 << n) - 1,
+            };
+            word.store(bits, Ordering::Release);
+        }
+        self.newest_workers_uncounted
+            .store(u64::from(workers > COUNTED_WORKERS), Ordering::Release);
         self.configurations.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// The number of the newest configuration that took the zone over.
-    pub fn newest_configuration(&self) -> u64 {
-        self.configurations.load(Ordering::Acquire)
+    /// Worker number `worker` of `configuration` exits gracefully.
+    pub fn worker_exited(&self, configuration: u64, worker: usize) {
+        if configuration != self.configurations.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(word) = self.newest_workers.get(worker / 64) {
+            word.fetch_and(!(1u64 << (worker % 64)), Ordering::AcqRel);
+        }
+    }
+
+    /// For a worker of `configuration` that is shutting down: whether a newer
+    /// configuration still runs on this zone (a reload), rather than nginx
+    /// stopping.
+    pub fn newer_configuration_runs(&self, configuration: u64) -> bool {
+        self.configurations.load(Ordering::Acquire) != configuration
+            && (self.newest_workers_uncounted.load(Ordering::Acquire) != 0
+                || self
+                    .newest_workers
+                    .iter()
+                    .any(|word| word.load(Ordering::Acquire) != 0))
     }
 
     pub fn layout(&self) -> u64 {
@@ -267,6 +310,48 @@ mod tests {
     fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
         let slots = (0..capacity).map(|_| AppSlot::default()).collect();
         (TableHeader::new(capacity), slots)
+    }
+
+    #[test]
+    fn a_reload_is_told_from_a_stop_by_the_newest_workers() {
+        let (header, _) = table_of(1);
+        let first = header.begin_configuration(2);
+        assert!(
+            !header.newer_configuration_runs(first),
+            "a stop of the only one"
+        );
+        let second = header.begin_configuration(70);
+        assert!(header.newer_configuration_runs(first), "a reload");
+        assert!(!header.newer_configuration_runs(second));
+        // The old configuration's workers exiting changes nothing.
+        header.worker_exited(first, 0);
+        header.worker_exited(first, 1);
+        assert!(header.newer_configuration_runs(first));
+        // Then nginx stops: the newest workers exit, in any order, and once
+        // the last has gone the old ones know it is a stop.
+        for worker in (1..70).rev() {
+            header.worker_exited(second, worker);
+            header.worker_exited(second, worker);
+        }
+        assert!(
+            header.newer_configuration_runs(first),
+            "worker 0 still runs"
+        );
+        header.worker_exited(second, 0);
+        assert!(!header.newer_configuration_runs(first));
+    }
+
+    #[test]
+    fn more_workers_than_counted_are_taken_as_running() {
+        let (header, _) = table_of(1);
+        let first = header.begin_configuration(1);
+        let second = header.begin_configuration(COUNTED_WORKERS + 1);
+        for worker in 0..=COUNTED_WORKERS {
+            header.worker_exited(second, worker);
+        }
+        assert!(header.newer_configuration_runs(first));
+        header.begin_configuration(COUNTED_WORKERS);
+        assert!(header.newer_configuration_runs(second));
     }
 
     #[test]

@@ -382,6 +382,14 @@ impl Nginx {
         (output.status.success(), text)
     }
 
+    /// Replaces nginx.conf with `config` (same servers, same ports), for a
+    /// `reload` to pick up. It must keep the number of workers.
+    pub fn rewrite_config(&self, config: Config) {
+        assert_eq!(config.servers.len(), self.ports.len(), "same servers");
+        assert_eq!(config.workers, self.config.workers, "same workers");
+        config.write(&self.prefix, &self.ports);
+    }
+
     /// The port of the first server.
     pub fn port(&self) -> u16 {
         self.ports[0]

@@ -106,3 +106,52 @@ pub fn assert_status(port: u16, action_suffix: &str, expected: &str) {
         "status",
     );
 }
+
+/// An app's figures, from `status?format=json`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub state: String,
+    pub held_now: u64,
+    pub held_in_pause: u64,
+    pub released: u64,
+    pub timed_out: u64,
+    pub clients_gone: u64,
+    pub refused_at_shutdown: u64,
+}
+
+/// `status?format=json`, with `query` added to the query string (`app=a`).
+pub fn counters(port: u16, query: &str) -> Counters {
+    let separator = if query.is_empty() { "" } else { "&" };
+    let response = control(port, &format!("status?format=json{separator}{query}"));
+    assert_eq!(response.status, 200, "status?format=json: {response:?}");
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json"),
+        "{response:?}"
+    );
+    let json = response.text();
+    let field = |key: &str| -> String {
+        let start = json
+            .find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("no {key:?} in {json}"))
+            + key.len()
+            + 3;
+        let rest = &json[start..];
+        let end = rest.find([',', '}']).expect("a complete object");
+        rest[..end].trim_matches('"').to_owned()
+    };
+    let number = |key: &str| -> u64 {
+        field(key)
+            .parse()
+            .unwrap_or_else(|_| panic!("{key:?} is not a number in {json}"))
+    };
+    Counters {
+        state: field("state"),
+        held_now: number("held_now"),
+        held_in_pause: number("held_in_pause"),
+        released: number("released"),
+        timed_out: number("timed_out"),
+        clients_gone: number("clients_gone"),
+        refused_at_shutdown: number("refused_at_shutdown"),
+    }
+}
