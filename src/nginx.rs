@@ -168,11 +168,12 @@ impl HttpRequest {
             else {
                 return false;
             };
+            // All fields zero first: null `lowcase_key`, and null `next`
+            // where the nginx version has one (1.23 and later).
+            ptr::write_bytes(ptr::from_mut(header), 0, 1);
             header.hash = 1;
-            header.next = ptr::null_mut();
             header.key = as_ngx(key);
             header.value = as_ngx(value);
-            header.lowcase_key = ptr::null_mut();
         }
         true
     }
