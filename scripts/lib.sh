@@ -45,3 +45,12 @@ vendored_build() {
     [ -x "$VENDORED_NGINX" ] || { say "error: cargo build left no nginx binary (looked at '$VENDORED_NGINX')"; return 1; }
     [ -f "$VENDORED_MODULE" ] || { say "error: cargo build left no $MODULE_FILE"; return 1; }
 }
+
+# Builds the module in release mode against the vendored nginx (vendored_build)
+# and the benchmark tool; sets VENDORED_NGINX, VENDORED_MODULE and BENCH (the
+# tool's binary). Like vendored_build, call it directly, not in a subshell.
+bench_build() {
+    vendored_build --release || return 1
+    (cd "$ROOT" && cargo build --release -p intermission-bench) || return 1
+    BENCH=$ROOT/target/release/intermission-bench
+}

@@ -4,6 +4,8 @@
 //! Requests are `GET /r/<seq>` where `<seq>` is the send position, so the
 //! upstream's record says which request it got in which place. Every request
 //! asks for `Connection: close`; an answer is complete when the server closes.
+//! The soak's kept-alive clients use `exchange`, which reads one answer by
+//! its Content-Length instead.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,6 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::task::JoinHandle;
+
+use crate::upstream::{find, header};
 
 /// How long any one answer may take before the run counts it as lost. Only a
 /// bound so that a broken build ends the run; never a measurement.
@@ -112,6 +116,70 @@ pub fn status_of(head: &[u8]) -> Option<u16> {
     std::str::from_utf8(line.get(2..5)?).ok()?.parse().ok()
 }
 
+/// What a kept-alive client needs from the head of an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerHead {
+    pub status: u16,
+    /// Bytes of the head, up to and including the blank line.
+    pub head_len: usize,
+    pub content_length: usize,
+    /// HTTP/1.1 without `Connection: close`: the server reads another request.
+    pub keep_alive: bool,
+}
+
+/// The head of the answer at the start of `bytes`: `Ok(None)` while it is
+/// incomplete; an error for an answer without a status or a Content-Length
+/// (the upstream sends one, nginx passes it on; nothing here is chunked).
+pub fn answer_head(bytes: &[u8]) -> io::Result<Option<AnswerHead>> {
+    let Some(end) = find(bytes, b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let status = status_of(bytes).ok_or_else(|| invalid("an answer without a status line"))?;
+    let head = String::from_utf8_lossy(&bytes[..end]);
+    let content_length = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| invalid("an answer without a Content-Length"))?;
+    let closes = header(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    Ok(Some(AnswerHead {
+        status,
+        head_len: end + 4,
+        content_length,
+        keep_alive: bytes.starts_with(b"HTTP/1.1 ") && !closes,
+    }))
+}
+
+/// Sends `request` on an open connection and reads its one answer, framed by
+/// its Content-Length, so that the connection can carry the next request.
+/// Returns the answer's head.
+pub async fn exchange(stream: &mut TcpStream, request: &[u8]) -> io::Result<AnswerHead> {
+    stream.write_all(request).await?;
+    let mut received = Vec::with_capacity(512);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed before the answer ended",
+            ));
+        }
+        received.extend_from_slice(&chunk[..n]);
+        if let Some(head) = answer_head(&received)? {
+            let answer_len = head.head_len + head.content_length;
+            if received.len() == answer_len {
+                return Ok(head);
+            }
+            if received.len() > answer_len {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bytes after the answer to the one request sent",
+                ));
+            }
+        }
+    }
+}
+
 /// One `GET` on a fresh connection: status and body.
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr).await?;
@@ -160,6 +228,37 @@ mod tests {
         assert_eq!(status_of(b"HTTP/1.0 502 Bad Gateway"), Some(502));
         assert_eq!(status_of(b"HTTP/1.1 2"), None);
         assert_eq!(status_of(b"SSH-2.0"), None);
+    }
+
+    #[test]
+    fn answer_heads() {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n";
+        let head = answer_head(answer).unwrap().unwrap();
+        assert_eq!(
+            head,
+            AnswerHead {
+                status: 200,
+                head_len: answer.len() - 3,
+                content_length: 3,
+                keep_alive: true,
+            }
+        );
+        assert_eq!(answer_head(&answer[..20]).unwrap(), None);
+    }
+
+    #[test]
+    fn answers_that_end_the_connection() {
+        let closing = b"HTTP/1.1 503 Busy\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n";
+        let head = answer_head(closing).unwrap().unwrap();
+        assert_eq!((head.status, head.keep_alive), (503, false));
+        let http10 = b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert!(!answer_head(http10).unwrap().unwrap().keep_alive);
+    }
+
+    #[test]
+    fn answers_without_framing_are_refused() {
+        assert!(answer_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert!(answer_head(b"garbage\r\n\r\n").is_err());
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! ```text
 //! intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--out DIR] [--work-dir DIR]
 //! intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS --nginx PATH --module PATH ...
+//! intermission-bench soak [--cycles N] [--clients N] [--seed N] --nginx PATH --module PATH [--work-dir DIR]
 //! intermission-bench upstream ADDR
 //! ```
 //!
 //! `run` measures every workload and writes `results.md` and `release.svg`
 //! to `--out`; `one` runs a single hold/release (or burst) and prints what it
-//! saw, for profiling; `upstream` is the recording upstream, which `run`
-//! starts as a child process so that its CPU is its own.
+//! saw, for profiling; `soak` pauses and resumes many times under steady load
+//! and checks that nothing was lost and memory stayed flat (see soak.rs);
+//! `upstream` is the recording upstream, which the others start as a child
+//! process so that its CPU is its own.
 //!
 //! Client and upstream each run on one thread (tokio's current-thread
 //! runtime): the machine has two cores, shared with nginx or HAProxy, and one
@@ -21,6 +24,7 @@ mod proc_stats;
 mod report;
 mod runs;
 mod servers;
+mod soak;
 mod suite;
 mod upstream;
 
@@ -35,6 +39,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--out DIR] [--work-dir DIR]\n\
          \x20      intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS --nginx PATH --module PATH [...]\n\
+         \x20      intermission-bench soak [--cycles N] [--clients N] [--seed N] --nginx PATH --module PATH [--work-dir DIR]\n\
          \x20      intermission-bench upstream ADDR"
     );
     std::process::exit(2)
@@ -48,6 +53,7 @@ struct Options {
     haproxy: PathBuf,
     out: PathBuf,
     work_dir: PathBuf,
+    soak: soak::Plan,
 }
 
 fn parse_options(args: impl Iterator<Item = String>) -> Options {
@@ -59,23 +65,38 @@ fn parse_options(args: impl Iterator<Item = String>) -> Options {
         haproxy: PathBuf::from("/usr/sbin/haproxy"),
         out: PathBuf::from("target/bench/results"),
         work_dir: PathBuf::from("target/bench/work"),
+        soak: soak::Plan {
+            cycles: soak::DEFAULT_CYCLES,
+            clients: soak::DEFAULT_CLIENTS,
+            seed: soak::DEFAULT_SEED,
+        },
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
-        let mut value = || args.next().map(PathBuf::from).unwrap_or_else(|| usage());
+        let mut value = || args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--quick" => options.quick = true,
-            "--nginx" => options.nginx = Some(value()),
-            "--module" => options.module = Some(value()),
-            "--haproxy" => options.haproxy = value(),
-            "--out" => options.out = value(),
-            "--work-dir" => options.work_dir = value(),
+            "--nginx" => options.nginx = Some(value().into()),
+            "--module" => options.module = Some(value().into()),
+            "--haproxy" => options.haproxy = value().into(),
+            "--out" => options.out = value().into(),
+            "--work-dir" => options.work_dir = value().into(),
+            "--cycles" => options.soak.cycles = positive(&value()) as usize,
+            "--clients" => options.soak.clients = positive(&value()) as usize,
+            "--seed" => options.soak.seed = value().parse().unwrap_or_else(|_| usage()),
             "-h" | "--help" => usage(),
             _ if arg.starts_with("--") => usage(),
             _ => options.positional.push(arg),
         }
     }
     options
+}
+
+fn positive(text: &str) -> u64 {
+    text.parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| usage())
 }
 
 /// Raises this process's descriptor limit to the hard limit (children
@@ -140,7 +161,7 @@ fn main() {
         }
         return;
     }
-    if command != "run" && command != "one" {
+    if !["run", "one", "soak"].contains(&command.as_str()) {
         usage();
     }
     let (Some(nginx), Some(module)) = (options.nginx.clone(), options.module.clone()) else {
@@ -165,10 +186,10 @@ fn main() {
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, async {
-        if command == "one" {
-            one(&setup, &options.positional).await
-        } else {
-            suite::run_all(&setup, options.quick, &options.out).await
+        match command.as_str() {
+            "one" => one(&setup, &options.positional).await,
+            "soak" => soak::run(&setup, options.soak).await,
+            _ => suite::run_all(&setup, options.quick, &options.out).await,
         }
     });
     if let Err(e) = result {

@@ -147,8 +147,8 @@ async fn collect(
     pass.release_cpu = Some([0, 1, 2].map(|i| cpu_after[i].saturating_sub(cpu_before[i])));
 }
 
-/// Calls the module's control endpoint; anything but 200 ends the run.
-async fn control(server: &Server, action: &str) -> io::Result<()> {
+/// Calls the module's control endpoint; anything but 200 is an error.
+pub async fn control(server: &Server, action: &str) -> io::Result<()> {
     let (status, body) =
         load::get(server.listen, HOST, &format!("/_intermission/{action}")).await?;
     if status != 200 {

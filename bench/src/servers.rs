@@ -154,18 +154,26 @@ impl Server {
         self.dir.join(HAPROXY_SOCKET)
     }
 
+    /// nginx's error log so far (empty if there is none).
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
+    }
+
     /// Lines of nginx's error log at `[alert]`, `[crit]`, `[emerg]` or `[error]`.
     pub fn error_lines(&self) -> Vec<String> {
-        let log = fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default();
-        log.lines()
-            .filter(|l| {
-                ["[alert]", "[crit]", "[emerg]", "[error]"]
-                    .iter()
-                    .any(|lvl| l.contains(lvl))
-            })
-            .map(str::to_owned)
-            .collect()
+        lines_at_levels(
+            &self.error_log(),
+            &["[alert]", "[crit]", "[emerg]", "[error]"],
+        )
     }
+}
+
+/// The lines of an nginx error log at any of `levels` (written `"[alert]"`).
+pub fn lines_at_levels(log: &str, levels: &[&str]) -> Vec<String> {
+    log.lines()
+        .filter(|l| levels.iter().any(|level| l.contains(level)))
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Drop for Server {
