@@ -126,7 +126,10 @@ impl Worker {
             table,
             queue: HeldQueue::default(),
             resumes_seen: table.resumes(),
-            more_due: false,
+            // The first held request read its app's phase before this state
+            // existed: a resume in between is already in `resumes_seen`, so
+            // the first check must compare phases whatever the count says.
+            more_due: true,
             waking: 0,
             shutdown_noted: false,
             release_check: Timer::new(on_release_check),
