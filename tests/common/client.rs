@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{poll_until, sockdiag, BOUND};
+use super::{poll_until, scaled, sockdiag, BOUND};
 
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -110,11 +110,11 @@ fn connect(port: u16, source: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
     }
     socket.connect_timeout(
         &SockAddr::from(SocketAddr::from(([127, 0, 0, 1], port))),
-        BOUND,
+        scaled(BOUND),
     )?;
     let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(BOUND))?;
-    stream.set_write_timeout(Some(BOUND))?;
+    stream.set_read_timeout(Some(scaled(BOUND)))?;
+    stream.set_write_timeout(Some(scaled(BOUND)))?;
     Ok(stream)
 }
 

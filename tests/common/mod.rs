@@ -14,6 +14,8 @@ mod snippets;
 mod sockdiag;
 mod upstream;
 
+use std::env;
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,9 +28,31 @@ pub use upstream::{seqs, seqs_by_worker, Hit, Upstream, UPSTREAM_BODY};
 /// Upper bound for anything a test waits for.
 pub const BOUND: Duration = Duration::from_secs(30);
 
-/// Polls `cond` (with a growing pause) until it holds or `bound` passes.
+/// $INTERMISSION_TIME_SCALE (a whole number, default 1): how many times
+/// longer every bound is. nginx under valgrind (scripts/memcheck) runs many
+/// times slower, and a bound that passes fails the test. Only bounds are
+/// stretched (`poll_until`, socket timeouts, start and stop), never the
+/// pauses before a "did not happen" check (`settle`) or a test's own sleeps.
+/// (Most failure messages name the unscaled bound.)
+pub fn time_scale() -> u32 {
+    static SCALE: OnceLock<u32> = OnceLock::new();
+    *SCALE.get_or_init(|| match env::var("INTERMISSION_TIME_SCALE") {
+        Err(_) => 1,
+        Ok(text) => match text.parse() {
+            Ok(scale) if scale >= 1 => scale,
+            _ => panic!("INTERMISSION_TIME_SCALE={text:?}: want a whole number >= 1"),
+        },
+    })
+}
+
+/// `bound` stretched by the time scale.
+pub fn scaled(bound: Duration) -> Duration {
+    bound * time_scale()
+}
+
+/// Polls `cond` (with a growing pause) until it holds or `bound` (scaled) passes.
 pub fn poll_until(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + bound;
+    let deadline = Instant::now() + scaled(bound);
     let mut pause = Duration::from_millis(1);
     loop {
         if cond() {
@@ -46,7 +70,8 @@ pub fn poll_until(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn wait_until(bound: Duration, what: &str, cond: impl FnMut() -> bool) {
     assert!(
         poll_until(bound, cond),
-        "gave up after {bound:?} waiting for {what}"
+        "gave up after {:?} waiting for {what}",
+        scaled(bound)
     );
 }
 

@@ -11,7 +11,7 @@ use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{poll_until, procfs, sockdiag, wait_until, BOUND};
+use super::{poll_until, procfs, scaled, sockdiag, wait_until, BOUND};
 
 const MODULE_FILE: &str = "libngx_http_intermission_module.so";
 const MODULE_NAME: &str = "ngx_http_intermission_module.so";
@@ -274,8 +274,24 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// An nginx command line, behind $INTERMISSION_NGINX_WRAPPER if that is set:
+/// a command prefix, split on whitespace (no quoting), such as
+/// `valgrind --trace-children=yes ...` (scripts/memcheck). The wrapper must
+/// become nginx in the same process, as valgrind does: the harness signals
+/// the pid it spawned as the master and finds the workers among its children.
+/// nginx runs in its prefix directory, so that a wrapper's relative paths
+/// (valgrind's `--log-file=vg.%p.log`) land there, one directory per nginx.
 fn nginx_command(prefix: &Prefix) -> Command {
-    let mut command = Command::new(nginx_binary());
+    let wrapper = env::var("INTERMISSION_NGINX_WRAPPER").unwrap_or_default();
+    let mut wrapper = wrapper.split_whitespace();
+    let mut command = match wrapper.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(wrapper).arg(nginx_binary());
+            command
+        }
+        None => Command::new(nginx_binary()),
+    };
     command
         .arg("-p")
         .arg(format!("{}/", prefix.dir().display()))
@@ -283,6 +299,7 @@ fn nginx_command(prefix: &Prefix) -> Command {
         .arg(prefix.path("nginx.conf"))
         .arg("-e")
         .arg(prefix.path("error.log"))
+        .current_dir(prefix.dir())
         .stdin(Stdio::null());
     command
 }
@@ -490,7 +507,7 @@ impl Nginx {
     pub fn stop(mut self) {
         unsafe { libc::kill(self.master_pid(), libc::SIGQUIT) };
         let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + BOUND;
+        let deadline = Instant::now() + scaled(BOUND);
         while Instant::now() < deadline {
             if child.try_wait().expect("waiting for nginx").is_some() {
                 self.child = None;
@@ -532,7 +549,7 @@ impl Drop for Nginx {
 
 /// Up = every port listens and the master has forked its workers.
 fn wait_ready(child: &mut Child, ports: &[u16], workers: usize) -> Result<(), String> {
-    let deadline = Instant::now() + BOUND;
+    let deadline = Instant::now() + scaled(BOUND);
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             return Err(format!("nginx exited ({status})"));

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{poll_until, BOUND};
+use super::{poll_until, scaled, BOUND};
 
 /// The body of every upstream answer, so a test can tell them from nginx's own.
 pub const UPSTREAM_BODY: &str = "hello from upstream\n";
@@ -170,7 +170,7 @@ fn serve(listener: TcpListener, hits: &Mutex<Vec<Hit>>, stop: &AtomicBool) {
 /// numbered; None for a connection that sent none.
 fn read_request(stream: &mut TcpStream) -> Option<Hit> {
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(scaled(Duration::from_secs(10))))
         .ok()?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 16384];
