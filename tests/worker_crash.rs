@@ -9,8 +9,9 @@ use common::*;
 #[test]
 fn a_killed_worker_does_not_stall_the_other_workers_queues() {
     const HELD: usize = 40;
-    /// Enough that the respawned worker accepts some of them.
-    const LATE: usize = 30;
+    /// New requests sent after the crash, until the respawned worker has
+    /// accepted one of them: at most this many.
+    const MAX_LATE: usize = 500;
     let upstream = Upstream::start();
     let nginx = Nginx::start(
         Config::new()
@@ -52,7 +53,23 @@ fn a_killed_worker_does_not_stall_the_other_workers_queues() {
     // The surviving and the respawned worker keep holding new requests.
     let mut waiting = survivors;
     let first_late = waiting.len();
-    waiting.extend((0..LATE).map(|i| start_held(port, seq_request("/item/", HELD + i))));
+    // Which worker accepts a connection is up to the kernel: send until the
+    // respawned one has one (and some more for the other).
+    let mut to_respawned = 0;
+    while to_respawned < 3 && waiting.len() - first_late < MAX_LATE {
+        let late = start_held(
+            port,
+            seq_request("/item/", HELD + waiting.len() - first_late),
+        );
+        if late.is_held_by(respawned) {
+            to_respawned += 1;
+        }
+        waiting.push(late);
+    }
+    assert_eq!(
+        to_respawned, 3,
+        "requests the respawned worker accepted, of {MAX_LATE}"
+    );
     assert_still_held(&waiting[first_late..]);
 
     resume(port, "");

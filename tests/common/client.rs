@@ -170,6 +170,13 @@ impl Pending {
         })
     }
 
+    /// Whether nginx process `pid` has this connection open (which worker
+    /// accepted it).
+    pub fn is_held_by(&self, pid: i32) -> bool {
+        super::sockdiag::server_side_inode(self.server_port, self.local_port)
+            .is_some_and(|inode| super::procfs::holds_socket(pid, inode))
+    }
+
     /// Closes the connection without reading the answer, as a client that gives up.
     pub fn close(self) {
         drop(self.stream);

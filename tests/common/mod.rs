@@ -160,3 +160,17 @@ pub fn assert_ordered_per_worker(hits: &[Hit]) {
         );
     }
 }
+
+/// The error_log lines at `alert`, `crit` or `emerg`, but for the one that
+/// running under valgrind causes (scripts/memcheck: valgrind keeps some
+/// descriptors for itself, so nginx cannot raise RLIMIT_NOFILE).
+pub fn serious_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| {
+            ["[alert]", "[crit]", "[emerg]"]
+                .iter()
+                .any(|level| line.contains(level))
+        })
+        .filter(|line| !line.contains("setrlimit(RLIMIT_NOFILE"))
+        .collect()
+}

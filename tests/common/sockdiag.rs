@@ -182,3 +182,12 @@ pub fn unread_by_client(server_port: u16) -> HashMap<u16, u32> {
         .map(|s| (s.remote_port, s.rqueue))
         .collect()
 }
+
+/// The inode of nginx's side of the connection from `client_port` to
+/// `server_port`, to tell which worker holds it (`procfs::holds_socket`).
+pub fn server_side_inode(server_port: u16, client_port: u16) -> Option<u64> {
+    sockets(&[TCP_ESTABLISHED])
+        .into_iter()
+        .find(|s| s.local_port == server_port && s.remote_port == client_port)
+        .map(|s| u64::from(s.inode))
+}
