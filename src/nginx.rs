@@ -391,7 +391,9 @@ unsafe fn drop_attached<T: RequestContext>(data: *mut c_void) {
     let attached = data.cast::<Attached<T>>();
     // SAFETY: called once, from `run_request_cleanup`, on an `Attached<T>`.
     unsafe {
-        (*attached).value.on_request_freed();
+        // nginx frees requests in many places; a panic here must not unwind
+        // into it either (the value is still dropped).
+        crate::guard_ffi(cycle_log(), (), || (*attached).value.on_request_freed());
         ptr::drop_in_place(attached);
     }
 }
