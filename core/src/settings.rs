@@ -37,13 +37,19 @@ impl fmt::Display for InvalidMaxTime {
 /// `5m`, `1h`). Returns milliseconds.
 pub fn parse_max_time(value: &[u8]) -> Result<u64, InvalidMaxTime> {
     let value = value.trim_ascii();
+    // One sign at most, and no recursion: a value of many thousand `-` must
+    // not cost a stack frame each.
     if let Some(rest) = value.strip_prefix(b"-") {
-        return match parse_max_time(rest) {
+        return match parse_unsigned_max_time(rest.trim_ascii()) {
             Ok(0) => Ok(0),
             Ok(_) | Err(InvalidMaxTime::TooLong) => Err(InvalidMaxTime::Negative),
             Err(e) => Err(e),
         };
     }
+    parse_unsigned_max_time(value)
+}
+
+fn parse_unsigned_max_time(value: &[u8]) -> Result<u64, InvalidMaxTime> {
     let (number, unit_ms) = split_unit(value);
     let (whole, fraction) = match number.iter().position(|&b| b == b'.') {
         Some(dot) if dot + 1 < number.len() => (&number[..dot], &number[dot + 1..]),
@@ -54,19 +60,19 @@ pub fn parse_max_time(value: &[u8]) -> Result<u64, InvalidMaxTime> {
     if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
         return Err(InvalidMaxTime::NotANumber);
     }
-    // Whole part: any length, saturating; fraction: first three digits, as
-    // milliseconds are the finest a timer here resolves.
+    // Whole part: any length, saturating. Fraction: exactly, truncated to
+    // whole milliseconds (the finest a timer here resolves), whatever the
+    // unit: `0.0009h` is 3240 ms. Folding the digits from the last one keeps
+    // the running value below `unit_ms`, and each step's truncation is the
+    // same as truncating once at the end.
     let whole = whole.iter().fold(0u64, |acc, d| {
         acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
     });
-    let millis = fraction
+    let fraction_ms = fraction
         .iter()
-        .chain(std::iter::repeat(&b'0'))
-        .take(3)
-        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
-    let total = whole
-        .saturating_mul(unit_ms)
-        .saturating_add(millis * unit_ms / 1000);
+        .rev()
+        .fold(0u64, |ms, d| (u64::from(d - b'0') * unit_ms + ms) / 10);
+    let total = whole.saturating_mul(unit_ms).saturating_add(fraction_ms);
     if total > LONGEST_MAX_TIME_MS {
         return Err(InvalidMaxTime::TooLong);
     }
@@ -197,6 +203,30 @@ mod tests {
         assert_eq!(parse_max_time(b"5m"), Ok(300_000));
         assert_eq!(parse_max_time(b"1h"), Ok(3_600_000));
         assert_eq!(parse_max_time(b"1.5m"), Ok(90_000));
+    }
+
+    #[test]
+    fn max_time_fractions_of_minutes_and_hours_keep_their_milliseconds() {
+        // The fourth digit of a fraction of an hour is still 360 ms: it used
+        // to be dropped, so that `0.0009h` meant 0, "never hold".
+        assert_eq!(parse_max_time(b"0.0009h"), Ok(3_240));
+        assert_eq!(parse_max_time(b"1.0001m"), Ok(60_006));
+        assert_eq!(parse_max_time(b"0.00001666m"), Ok(0));
+        assert_eq!(parse_max_time(b"0.00001667m"), Ok(1));
+        assert_eq!(parse_max_time(b"0.9999999999999999h"), Ok(3_599_999));
+        assert_eq!(parse_max_time(b"0.0015"), Ok(1));
+        assert_eq!(parse_max_time(b"0.5ms"), Ok(0));
+    }
+
+    #[test]
+    fn max_time_takes_one_sign_however_many_are_sent() {
+        assert_eq!(parse_max_time(b"- 0"), Ok(0));
+        assert_eq!(parse_max_time(b"--0"), Err(InvalidMaxTime::NotANumber));
+        assert_eq!(parse_max_time(b"--5"), Err(InvalidMaxTime::NotANumber));
+        // Each `-` used to cost a stack frame: this overflowed the stack.
+        let mut dashes = vec![b'-'; 1_000_000];
+        dashes.push(b'0');
+        assert_eq!(parse_max_time(&dashes), Err(InvalidMaxTime::NotANumber));
     }
 
     #[test]

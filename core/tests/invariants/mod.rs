@@ -1,0 +1,685 @@
+//! What must hold of everything the module parses from a request or a
+//! variable, whatever the input: each function here takes one input, works
+//! out what a plain reference says of it, and panics if the code disagrees.
+//!
+//! Shared by the property tests (`tests/properties.rs`, which generate the
+//! inputs with proptest) and the coverage-guided fuzz targets (`fuzz/`, which
+//! include this file and get their inputs from libFuzzer), so that both check
+//! the same things. The references are written from what the README and the
+//! doc comments say each value means, not from the code under test.
+//!
+//! The inputs derive `Arbitrary` under `cfg(fuzzing)`, which `cargo fuzz` sets
+//! (and `core/Cargo.toml` declares): only the fuzz targets need it.
+
+use std::collections::BTreeMap;
+
+use intermission_core::app_table::MAX_APP_NAME_LEN;
+use intermission_core::app_table::{AppId, AppSlot, AppTable, TableFull, TableHeader};
+use intermission_core::control::{action_of, Action};
+use intermission_core::pause::{AppState, PauseOutcome, Phase, ResumeOutcome, Ticket};
+use intermission_core::queue::{HeldQueue, Millis};
+use intermission_core::settings::{
+    check_app_name, parse_max_time, AppLabel, AppNameTooLong, Exemption, ExemptionCheck,
+    InvalidMaxTime, LogSafe, LONGEST_MAX_TIME_MS,
+};
+
+// ---------------------------------------------------------------------------
+// Control paths
+
+/// The control endpoint acts only when the path's last segment is exactly
+/// `status`, `enable` or `disable`.
+pub fn control_path(uri: &[u8]) {
+    let last_segment_is = |name: &[u8]| {
+        uri == name
+            || (uri.len() > name.len()
+                && uri.ends_with(name)
+                && uri[uri.len() - name.len() - 1] == b'/')
+    };
+    let expected = [
+        (&b"status"[..], Action::Status),
+        (b"enable", Action::Enable),
+        (b"disable", Action::Disable),
+    ]
+    .into_iter()
+    .find(|(name, _)| last_segment_is(name))
+    .map(|(_, action)| action);
+    assert_eq!(action_of(uri), expected, "path \"{}\"", LogSafe(uri));
+}
+
+// ---------------------------------------------------------------------------
+// `$intermission_max_time`
+
+/// `$intermission_max_time` against the README: blanks around, at most one
+/// `-`, digits, optionally a `.` and more digits, optionally one unit (`ms`,
+/// `s`, `m`, `h`; seconds without); truncated to whole milliseconds; zero
+/// (even negative zero) is zero, anything else negative is refused, and so is
+/// anything over a day.
+pub fn max_time(value: &[u8]) {
+    let parsed = parse_max_time(value);
+    if let Ok(ms) = parsed {
+        assert!(
+            ms <= LONGEST_MAX_TIME_MS,
+            "\"{}\" gave {ms} ms",
+            LogSafe(value)
+        );
+    }
+    match reference_max_time(value) {
+        Err(invalid) => assert_eq!(parsed, Err(invalid), "\"{}\"", LogSafe(value)),
+        Ok(ReferenceMs {
+            negative,
+            low,
+            high,
+        }) => {
+            let expected: Vec<_> = (low..=high)
+                .map(|ms| signed_and_limited(negative, ms))
+                .collect();
+            assert!(
+                expected.contains(&parsed),
+                "\"{}\" gave {parsed:?}, expected one of {expected:?}",
+                LogSafe(value)
+            );
+        }
+    }
+}
+
+/// A well-formed value's milliseconds before its sign and the one-day limit
+/// apply. `low` and `high` differ (by one) only when a fraction too long for
+/// exact `u128` arithmetic leaves its last millisecond undecided.
+struct ReferenceMs {
+    negative: bool,
+    low: u128,
+    high: u128,
+}
+
+/// Digits of a fraction the reference computes with exactly: 10^30 times the
+/// longest unit (an hour in ms) still fits in a `u128`.
+const EXACT_FRACTION_DIGITS: usize = 30;
+
+fn reference_max_time(value: &[u8]) -> Result<ReferenceMs, InvalidMaxTime> {
+    let value = value.trim_ascii();
+    let (negative, value) = match value.strip_prefix(b"-") {
+        Some(unsigned) => (true, unsigned.trim_ascii()),
+        None => (false, value),
+    };
+    let units: [(&[u8], u128); 4] = [(b"ms", 1), (b"s", 1_000), (b"m", 60_000), (b"h", 3_600_000)];
+    let (number, unit_ms) = units
+        .iter()
+        .find_map(|&(suffix, ms)| value.strip_suffix(suffix).map(|number| (number, ms)))
+        .unwrap_or((value, 1_000));
+    let is_digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let mut parts = number.splitn(2, |&b| b == b'.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next();
+    if !is_digits(whole) || fraction.is_some_and(|f| !is_digits(f)) {
+        return Err(InvalidMaxTime::NotANumber);
+    }
+
+    // Any whole number of over 20 significant digits is far beyond a day.
+    let whole = &whole[whole.iter().take_while(|&&d| d == b'0').count()..];
+    let whole = if whole.len() > 20 {
+        10u128.pow(20)
+    } else {
+        decimal(whole)
+    };
+
+    let fraction = fraction.unwrap_or_default();
+    let fraction =
+        &fraction[..fraction.len() - fraction.iter().rev().take_while(|&&d| d == b'0').count()];
+    let (fraction_low, fraction_high) = if fraction.len() <= EXACT_FRACTION_DIGITS {
+        let ms = decimal(fraction) * unit_ms / 10u128.pow(fraction.len() as u32);
+        (ms, ms)
+    } else {
+        // The digits past the 30th add less than unit_ms / 10^30: they carry
+        // into the milliseconds only if what the 30 leave is that close to
+        // the next one.
+        let scaled = decimal(&fraction[..EXACT_FRACTION_DIGITS]) * unit_ms;
+        let one = 10u128.pow(EXACT_FRACTION_DIGITS as u32);
+        let ms = scaled / one;
+        (ms, ms + u128::from(scaled % one + unit_ms > one))
+    };
+    Ok(ReferenceMs {
+        negative,
+        low: whole * unit_ms + fraction_low,
+        high: whole * unit_ms + fraction_high,
+    })
+}
+
+fn decimal(digits: &[u8]) -> u128 {
+    digits.iter().fold(0, |n, d| n * 10 + u128::from(d - b'0'))
+}
+
+fn signed_and_limited(negative: bool, ms: u128) -> Result<u64, InvalidMaxTime> {
+    match ms {
+        0 => Ok(0),
+        _ if negative => Err(InvalidMaxTime::Negative),
+        _ if ms > u128::from(LONGEST_MAX_TIME_MS) => Err(InvalidMaxTime::TooLong),
+        _ => Ok(ms as u64),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `$app_name` (and the query arguments configs copy into it)
+
+/// Names of up to `MAX_APP_NAME_LEN` bytes pass unchanged; longer ones are
+/// refused with their length.
+pub fn app_name(name: &[u8]) {
+    match check_app_name(name) {
+        Ok(checked) => {
+            assert!(
+                name.len() <= MAX_APP_NAME_LEN,
+                "{} bytes accepted",
+                name.len()
+            );
+            assert!(
+                std::ptr::eq(checked, name),
+                "the accepted name is the name given"
+            );
+        }
+        Err(AppNameTooLong { len }) => {
+            assert!(
+                name.len() > MAX_APP_NAME_LEN,
+                "{} bytes refused",
+                name.len()
+            );
+            assert_eq!(len, name.len());
+        }
+    }
+}
+
+/// A table of `1 + capacity % 32` slots driven by `ops`.
+#[derive(Debug, Clone)]
+#[cfg_attr(fuzzing, derive(arbitrary::Arbitrary))]
+pub struct AppTableRun {
+    pub capacity: u8,
+    pub ops: Vec<TableOp>,
+}
+
+#[derive(Debug, Clone)]
+#[cfg_attr(fuzzing, derive(arbitrary::Arbitrary))]
+pub enum TableOp {
+    /// A pause of the app with this name (the control endpoint's
+    /// `find_or_add`), once the name passed `check_app_name`.
+    Add(Vec<u8>),
+    /// `Add` again of a name seen before (the `pick`th, round robin).
+    AddSeen {
+        pick: u8,
+    },
+    /// A request's lookup of this name.
+    Find(Vec<u8>),
+    /// A lookup of a name seen before with one byte more.
+    FindLonger {
+        pick: u8,
+        extra: u8,
+    },
+    /// Pause of the `pick`th app in the table (round robin).
+    Pause {
+        pick: u8,
+    },
+    Resume {
+        pick: u8,
+    },
+}
+
+/// Checks the app table against a map of name to id: an added name is found
+/// under the id it got, names never share an id, the lock is taken exactly
+/// when a slot is written, a full table refuses new names and leaves the
+/// others (and their pause state) as they were.
+pub fn app_table(run: &AppTableRun) {
+    let capacity = 1 + usize::from(run.capacity) % 32;
+    let header = TableHeader::new(capacity);
+    let slots: Vec<AppSlot> = (0..capacity).map(|_| AppSlot::default()).collect();
+    let table = AppTable::new(&header, &slots);
+
+    let mut ids: BTreeMap<Vec<u8>, AppId> = BTreeMap::new();
+    let mut paused: BTreeMap<AppId, bool> = BTreeMap::new();
+    let mut resumes = 0u64;
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+
+    for op in &run.ops {
+        match op {
+            TableOp::Add(name) => {
+                seen.push(name.clone());
+                add(&table, &mut ids, name);
+            }
+            TableOp::AddSeen { pick } => {
+                if let Some(name) = pick_from(&seen, *pick) {
+                    add(&table, &mut ids, &name.clone());
+                }
+            }
+            TableOp::Find(name) => {
+                assert_eq!(table.find(name), ids.get(name).copied());
+            }
+            TableOp::FindLonger { pick, extra } => {
+                if let Some(name) = pick_from(&seen, *pick) {
+                    let mut longer = name.clone();
+                    longer.push(*extra);
+                    assert_eq!(table.find(&longer), ids.get(&longer).copied());
+                }
+            }
+            TableOp::Pause { pick } => {
+                if let Some(app) = pick_app(&ids, *pick) {
+                    let was_paused = paused.insert(app, true).unwrap_or(false);
+                    let expected = if was_paused {
+                        PauseOutcome::AlreadyPaused
+                    } else {
+                        PauseOutcome::Paused
+                    };
+                    assert_eq!(table.pause(app), expected);
+                }
+            }
+            TableOp::Resume { pick } => {
+                if let Some(app) = pick_app(&ids, *pick) {
+                    let was_paused = paused.insert(app, false).unwrap_or(false);
+                    let expected = if was_paused {
+                        resumes += 1;
+                        ResumeOutcome::Resumed { held: 0 }
+                    } else {
+                        ResumeOutcome::NotPaused
+                    };
+                    assert_eq!(table.resume(app), expected);
+                }
+            }
+        }
+
+        for (name, &app) in &ids {
+            assert_eq!(table.find(name), Some(app), "\"{}\"", LogSafe(name));
+            assert_eq!(&table.name(app), name);
+            let is_paused = paused.get(&app).copied().unwrap_or(false);
+            assert_eq!(table.state(app).is_paused(), is_paused);
+        }
+        assert_eq!(table.apps_in_use(), ids.len());
+        assert_eq!(table.any_paused(), paused.values().any(|&p| p));
+        assert_eq!(table.resumes(), resumes);
+    }
+}
+
+fn add(table: &AppTable<'_>, ids: &mut BTreeMap<Vec<u8>, AppId>, name: &[u8]) {
+    app_name(name);
+    if check_app_name(name).is_err() {
+        // What the module does with a name it refuses: nothing, and it is
+        // never found.
+        assert_eq!(table.find(name), None);
+        return;
+    }
+    let mut locks = 0;
+    let added = table.find_or_add(name, || locks += 1);
+    match ids.get(name) {
+        Some(&app) => {
+            assert_eq!(added, Ok(app), "\"{}\" found again", LogSafe(name));
+            assert_eq!(locks, 0, "no lock to find an app");
+        }
+        None if ids.len() < table.capacity() => {
+            let app = added.unwrap_or_else(|TableFull| {
+                panic!(
+                    "\"{}\" refused with {} of {} slots in use",
+                    LogSafe(name),
+                    ids.len(),
+                    table.capacity()
+                )
+            });
+            assert!((app.0 as usize) < table.capacity());
+            assert!(
+                !ids.values().any(|&other| other == app),
+                "{app:?} given twice"
+            );
+            assert_eq!(locks, 1, "the lock is held while a slot is written");
+            ids.insert(name.to_vec(), app);
+        }
+        None => assert_eq!(
+            added,
+            Err(TableFull),
+            "\"{}\" in a full table",
+            LogSafe(name)
+        ),
+    }
+}
+
+fn pick_from<T>(items: &[T], pick: u8) -> Option<&T> {
+    (!items.is_empty()).then(|| &items[usize::from(pick) % items.len()])
+}
+
+fn pick_app(ids: &BTreeMap<Vec<u8>, AppId>, pick: u8) -> Option<AppId> {
+    pick_from(&ids.values().copied().collect::<Vec<_>>(), pick).copied()
+}
+
+// ---------------------------------------------------------------------------
+// User agent and health-check path
+
+#[derive(Debug, Clone)]
+#[cfg_attr(fuzzing, derive(arbitrary::Arbitrary))]
+pub struct ExemptionInput {
+    pub uri: Vec<u8>,
+    pub user_agent: Option<Vec<u8>>,
+    pub health_check_path: Option<Vec<u8>>,
+    pub privileged_user_agent: Option<Vec<u8>>,
+}
+
+impl ExemptionInput {
+    /// The same request with the privileged agent's string put into its user
+    /// agent at `at` (modulo its length): inputs taken at random almost never
+    /// contain it by chance.
+    pub fn quoting_privileged_agent(mut self, at: usize) -> Self {
+        if let Some(privileged) = &self.privileged_user_agent {
+            let agent = self.user_agent.get_or_insert_with(Vec::new);
+            let at = at % (agent.len() + 1);
+            agent.splice(at..at, privileged.iter().copied());
+        }
+        self
+    }
+}
+
+/// `/up` and the configured health-check path (when not empty) pass as
+/// health checks; otherwise a user agent containing the configured privileged
+/// string (when not empty) passes; everything else is held.
+pub fn exemption(input: &ExemptionInput) {
+    let contains = |haystack: &[u8], needle: &[u8]| {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+    };
+    let uri = input.uri.as_slice();
+    let is_health_check = uri == b"/up"
+        || input
+            .health_check_path
+            .as_deref()
+            .is_some_and(|path| !path.is_empty() && path == uri);
+    let is_privileged = match (&input.user_agent, &input.privileged_user_agent) {
+        (Some(agent), Some(privileged)) => !privileged.is_empty() && contains(agent, privileged),
+        _ => false,
+    };
+    let expected = if is_health_check {
+        Some(Exemption::HealthCheck)
+    } else if is_privileged {
+        Some(Exemption::PrivilegedUserAgent)
+    } else {
+        None
+    };
+    let check = ExemptionCheck {
+        uri,
+        user_agent: input.user_agent.as_deref(),
+        health_check_path: input.health_check_path.as_deref(),
+        privileged_user_agent: input.privileged_user_agent.as_deref(),
+    };
+    assert_eq!(check.exemption(), expected, "{input:?}");
+}
+
+// ---------------------------------------------------------------------------
+// What log lines print of untrusted bytes
+
+/// Bytes `LogSafe` prints as they are.
+const SHOWN_AS_IS: std::ops::RangeInclusive<u8> = 0x20..=0x7e;
+const LOG_LIMIT: usize = 256;
+const CUT_MARK: &str = "...";
+
+/// `LogSafe` prints printable ASCII only, with no `"` (the log lines quote
+/// with it) and `\` only to start an escape; at most 256 bytes of the input,
+/// then `...`; and what it prints decodes back to exactly those bytes.
+pub fn log_safe(bytes: &[u8]) {
+    let shown = LogSafe(bytes).to_string();
+    assert!(
+        shown.len() <= 4 * LOG_LIMIT + CUT_MARK.len(),
+        "{} bytes printed for {}",
+        shown.len(),
+        bytes.len()
+    );
+    let is_cut = bytes.len() > LOG_LIMIT;
+    let escaped = match shown.strip_suffix(CUT_MARK) {
+        Some(before_mark) if is_cut => before_mark,
+        _ => {
+            assert!(!is_cut, "{} bytes printed without {CUT_MARK}", bytes.len());
+            &shown
+        }
+    };
+    let mut decoded = Vec::new();
+    let mut rest = escaped.as_bytes();
+    while let Some((&first, after)) = rest.split_first() {
+        assert!(
+            SHOWN_AS_IS.contains(&first),
+            "{first:#04x} printed in {shown:?}"
+        );
+        assert_ne!(first, b'"', "a quote printed as is in {shown:?}");
+        if first == b'\\' {
+            let (escape, after_escape) = after.split_at_checked(3).expect("\\ starts \\xNN");
+            assert_eq!(escape[0], b'x', "\\ starts \\xNN in {shown:?}");
+            let hex = std::str::from_utf8(&escape[1..]).expect("hex digits are ASCII");
+            assert!(
+                hex.bytes().all(|d| matches!(d, b'0'..=b'9' | b'a'..=b'f')),
+                "{hex:?}"
+            );
+            let byte = u8::from_str_radix(hex, 16).expect("two hex digits");
+            assert!(
+                !SHOWN_AS_IS.contains(&byte) || byte == b'"' || byte == b'\\',
+                "{byte:#04x} escaped though printable"
+            );
+            decoded.push(byte);
+            rest = after_escape;
+        } else {
+            decoded.push(first);
+            rest = after;
+        }
+    }
+    assert_eq!(decoded, &bytes[..bytes.len().min(LOG_LIMIT)]);
+
+    let label = AppLabel(bytes).to_string();
+    if bytes.is_empty() {
+        assert_eq!(label, "the default app");
+    } else {
+        assert_eq!(label, format!("app \"{shown}\""));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The held-request queue
+
+/// The apps the queue runs sees: few, so that ops meet, and not contiguous.
+const QUEUE_APPS: [AppId; 4] = [AppId(0), AppId(3), AppId(7), AppId(40)];
+
+#[derive(Debug, Clone)]
+#[cfg_attr(fuzzing, derive(arbitrary::Arbitrary))]
+pub enum QueueOp {
+    /// The control endpoint pauses an app (`app` modulo the four apps).
+    Pause {
+        app: u8,
+    },
+    Resume {
+        app: u8,
+    },
+    /// A request of `app` arrives and is held for `max_time` ms if the app
+    /// is paused, after other workers took `taken_elsewhere` tickets.
+    Hold {
+        app: u8,
+        taken_elsewhere: u8,
+        max_time: u16,
+    },
+    /// The client of the `pick`th held request of `app` goes away; past the
+    /// last held one, a ticket this queue does not hold.
+    Forget {
+        app: u8,
+        pick: u8,
+    },
+    /// The worker releases at most `limit` requests of resumed apps.
+    Release {
+        limit: u8,
+    },
+    /// `elapsed` ms pass; the worker lets at most `limit` expired requests go.
+    Expire {
+        elapsed: u16,
+        limit: u8,
+    },
+}
+
+/// A held request as the model keeps it; `request` numbers the holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    app: AppId,
+    ticket: Ticket,
+    phase: Phase,
+    deadline: Millis,
+    request: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    Released,
+    Expired,
+    Forgotten,
+}
+
+/// Runs `ops` on a `HeldQueue` and on a plain list of held requests, with the
+/// apps' real pause state, and checks that both agree after every op: releases
+/// are each app's due requests in ticket order (apps in id order), expiries
+/// are earliest deadline first, forgotten requests never come out, and in the
+/// end every held request left exactly once.
+pub fn held_queue(ops: &[QueueOp]) {
+    let states: [AppState; QUEUE_APPS.len()] = Default::default();
+    let state_of = |app: AppId| {
+        &states[QUEUE_APPS
+            .iter()
+            .position(|&a| a == app)
+            .expect("one of QUEUE_APPS")]
+    };
+    let phase_of = |app: AppId| state_of(app).phase();
+    let app_of = |index: u8| QUEUE_APPS[usize::from(index) % QUEUE_APPS.len()];
+
+    let mut queue: HeldQueue<u32> = HeldQueue::default();
+    let mut model: Vec<Held> = Vec::new();
+    let mut left: Vec<Option<Left>> = Vec::new();
+    let mut now: Millis = 1_000;
+
+    for op in ops {
+        match *op {
+            QueueOp::Pause { app } => {
+                state_of(app_of(app)).pause();
+            }
+            QueueOp::Resume { app } => {
+                state_of(app_of(app)).resume();
+            }
+            QueueOp::Hold {
+                app,
+                taken_elsewhere,
+                max_time,
+            } => {
+                let app = app_of(app);
+                let state = state_of(app);
+                let phase = state.phase();
+                if phase.is_paused() {
+                    for _ in 0..taken_elsewhere {
+                        state.take_ticket();
+                    }
+                    let ticket = state.take_ticket();
+                    let deadline = now + Millis::from(max_time);
+                    let request = left.len() as u32;
+                    left.push(None);
+                    queue.hold(app, ticket, phase, deadline, request);
+                    model.push(Held {
+                        app,
+                        ticket,
+                        phase,
+                        deadline,
+                        request,
+                    });
+                }
+            }
+            QueueOp::Forget { app, pick } => {
+                let app = app_of(app);
+                let mut tickets: Vec<Ticket> = model
+                    .iter()
+                    .filter(|h| h.app == app)
+                    .map(|h| h.ticket)
+                    .collect();
+                tickets.sort();
+                // Past the held ones, `pick` counts tickets from 0: some held
+                // here, some let go already, some held by other workers.
+                let ticket = match tickets.get(usize::from(pick)) {
+                    Some(&held) => held,
+                    None => Ticket(u64::from(pick) - tickets.len() as u64),
+                };
+                let held = model
+                    .iter()
+                    .position(|h| h.app == app && h.ticket == ticket);
+                let forgotten = queue.forget(app, ticket);
+                match held {
+                    Some(index) => {
+                        let held = model.remove(index);
+                        assert_eq!(forgotten, Some(held.request));
+                        record(&mut left, held.request, Left::Forgotten);
+                    }
+                    None => assert_eq!(forgotten, None, "{app:?} {ticket:?} is not held"),
+                }
+            }
+            QueueOp::Release { limit } => {
+                let limit = usize::from(limit);
+                let released = queue.release_in_order(phase_of, limit);
+                let mut due: Vec<Held> = model
+                    .iter()
+                    .copied()
+                    .filter(|h| h.phase != phase_of(h.app))
+                    .collect();
+                due.sort_by_key(|h| (h.app, h.ticket));
+                due.truncate(limit);
+                assert_eq!(released, expected(&due), "release of at most {limit}");
+                for held in &due {
+                    record(&mut left, held.request, Left::Released);
+                }
+                model.retain(|h| !due.iter().any(|d| d.request == h.request));
+            }
+            QueueOp::Expire { elapsed, limit } => {
+                now += Millis::from(elapsed);
+                let limit = usize::from(limit);
+                let expired = queue.take_expired(now, limit);
+                let mut due: Vec<Held> = model
+                    .iter()
+                    .copied()
+                    .filter(|h| h.deadline <= now)
+                    .collect();
+                due.sort_by_key(|h| (h.deadline, h.app, h.ticket));
+                due.truncate(limit);
+                assert_eq!(
+                    expired,
+                    expected(&due),
+                    "expiry at {now} of at most {limit}"
+                );
+                for held in &due {
+                    record(&mut left, held.request, Left::Expired);
+                }
+                model.retain(|h| !due.iter().any(|d| d.request == h.request));
+            }
+        }
+        assert_eq!(queue.len(), model.len());
+        assert_eq!(queue.is_empty(), model.is_empty());
+        assert_eq!(
+            queue.next_deadline(),
+            model.iter().map(|h| h.deadline).min()
+        );
+    }
+
+    // Resume everything: whatever is still held comes out, in order.
+    for state in &states {
+        state.resume();
+    }
+    let released = queue.release_in_order(phase_of, usize::MAX);
+    model.sort_by_key(|h| (h.app, h.ticket));
+    assert_eq!(released, expected(&model), "final release");
+    for held in &model {
+        record(&mut left, held.request, Left::Released);
+    }
+    assert!(queue.is_empty());
+    assert_eq!(queue.next_deadline(), None);
+    assert!(
+        left.iter().all(Option::is_some),
+        "every held request left once"
+    );
+}
+
+fn record(left: &mut [Option<Left>], request: u32, how: Left) {
+    let slot = &mut left[request as usize];
+    assert_eq!(
+        *slot, None,
+        "request {request} left twice ({how:?} after {slot:?})"
+    );
+    *slot = Some(how);
+}
+
+fn expected(held: &[Held]) -> Vec<(AppId, Ticket, u32)> {
+    held.iter().map(|h| (h.app, h.ticket, h.request)).collect()
+}
