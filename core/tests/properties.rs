@@ -71,7 +71,40 @@ fn control_path() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
     })
 }
 
+/// A query string of a few arguments, `format` among them now and then.
+fn control_query() -> impl Strategy<Value = Vec<u8>> {
+    let argument = prop_oneof![
+        one_of(&[
+            b"format=json",
+            b"format=text",
+            b"format=xml",
+            b"format",
+            b"format=",
+            b"app=shop",
+            b"a=b=c",
+            b""
+        ]),
+        bytes_of(b"format=jsonxt&%", 0..12),
+    ];
+    vec(argument, 0..5).prop_map(|arguments| arguments.join(&b'&'))
+}
+
 proptest! {
+    #[test]
+    fn control_arguments_of_any_bytes(query in bytes(40)) {
+        invariants::control_args(&query);
+    }
+
+    #[test]
+    fn control_arguments_near_the_format_argument(query in control_query()) {
+        invariants::control_args(&query);
+    }
+
+    #[test]
+    fn status_json_of_any_app_name(app in bytes(130), figures in any::<[u64; 6]>()) {
+        invariants::status_json_of(&app, figures);
+    }
+
     #[test]
     fn control_paths_of_any_bytes(uri in bytes(40)) {
         invariants::control_path(&uri);

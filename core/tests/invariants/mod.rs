@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 
 use intermission_core::app_table::MAX_APP_NAME_LEN;
 use intermission_core::app_table::{AppId, AppSlot, AppTable, TableFull, TableHeader};
-use intermission_core::control::{action_of, Action};
+use intermission_core::control::{
+    action_of, status_json, Action, BadArgument, ControlArgs, Format,
+};
+use intermission_core::pause::AppCounters;
 use intermission_core::pause::{AppState, PauseOutcome, Phase, ResumeOutcome, Ticket};
 use intermission_core::queue::{HeldQueue, Millis};
 use intermission_core::settings::{
@@ -44,6 +47,106 @@ pub fn control_path(uri: &[u8]) {
     .find(|(name, _)| last_segment_is(name))
     .map(|(_, action)| action);
     assert_eq!(action_of(uri), expected, "path \"{}\"", LogSafe(uri));
+}
+
+// ---------------------------------------------------------------------------
+// Control query arguments
+
+/// The control endpoint reads only `format` (`json` or `text`, at most once)
+/// from the raw query string, and ignores every other argument.
+pub fn control_args(query: &[u8]) {
+    let formats: Vec<&[u8]> = query
+        .split(|&b| b == b'&')
+        .filter_map(|pair| {
+            let mut parts = pair.splitn(2, |&b| b == b'=');
+            let name = parts.next()?;
+            (name == b"format").then(|| parts.next().unwrap_or(b""))
+        })
+        .collect();
+    let parsed = ControlArgs::parse(query);
+    match formats.as_slice() {
+        [] => assert_eq!(
+            parsed,
+            Ok(ControlArgs::default()),
+            "query \"{}\"",
+            LogSafe(query)
+        ),
+        [b"json"] => assert_eq!(parsed.map(|a| a.format), Ok(Format::Json)),
+        [b"text"] => assert_eq!(parsed.map(|a| a.format), Ok(Format::Text)),
+        [_] => assert!(
+            matches!(
+                &parsed,
+                Err(BadArgument::InvalidValue { name: "format", .. })
+            ),
+            "query \"{}\": {parsed:?}",
+            LogSafe(query)
+        ),
+        _ => {
+            // Refused, naming the argument, whether at the second one or at
+            // a bad value before it.
+            let refusal = parsed.expect_err("a repeated format is refused");
+            assert!(refusal.to_string().contains("\"format\""), "{refusal}");
+        }
+    }
+}
+
+/// The JSON status is one ASCII line that names the app so that its bytes
+/// can be recovered, whatever they are.
+pub fn status_json_of(app: &[u8], figures: [u64; 6]) {
+    let [held_in_pause, held_now, released, timed_out, clients_gone, refused_at_shutdown] = figures;
+    let counters = AppCounters {
+        held_now,
+        released,
+        timed_out,
+        clients_gone,
+        refused_at_shutdown,
+    };
+    let json = status_json(app, held_in_pause % 2 == 1, held_in_pause, &counters);
+    assert!(json.is_ascii() && !json.contains('\n'), "{json}");
+    assert!(
+        json.starts_with("{\"app\":\"") && json.ends_with('}'),
+        "{json}"
+    );
+    // Decode the app string back: \" \\ and \u00XX escapes only.
+    let body = &json.as_bytes()["{\"app\":\"".len()..];
+    let mut decoded = Vec::new();
+    let mut at = 0;
+    loop {
+        match body[at] {
+            b'"' => break,
+            b'\\' => match body[at + 1] {
+                b'"' | b'\\' => {
+                    decoded.push(body[at + 1]);
+                    at += 2;
+                }
+                b'u' => {
+                    let hex = std::str::from_utf8(&body[at + 2..at + 6]).expect("ascii");
+                    decoded.push(u8::from_str_radix(hex, 16).expect("four hex digits"));
+                    at += 6;
+                }
+                other => panic!("unexpected escape \\{} in {json}", other as char),
+            },
+            byte => {
+                assert!((0x20..0x7f).contains(&byte), "{json}");
+                decoded.push(byte);
+                at += 1;
+            }
+        }
+    }
+    assert_eq!(decoded, app, "{json}");
+    for (key, value) in [
+        ("held_now", held_now),
+        ("held_in_pause", held_in_pause),
+        ("released", released),
+        ("timed_out", timed_out),
+        ("clients_gone", clients_gone),
+        ("refused_at_shutdown", refused_at_shutdown),
+    ] {
+        assert!(
+            json.contains(&format!("\"{key}\":{value}")),
+            "{key} in {json}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
