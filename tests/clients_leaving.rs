@@ -27,12 +27,7 @@ fn scattered_indexes(n: usize, count: usize) -> BTreeSet<usize> {
 #[test]
 fn half_of_two_thousand_clients_leave_and_the_rest_are_released_in_order() {
     let upstream = Upstream::start();
-    let nginx = Nginx::start(
-        Config::new()
-            .workers(2)
-            .worker_connections(8_192)
-            .server(&app_server("shop", &upstream, "")),
-    );
+    let nginx = start_shop_for_thousands(&upstream);
     let port = nginx.port();
     pause(port, "");
     let leaving = scattered_indexes(HELD, LEAVING);

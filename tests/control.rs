@@ -145,38 +145,46 @@ fn auth_basic_guards_the_control_endpoint() {
     let right = "Basic b3BzOnMzY3JldA==";
     let wrong = "Basic b3BzOndyb25n";
 
+    let call = |action: &str, credentials: &str, from: [u8; 4]| {
+        control_request("GET", action)
+            .header("Authorization", credentials)
+            .source_address(Ipv4Addr::from(from))
+            .send(port)
+    };
+    const INSIDE: [u8; 4] = [127, 0, 0, 1];
+
     let anonymous = control_request("GET", "enable").send(port);
     assert_eq!(anonymous.status, 401, "{anonymous:?}");
     assert!(
         anonymous.header("www-authenticate").is_some(),
         "{anonymous:?}"
     );
-    let bad = control_request("GET", "enable")
-        .header("Authorization", wrong)
-        .send(port);
-    assert_eq!(bad.status, 401, "{bad:?}");
-    let outsider = control_request("GET", "enable")
-        .header("Authorization", right)
-        .source_address(Ipv4Addr::new(127, 0, 0, 2))
-        .send(port);
-    assert_eq!(outsider.status, 403, "{outsider:?}");
-    let status = control_request("GET", "status")
-        .header("Authorization", right)
-        .send(port);
-    assert_answer(&status, 200, RESUMED, "nothing was paused");
+    assert_eq!(call("enable", wrong, INSIDE).status, 401);
+    assert_eq!(
+        call("enable", right, [127, 0, 0, 2]).status,
+        403,
+        "from outside"
+    );
+    assert_answer(
+        &call("status", right, INSIDE),
+        200,
+        RESUMED,
+        "nothing was paused",
+    );
 
-    let enable = control_request("GET", "enable")
-        .header("Authorization", right)
-        .send(port);
-    assert_answer(&enable, 200, PAUSED, "the operator pauses");
-    let bad = control_request("GET", "disable")
-        .header("Authorization", wrong)
-        .send(port);
-    assert_eq!(bad.status, 401, "{bad:?}");
-    let disable = control_request("GET", "disable")
-        .header("Authorization", right)
-        .send(port);
-    assert_answer(&disable, 200, RESUMED, "the operator resumes");
+    assert_answer(
+        &call("enable", right, INSIDE),
+        200,
+        PAUSED,
+        "the operator pauses",
+    );
+    assert_eq!(call("disable", wrong, INSIDE).status, 401);
+    assert_answer(
+        &call("disable", right, INSIDE),
+        200,
+        RESUMED,
+        "the operator resumes",
+    );
     nginx.stop();
 }
 

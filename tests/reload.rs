@@ -51,12 +51,7 @@ fn two_thousand_held_requests_survive_five_reloads() {
     const RELOADS: usize = 5;
     const PER_RELOAD: usize = 10;
     let upstream = Upstream::start();
-    let nginx = Nginx::start(
-        Config::new()
-            .workers(2)
-            .worker_connections(8_192)
-            .server(&app_server("shop", &upstream, "")),
-    );
+    let nginx = start_shop_for_thousands(&upstream);
     let port = nginx.port();
     pause(port, "");
     let mut held = start_in_order(port, HELD, |i| seq_request("/item/", i));

@@ -48,6 +48,17 @@ pub fn app_server(app: &str, upstream: &Upstream, extra: &str) -> String {
     )
 }
 
+/// nginx with two workers and room for thousands of held requests, in front
+/// of `upstream`, with the usual `app_server` for app `shop`.
+pub fn start_shop_for_thousands(upstream: &Upstream) -> super::Nginx {
+    super::Nginx::start(
+        super::Config::new()
+            .workers(2)
+            .worker_connections(8_192)
+            .server(&app_server("shop", upstream, "")),
+    )
+}
+
 /// A server whose app is named by the `app` query argument (`?app=a`), for
 /// tests that need many apps: `/` held, and the control endpoint.
 pub fn app_per_query_server(upstream: &Upstream) -> String {
