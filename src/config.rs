@@ -5,6 +5,7 @@
 //! | `intermission [on\|off];`   | http, server, location   |
 //! | `intermission_control;`     | location                 |
 //! | `intermission_zone SIZE;`   | http                     |
+//! | `intermission_max_held N;`  | http, server, location   |
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
@@ -61,7 +62,11 @@ pub struct LocConf {
     /// endpoint itself, which must answer while its app is paused even when
     /// `intermission` is inherited from the server or http level.
     pub control: bool,
+    /// `intermission_max_held`: the most requests its app holds at once; `UNSET_LIMIT` for none.
+    pub max_held: i64,
 }
+
+const UNSET_LIMIT: i64 = -1;
 
 const UNSET: ngx_flag_t = -1;
 
@@ -70,6 +75,7 @@ impl Default for LocConf {
         LocConf {
             hold: UNSET,
             control: false,
+            max_held: UNSET_LIMIT,
         }
     }
 }
@@ -79,6 +85,9 @@ impl Merge for LocConf {
         if self.hold == UNSET {
             self.hold = if prev.hold == UNSET { 0 } else { prev.hold };
         }
+        if self.max_held == UNSET_LIMIT {
+            self.max_held = prev.max_held;
+        }
         Ok(())
     }
 }
@@ -87,9 +96,14 @@ impl LocConf {
     pub fn holds(&self) -> bool {
         self.hold == 1 && !self.control
     }
+
+    /// The most requests of this location's app held at once, if limited.
+    pub fn max_held(&self) -> Option<u64> {
+        u64::try_from(self.max_held).ok()
+    }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 4] = [
+pub static mut COMMANDS: [ngx_command_t; 5] = [
     ngx_command_t {
         name: ngx_string!("intermission"),
         type_: (NGX_HTTP_MAIN_CONF
@@ -115,6 +129,15 @@ pub static mut COMMANDS: [ngx_command_t; 4] = [
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         set: Some(set_intermission_zone),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("intermission_max_held"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
+            as ngx_uint_t,
+        set: Some(set_intermission_max_held),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),
     },
@@ -184,6 +207,44 @@ extern "C" fn set_intermission_control(
     core.handler = Some(crate::control::handle_control_request);
     conf.control = true;
     NGX_CONF_OK
+}
+
+/// `intermission_max_held NUMBER;`
+extern "C" fn set_intermission_max_held(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's location configuration.
+    let conf = unsafe { &mut *conf.cast::<LocConf>() };
+    if conf.max_held != UNSET_LIMIT {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: called by nginx for this directive, which takes one argument.
+    let value = unsafe { arguments(cf) }[0];
+    match parse_count(value.as_bytes()) {
+        Some(limit) => {
+            conf.max_held = limit;
+            NGX_CONF_OK
+        }
+        None => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{value}\" in \"intermission_max_held\" directive, \
+                 it must be a number of requests"
+            );
+            NGX_CONF_ERROR
+        }
+    }
+}
+
+/// A whole number of things, as nginx's `ngx_atoi` takes it: digits only.
+fn parse_count(value: &[u8]) -> Option<i64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// `intermission_zone SIZE;`

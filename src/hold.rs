@@ -32,7 +32,6 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::log::DebugMask;
 use ngx::{ngx_log_debug, ngx_log_error};
 
-use crate::config::LocConf;
 use crate::nginx::{self, HttpRequest, RequestContext, Timer};
 use crate::panic_probe::{self, Point};
 use crate::{guard_ffi, module, zone, IntermissionModule};
@@ -62,6 +61,10 @@ const CONNECTION_RESERVE: usize = 32;
 /// within about a second, and the request never reached the upstream, so it
 /// is safe to send again.
 const RETRY_AFTER_SHUTDOWN: &str = "1";
+
+/// `Retry-After` of the 503 past `intermission_max_held`: a pause lasts
+/// seconds, so a client that comes back after a few finds it over, or room.
+const RETRY_AFTER_HOLD_LIMIT: &str = "5";
 
 /// Attached to every request this module held, for the life of the request.
 pub struct HoldContext {
@@ -145,7 +148,6 @@ impl Worker {
         r: HttpRequest,
     ) {
         self.queue.hold(app, ticket, held_in, deadline, r);
-        self.table.state(app).record_held();
         self.keep_checking();
     }
 
@@ -247,9 +249,9 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     const PARK: ngx_int_t = NGX_AGAIN as ngx_int_t;
 
     panic_probe::panic_if_asked(&r, Point::Hold);
-    if !IntermissionModule::location_conf(r.as_raw()).is_some_and(LocConf::holds) {
+    let Some(location) = IntermissionModule::location_conf(r.as_raw()).filter(|l| l.holds()) else {
         return PASS;
-    }
+    };
     let Some(main) = IntermissionModule::main_conf(r.as_raw()) else {
         return PASS;
     };
@@ -328,6 +330,17 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         table.state(app).record_refused_at_shutdown();
         return refuse_at_shutdown(&r);
     }
+    if !table.state(app).try_record_held(location.max_held()) {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            r.log(),
+            "intermission: {} already holds its intermission_max_held of {} requests, answering 503",
+            AppLabel(name),
+            location.max_held().unwrap_or_default()
+        );
+        r.add_response_header("Retry-After", RETRY_AFTER_HOLD_LIMIT);
+        return NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t;
+    }
 
     let ticket = table.state(app).take_ticket();
     let now = nginx::now_ms();
@@ -339,6 +352,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         held_since: now,
     };
     if r.attach_context(module(), context).is_none() {
+        table.state(app).count_out_unheld();
         ngx_log_error!(
             NGX_LOG_ERR,
             r.log(),

@@ -92,6 +92,7 @@ fn half_of_two_thousand_clients_leave_and_the_rest_are_released_in_order() {
             timed_out: 0,
             clients_gone: LEAVING as u64,
             refused_at_shutdown: 0,
+            rejected: 0,
         },
         "every held request counted out once"
     );

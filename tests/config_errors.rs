@@ -51,6 +51,9 @@ fn valid_configs_pass() {
             .http("intermission off;")
             .server(&server("intermission on;")),
         Config::new().server(&server("location /x { intermission off; return 204; }")),
+        Config::new()
+            .http("intermission_max_held 1000;")
+            .server(&server("location /y { intermission_max_held 0; intermission; return 204; }")),
     ] {
         let (accepted, output) = Nginx::test_config(&config);
         assert!(accepted, "nginx -t rejected a valid config:\n{output}");
@@ -126,4 +129,22 @@ fn names_directive_matches_whole_words_only() {
         "dlopen() \"/x/ngx_http_intermission_module.so\" failed",
         "intermission"
     ));
+}
+
+#[test]
+fn max_held_not_a_number() {
+    for value in ["many", "-1", "1.5", "10k", "99999999999999999999"] {
+        assert_rejected(
+            Config::new().server(&server(&format!("intermission_max_held {value};"))),
+            "intermission_max_held",
+        );
+    }
+}
+
+#[test]
+fn max_held_twice() {
+    assert_rejected(
+        Config::new().server(&server("intermission_max_held 5; intermission_max_held 6;")),
+        "intermission_max_held",
+    );
 }

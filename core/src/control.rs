@@ -111,12 +111,13 @@ pub fn status_json(app: &[u8], paused: bool, held_in_pause: u64, counters: &AppC
         timed_out,
         clients_gone,
         refused_at_shutdown,
+        rejected,
     } = counters;
     let _ = write!(
         json,
         ",\"state\":\"{}\",\"held_now\":{held_now},\"held_in_pause\":{held_in_pause},\
          \"released\":{released},\"timed_out\":{timed_out},\"clients_gone\":{clients_gone},\
-         \"refused_at_shutdown\":{refused_at_shutdown}}}",
+         \"refused_at_shutdown\":{refused_at_shutdown},\"rejected\":{rejected}}}",
         if paused { "paused" } else { "running" }
     );
     json
@@ -184,11 +185,12 @@ mod tests {
             timed_out: 1,
             clients_gone: 3,
             refused_at_shutdown: 0,
+            rejected: 4,
         };
         assert_eq!(
             status_json(b"shop", true, 7, &counters),
             "{\"app\":\"shop\",\"state\":\"paused\",\"held_now\":2,\"held_in_pause\":7,\
-             \"released\":5,\"timed_out\":1,\"clients_gone\":3,\"refused_at_shutdown\":0}"
+             \"released\":5,\"timed_out\":1,\"clients_gone\":3,\"refused_at_shutdown\":0,\"rejected\":4}"
         );
         let odd = status_json(b"a\"b\\c\n\xff", false, 0, &AppCounters::default());
         assert!(

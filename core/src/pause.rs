@@ -65,6 +65,7 @@ struct SharedCounters {
     timed_out: AtomicU64,
     clients_gone: AtomicU64,
     refused_at_shutdown: AtomicU64,
+    rejected: AtomicU64,
 }
 
 /// A reading of an app's counters, for the status endpoint.
@@ -72,7 +73,8 @@ struct SharedCounters {
 pub struct AppCounters {
     /// Held right now, by all workers. A worker that is killed takes its
     /// requests with it without counting them out, so after a crash this
-    /// stays too high by what that worker held.
+    /// stays too high by what that worker held, until the next pause begins
+    /// (it starts again from zero).
     pub held_now: u64,
     /// Released because the app was resumed.
     pub released: u64,
@@ -83,6 +85,9 @@ pub struct AppCounters {
     /// Answered 503 because nginx was shutting down while the app was paused
     /// (held ones and new ones alike).
     pub refused_at_shutdown: u64,
+    /// Answered 503 at once because the app already held its
+    /// `intermission_max_held` requests.
+    pub rejected: u64,
 }
 
 impl AppState {
@@ -97,6 +102,7 @@ impl AppState {
                 timed_out: AtomicU64::new(0),
                 clients_gone: AtomicU64::new(0),
                 refused_at_shutdown: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
             },
         }
     }
@@ -121,6 +127,11 @@ impl AppState {
             // the app runs, so this is exactly where this pause's tickets start.
             self.first_ticket_of_pause
                 .store(self.next_ticket.load(Ordering::Acquire), Ordering::Release);
+            // Nothing of the last pause is held any more but what a killed
+            // worker took with it, which no one will count out: start again.
+            // (Requests of the last pause still being woken count out as
+            // they go, never below zero.)
+            self.counters.held_now.store(0, Ordering::Relaxed);
             match self.phase.compare_exchange_weak(
                 current,
                 current + 1,
@@ -174,8 +185,20 @@ impl AppState {
 
 /// Counting held requests in and out.
 impl AppState {
-    pub fn record_held(&self) {
-        self.counters.held_now.fetch_add(1, Ordering::Relaxed);
+    /// Counts a request in as held, unless the app already holds `limit`:
+    /// then it counts it as rejected and returns false. The check and the
+    /// count are one atomic step, so workers together never pass the limit.
+    pub fn try_record_held(&self, limit: Option<u64>) -> bool {
+        let held = self
+            .counters
+            .held_now
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                limit.map_or(true, |limit| n < limit).then_some(n + 1)
+            });
+        if held.is_err() {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        held.is_ok()
     }
 
     pub fn record_release(&self, why: Release) {
@@ -200,6 +223,12 @@ impl AppState {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request counted in by `try_record_held` that could not be held after
+    /// all (out of memory): it passes, and no longer counts.
+    pub fn count_out_unheld(&self) {
+        self.count_out();
+    }
+
     fn count_out(&self) {
         // Never below zero, even if a count was lost (a killed worker).
         let _ = self
@@ -217,6 +246,7 @@ impl AppState {
             timed_out: read(&c.timed_out),
             clients_gone: read(&c.clients_gone),
             refused_at_shutdown: read(&c.refused_at_shutdown),
+            rejected: read(&c.rejected),
         }
     }
 }
@@ -268,7 +298,7 @@ mod tests {
     fn every_held_request_is_counted_out_once_by_how_it_left() {
         let app = AppState::new();
         for _ in 0..6 {
-            app.record_held();
+            assert!(app.try_record_held(None));
         }
         app.record_release(Release::Resumed);
         app.record_release(Release::Resumed);
@@ -284,11 +314,42 @@ mod tests {
                 timed_out: 1,
                 clients_gone: 1,
                 refused_at_shutdown: 2,
+                rejected: 0,
             }
         );
         app.record_client_gone();
         app.record_client_gone();
         assert_eq!(app.counters().held_now, 0, "never below zero");
+    }
+
+    #[test]
+    fn past_the_limit_requests_are_rejected_and_counted() {
+        let app = AppState::new();
+        app.pause();
+        assert!(app.try_record_held(Some(2)));
+        assert!(app.try_record_held(Some(2)));
+        assert!(!app.try_record_held(Some(2)));
+        assert_eq!((app.counters().held_now, app.counters().rejected), (2, 1));
+        app.record_release(Release::Resumed);
+        assert!(app.try_record_held(Some(2)), "room again");
+        assert!(!app.try_record_held(Some(0)), "0 holds nothing");
+    }
+
+    #[test]
+    fn held_now_starts_from_zero_with_each_pause() {
+        let app = AppState::new();
+        app.pause();
+        // A worker killed while holding two never counts them out.
+        assert!(app.try_record_held(None));
+        assert!(app.try_record_held(None));
+        app.resume();
+        assert_eq!(app.counters().held_now, 2);
+        app.pause();
+        assert_eq!(app.counters().held_now, 0);
+        assert!(
+            app.try_record_held(Some(1)),
+            "the lost two do not count against the limit"
+        );
     }
 
     #[test]

@@ -101,7 +101,7 @@ proptest! {
     }
 
     #[test]
-    fn status_json_of_any_app_name(app in bytes(130), figures in any::<[u64; 6]>()) {
+    fn status_json_of_any_app_name(app in bytes(130), figures in any::<[u64; 7]>()) {
         invariants::status_json_of(&app, figures);
     }
 

@@ -4,7 +4,7 @@
 use intermission_fuzz::invariants;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|input: (&[u8], [u64; 6])| {
+fuzz_target!(|input: (&[u8], [u64; 7])| {
     let (bytes, figures) = input;
     invariants::control_args(bytes);
     invariants::status_json_of(bytes, figures);

@@ -128,6 +128,7 @@ pub struct Counters {
     pub timed_out: u64,
     pub clients_gone: u64,
     pub refused_at_shutdown: u64,
+    pub rejected: u64,
 }
 
 /// `status?format=json`, with `query` added to the query string (`app=a`).
@@ -164,5 +165,6 @@ pub fn counters(port: u16, query: &str) -> Counters {
         timed_out: number("timed_out"),
         clients_gone: number("clients_gone"),
         refused_at_shutdown: number("refused_at_shutdown"),
+        rejected: number("rejected"),
     }
 }

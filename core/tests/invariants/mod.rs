@@ -92,14 +92,16 @@ pub fn control_args(query: &[u8]) {
 
 /// The JSON status is one ASCII line that names the app so that its bytes
 /// can be recovered, whatever they are.
-pub fn status_json_of(app: &[u8], figures: [u64; 6]) {
-    let [held_in_pause, held_now, released, timed_out, clients_gone, refused_at_shutdown] = figures;
+pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
+    let [held_in_pause, held_now, released, timed_out, clients_gone, refused_at_shutdown, rejected] =
+        figures;
     let counters = AppCounters {
         held_now,
         released,
         timed_out,
         clients_gone,
         refused_at_shutdown,
+        rejected,
     };
     let json = status_json(app, held_in_pause % 2 == 1, held_in_pause, &counters);
     assert!(json.is_ascii() && !json.contains('\n'), "{json}");
@@ -141,6 +143,7 @@ pub fn status_json_of(app: &[u8], figures: [u64; 6]) {
         ("timed_out", timed_out),
         ("clients_gone", clients_gone),
         ("refused_at_shutdown", refused_at_shutdown),
+        ("rejected", rejected),
     ] {
         assert!(
             json.contains(&format!("\"{key}\":{value}")),
