@@ -6,6 +6,7 @@
 //! | `intermission_control;`     | location                 |
 //! | `intermission_zone SIZE;`   | http                     |
 //! | `intermission_max_held N;`  | http, server, location   |
+//! | `intermission_max_pause T;` | http, server, location   |
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
@@ -64,7 +65,15 @@ pub struct LocConf {
     pub control: bool,
     /// `intermission_max_held`: the most requests its app holds at once; `UNSET_LIMIT` for none.
     pub max_held: i64,
+    /// `intermission_max_pause`, in milliseconds; 0 for `off`.
+    pub max_pause_ms: i64,
 }
+
+/// `intermission_max_pause` when not set: ten minutes. Long enough for the
+/// maintenance a pause is for (seconds to a few minutes), short enough that
+/// an ops script that died mid-way leaves the site held for minutes, not
+/// until someone notices.
+pub const DEFAULT_MAX_PAUSE_MS: i64 = 600_000;
 
 const UNSET_LIMIT: i64 = -1;
 
@@ -76,6 +85,7 @@ impl Default for LocConf {
             hold: UNSET,
             control: false,
             max_held: UNSET_LIMIT,
+            max_pause_ms: UNSET_LIMIT,
         }
     }
 }
@@ -88,6 +98,13 @@ impl Merge for LocConf {
         if self.max_held == UNSET_LIMIT {
             self.max_held = prev.max_held;
         }
+        if self.max_pause_ms == UNSET_LIMIT {
+            self.max_pause_ms = if prev.max_pause_ms == UNSET_LIMIT {
+                DEFAULT_MAX_PAUSE_MS
+            } else {
+                prev.max_pause_ms
+            };
+        }
         Ok(())
     }
 }
@@ -97,13 +114,18 @@ impl LocConf {
         self.hold == 1 && !self.control
     }
 
+    /// How long a pause enabled here lasts when the call names no `ttl`.
+    pub fn max_pause(&self) -> Option<u64> {
+        u64::try_from(self.max_pause_ms).ok().filter(|&ms| ms > 0)
+    }
+
     /// The most requests of this location's app held at once, if limited.
     pub fn max_held(&self) -> Option<u64> {
         u64::try_from(self.max_held).ok()
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 5] = [
+pub static mut COMMANDS: [ngx_command_t; 6] = [
     ngx_command_t {
         name: ngx_string!("intermission"),
         type_: (NGX_HTTP_MAIN_CONF
@@ -137,6 +159,15 @@ pub static mut COMMANDS: [ngx_command_t; 5] = [
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
             as ngx_uint_t,
         set: Some(set_intermission_max_held),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("intermission_max_pause"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
+            as ngx_uint_t,
+        set: Some(set_intermission_max_pause),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),
@@ -237,6 +268,38 @@ extern "C" fn set_intermission_max_held(
             NGX_CONF_ERROR
         }
     }
+}
+
+/// `intermission_max_pause TIME;` or `intermission_max_pause off;`
+extern "C" fn set_intermission_max_pause(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's location configuration.
+    let conf = unsafe { &mut *conf.cast::<LocConf>() };
+    if conf.max_pause_ms != UNSET_LIMIT {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: called by nginx for this directive, which takes one argument.
+    let mut value = unsafe { arguments(cf) }[0];
+    if value.as_bytes().eq_ignore_ascii_case(b"off") {
+        conf.max_pause_ms = 0;
+        return NGX_CONF_OK;
+    }
+    // SAFETY: nginx's own time syntax ("90s", "10m", "1h30m"), in milliseconds.
+    let ms = unsafe { nginx_sys::ngx_parse_time(&mut value, 0) };
+    if ms <= 0 {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "invalid value \"{value}\" in \"intermission_max_pause\" directive, \
+             it must be a time such as \"10m\", or \"off\""
+        );
+        return NGX_CONF_ERROR;
+    }
+    conf.max_pause_ms = ms as i64;
+    NGX_CONF_OK
 }
 
 /// A whole number of things, as nginx's `ngx_atoi` takes it: digits only.

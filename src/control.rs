@@ -10,7 +10,7 @@ use nginx_sys::{
 };
 use ngx::ngx_log_error;
 
-use crate::nginx::HttpRequest;
+use crate::nginx::{self, HttpRequest};
 use crate::panic_probe::{self, Point};
 use crate::zone::{self, ZoneLock, ZONE_NAME};
 use crate::{guard_ffi, hold, IntermissionModule};
@@ -18,7 +18,7 @@ use intermission_core::app_table::{AppTable, TableFull};
 use intermission_core::control::{action_of, status_json, Action, ControlArgs, Format};
 use intermission_core::pause::{AppState, PauseOutcome, ResumeOutcome};
 use intermission_core::settings::{check_app_name, AppLabel, LogSafe};
-use ngx::http::HttpModuleMainConf;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
 const HTTP_OK: ngx_uint_t = 200;
 const HTTP_NOT_MODIFIED: ngx_uint_t = 304;
@@ -78,7 +78,21 @@ fn control(r: HttpRequest) -> ngx_int_t {
             );
         }
     };
-    let Some(main) = IntermissionModule::main_conf(r.as_raw()) else {
+    if let Err(bad) = args.check_for(action) {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            r.log(),
+            "intermission: {bad}, control request refused"
+        );
+        return r.send_text(
+            HTTP_BAD_REQUEST,
+            format!("intermission: {bad}\n").as_bytes(),
+        );
+    }
+    let (Some(main), Some(location)) = (
+        IntermissionModule::main_conf(r.as_raw()),
+        IntermissionModule::location_conf(r.as_raw()),
+    ) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     let Some((zone, header)) = main
@@ -103,6 +117,14 @@ fn control(r: HttpRequest) -> ngx_int_t {
         }
     };
 
+    let now = nginx::now_ms();
+    // A pause past its deadline ends before anything else is answered.
+    if let Some(app) = table.find(name) {
+        if hold::end_pause_at_deadline(r.log(), table, app, now) {
+            hold::release_due_requests();
+        }
+    }
+
     match action {
         Action::Status => {
             let state = table.find(name).map(|app| table.state(app));
@@ -119,18 +141,36 @@ fn control(r: HttpRequest) -> ngx_int_t {
             }
         }
         Action::Enable => match table.find_or_add(name, || ZoneLock::acquire(zone)) {
-            Ok(app) => match table.pause(app) {
-                PauseOutcome::Paused => {
-                    ngx_log_error!(
-                        NGX_LOG_NOTICE,
-                        r.log(),
-                        "intermission: {} paused",
-                        AppLabel(name)
-                    );
-                    r.send_text(HTTP_OK, ENABLED)
+            Ok(app) => {
+                let lasts = args.ttl.or(location.max_pause());
+                let deadline = lasts.map(|ms| now + ms);
+                let until = Until(lasts);
+                match table.pause_until(app, now, deadline) {
+                    PauseOutcome::Paused => {
+                        ngx_log_error!(
+                            NGX_LOG_NOTICE,
+                            r.log(),
+                            "intermission: {} paused{until}",
+                            AppLabel(name)
+                        );
+                        r.send_text(HTTP_OK, ENABLED)
+                    }
+                    // A ttl on a paused app moves its deadline: an ops script
+                    // can keep a long pause alive by calling again.
+                    PauseOutcome::AlreadyPaused
+                        if args.ttl.is_some() && table.state(app).move_deadline(deadline) =>
+                    {
+                        ngx_log_error!(
+                            NGX_LOG_NOTICE,
+                            r.log(),
+                            "intermission: {} stays paused{until}",
+                            AppLabel(name)
+                        );
+                        r.send_text(HTTP_OK, ENABLED)
+                    }
+                    PauseOutcome::AlreadyPaused => r.send_text(HTTP_NOT_MODIFIED, b""),
                 }
-                PauseOutcome::AlreadyPaused => r.send_text(HTTP_NOT_MODIFIED, b""),
-            },
+            }
             Err(TableFull) => {
                 let message = zone_full_message(name, &table, main.zone_size());
                 ngx_log_error!(NGX_LOG_ERR, r.log(), "{message}");
@@ -153,6 +193,18 @@ fn control(r: HttpRequest) -> ngx_int_t {
             }
             Some(ResumeOutcome::NotPaused) | None => r.send_text(HTTP_NOT_MODIFIED, b""),
         },
+    }
+}
+
+/// How long a pause lasts at most, for the log line.
+struct Until(Option<u64>);
+
+impl std::fmt::Display for Until {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ms) => write!(f, ", for at most {}.{:03} s", ms / 1000, ms % 1000),
+            None => f.write_str(", with no deadline"),
+        }
     }
 }
 

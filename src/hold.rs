@@ -24,7 +24,7 @@
 use std::cell::{Cell, RefCell};
 
 use nginx_sys::{
-    ngx_event_t, ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED,
+    ngx_event_t, ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_AGAIN, NGX_DECLINED,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ERR, NGX_LOG_NOTICE,
     NGX_LOG_WARN,
 };
@@ -183,6 +183,11 @@ impl Worker {
     /// apps in ticket order, then those that reached their maximum time; or,
     /// when nginx is stopping, any.
     fn take_due(&mut self, now: Millis, limit: usize) -> Vec<(AppId, HttpRequest, Release)> {
+        // A pause that reached its deadline ends here if no one else ended
+        // it first; the resume count below then shows it.
+        for app in self.queue.apps() {
+            end_pause_at_deadline(nginx::cycle_log(), self.table, app, now);
+        }
         let resumes = self.table.resumes();
         if resumes != self.resumes_seen {
             self.resumes_seen = resumes;
@@ -294,6 +299,10 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     if !phase.is_paused() {
         return PASS;
     }
+    if end_pause_at_deadline(r.log(), table, app, nginx::now_ms()) {
+        release_due_requests();
+        return PASS;
+    }
     let exempt = ExemptionCheck {
         uri: r.uri(),
         user_agent: r.user_agent(),
@@ -374,6 +383,32 @@ fn decide(r: HttpRequest) -> ngx_int_t {
             .hold(app, ticket, phase, now + max_time, r)
     });
     PARK
+}
+
+/// Ends `app`'s pause if it has reached its deadline (`intermission_max_pause`
+/// or the `ttl` of the enable call), with a log line; true if this call
+/// ended it. The caller releases what the worker holds.
+pub fn end_pause_at_deadline(
+    log: *mut ngx_log_t,
+    table: AppTable<'static>,
+    app: AppId,
+    now: Millis,
+) -> bool {
+    let Some(held) = table.end_if_expired(app, now) else {
+        return false;
+    };
+    let lasted_ms = now.saturating_sub(table.state(app).paused_at());
+    ngx_log_error!(
+        NGX_LOG_NOTICE,
+        log,
+        "intermission: {} reached the deadline of its pause after {}.{:03} s: resumed, \
+         the pause held {held} request{}",
+        AppLabel(&table.name(app)),
+        lasted_ms / 1000,
+        lasted_ms % 1000,
+        if held == 1 { "" } else { "s" }
+    );
+    true
 }
 
 /// The answer to a request of a paused app while nginx stops for good: 503,

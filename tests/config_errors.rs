@@ -52,8 +52,13 @@ fn valid_configs_pass() {
             .server(&server("intermission on;")),
         Config::new().server(&server("location /x { intermission off; return 204; }")),
         Config::new()
+            .http("intermission_max_pause 15m;")
+            .server(&server("location /z { intermission_max_pause off; return 204; }")),
+        Config::new()
             .http("intermission_max_held 1000;")
-            .server(&server("location /y { intermission_max_held 0; intermission; return 204; }")),
+            .server(&server(
+                "location /y { intermission_max_held 0; intermission; return 204; }",
+            )),
     ] {
         let (accepted, output) = Nginx::test_config(&config);
         assert!(accepted, "nginx -t rejected a valid config:\n{output}");
@@ -147,4 +152,14 @@ fn max_held_twice() {
         Config::new().server(&server("intermission_max_held 5; intermission_max_held 6;")),
         "intermission_max_held",
     );
+}
+
+#[test]
+fn max_pause_not_a_time() {
+    for value in ["soon", "-5m", "0", "10 minutes"] {
+        assert_rejected(
+            Config::new().server(&server(&format!("intermission_max_pause \"{value}\";"))),
+            "intermission_max_pause",
+        );
+    }
 }

@@ -30,7 +30,11 @@ fn past_the_limit_requests_get_503_at_once_and_are_counted() {
     });
     assert_still_held(&held);
     let figures = counters(port, "");
-    assert_eq!((figures.held_now, figures.rejected), (LIMIT as u64, 3), "{figures:?}");
+    assert_eq!(
+        (figures.held_now, figures.rejected),
+        (LIMIT as u64, 3),
+        "{figures:?}"
+    );
     // Health checks are not held, so the limit does not touch them.
     assert_passes(port, Request::get("/up"), "the health check");
 

@@ -250,11 +250,29 @@ impl<'a> AppTable<'a> {
 
     /// Pauses an app and keeps the zone's count of paused apps in step.
     pub fn pause(&self, app: AppId) -> PauseOutcome {
-        let outcome = self.state(app).pause();
+        self.pause_until(app, 0, None)
+    }
+
+    /// Pauses an app at `now`, to end by itself at `deadline`.
+    pub fn pause_until(&self, app: AppId, now: u64, deadline: Option<u64>) -> PauseOutcome {
+        let outcome = self.state(app).pause_until(now, deadline);
         if outcome == PauseOutcome::Paused {
             self.header.paused_apps.fetch_add(1, Ordering::AcqRel);
         }
         outcome
+    }
+
+    /// Ends an app's pause if its deadline has passed at `now`, as a resume
+    /// would; returns how many requests the pause held.
+    pub fn end_if_expired(&self, app: AppId, now: u64) -> Option<u64> {
+        match self.state(app).end_if_expired(now)? {
+            ResumeOutcome::Resumed { held } => {
+                self.header.paused_apps.fetch_sub(1, Ordering::AcqRel);
+                self.header.resumes.fetch_add(1, Ordering::AcqRel);
+                Some(held)
+            }
+            ResumeOutcome::NotPaused => None,
+        }
     }
 
     /// Resumes an app; workers holding its requests notice through `resumes`.

@@ -4,7 +4,7 @@
 use std::fmt::{self, Write};
 
 use crate::pause::AppCounters;
-use crate::settings::LogSafe;
+use crate::settings::{parse_max_time, LogSafe};
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Action {
@@ -38,12 +38,20 @@ pub enum Format {
 #[derive(Debug, PartialEq, Eq, Default)]
 pub struct ControlArgs {
     pub format: Format,
+    /// `enable?ttl=TIME`: the pause ends by itself this many milliseconds
+    /// after the call.
+    pub ttl: Option<u64>,
 }
 
 /// A control request whose arguments cannot be obeyed: answered 400.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BadArgument {
     Repeated(&'static str),
+    /// An argument the action does not take.
+    NotFor {
+        name: &'static str,
+        action: Action,
+    },
     InvalidValue {
         name: &'static str,
         value: Vec<u8>,
@@ -56,6 +64,9 @@ impl fmt::Display for BadArgument {
         match self {
             BadArgument::Repeated(name) => {
                 write!(f, "the \"{name}\" argument is given more than once")
+            }
+            BadArgument::NotFor { name, action } => {
+                write!(f, "the \"{name}\" argument does not apply to {action:?}")
             }
             BadArgument::InvalidValue {
                 name,
@@ -75,6 +86,7 @@ impl ControlArgs {
     pub fn parse(query: &[u8]) -> Result<ControlArgs, BadArgument> {
         let mut args = ControlArgs::default();
         let mut format_seen = false;
+        let mut ttl_seen = false;
         for pair in query.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(eq) => (&pair[..eq], &pair[eq + 1..]),
@@ -95,9 +107,35 @@ impl ControlArgs {
                         })
                     }
                 };
+            } else if name == b"ttl" {
+                if std::mem::replace(&mut ttl_seen, true) {
+                    return Err(BadArgument::Repeated("ttl"));
+                }
+                match parse_max_time(value) {
+                    Ok(ms) if ms > 0 => args.ttl = Some(ms),
+                    _ => {
+                        return Err(BadArgument::InvalidValue {
+                            name: "ttl",
+                            value: value.to_vec(),
+                            expected:
+                                "a time of more than 0 and at most a day, such as 30, 90s or 5m",
+                        })
+                    }
+                }
             }
         }
         Ok(args)
+    }
+
+    /// Refuses arguments that `action` does not take.
+    pub fn check_for(&self, action: Action) -> Result<(), BadArgument> {
+        if self.ttl.is_some() && action != Action::Enable {
+            return Err(BadArgument::NotFor {
+                name: "ttl",
+                action,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -161,6 +199,33 @@ mod tests {
         assert_eq!(
             ControlArgs::parse(b"app=a&app=b").unwrap().format,
             Format::Text
+        );
+    }
+
+    #[test]
+    fn ttl_takes_a_time_for_enable_only() {
+        assert_eq!(ControlArgs::parse(b"ttl=30").unwrap().ttl, Some(30_000));
+        assert_eq!(
+            ControlArgs::parse(b"app=a&ttl=1.5m").unwrap().ttl,
+            Some(90_000)
+        );
+        for bad in [&b"ttl=0"[..], b"ttl=-5", b"ttl=2d", b"ttl=", b"ttl=999999"] {
+            let refused = ControlArgs::parse(bad).unwrap_err();
+            assert!(
+                refused.to_string().starts_with("invalid \"ttl\" argument"),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            ControlArgs::parse(b"ttl=1&ttl=2"),
+            Err(BadArgument::Repeated("ttl"))
+        );
+        let args = ControlArgs::parse(b"ttl=10").unwrap();
+        assert_eq!(args.check_for(Action::Enable), Ok(()));
+        let refused = args.check_for(Action::Disable).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "the \"ttl\" argument does not apply to Disable"
         );
     }
 

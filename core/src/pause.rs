@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::queue::Release;
+use crate::queue::{Millis, Release};
 
 /// Where an app stands in its pause/resume history.
 ///
@@ -52,8 +52,17 @@ pub struct AppState {
     /// `next_ticket` when the current (or last) pause began: the number of
     /// requests a pause held is the distance from here to `next_ticket`.
     first_ticket_of_pause: AtomicU64,
+    /// When the current (or last) pause began, on nginx's monotonic clock.
+    paused_at: AtomicU64,
+    /// When the current pause ends by itself: `NO_DEADLINE`, a time, or
+    /// `ENDING` once a worker has claimed the ending (so that a deadline
+    /// moved at that moment is not lost silently).
+    deadline: AtomicU64,
     counters: SharedCounters,
 }
+
+const NO_DEADLINE: u64 = 0;
+const ENDING: u64 = u64::MAX;
 
 /// What became of this app's held requests, counted by every worker since the
 /// zone was created (a reload keeps them).
@@ -96,6 +105,8 @@ impl AppState {
             phase: AtomicU64::new(0),
             next_ticket: AtomicU64::new(0),
             first_ticket_of_pause: AtomicU64::new(0),
+            paused_at: AtomicU64::new(0),
+            deadline: AtomicU64::new(NO_DEADLINE),
             counters: SharedCounters {
                 held_now: AtomicU64::new(0),
                 released: AtomicU64::new(0),
@@ -117,7 +128,14 @@ impl AppState {
         self.phase().is_paused()
     }
 
+    /// Pauses with no deadline.
     pub fn pause(&self) -> PauseOutcome {
+        self.pause_until(0, None)
+    }
+
+    /// Pauses at `now`, to end by itself at `deadline` (see
+    /// `end_if_expired`). An app already paused keeps its deadline.
+    pub fn pause_until(&self, now: Millis, deadline: Option<Millis>) -> PauseOutcome {
         let mut current = self.phase.load(Ordering::Acquire);
         loop {
             if Phase(current).is_paused() {
@@ -132,6 +150,11 @@ impl AppState {
             // (Requests of the last pause still being woken count out as
             // they go, never below zero.)
             self.counters.held_now.store(0, Ordering::Relaxed);
+            self.paused_at.store(now, Ordering::Release);
+            self.deadline.store(
+                deadline.map_or(NO_DEADLINE, |d| d.clamp(1, ENDING - 1)),
+                Ordering::Release,
+            );
             match self.phase.compare_exchange_weak(
                 current,
                 current + 1,
@@ -165,6 +188,63 @@ impl AppState {
                 }
                 Err(seen) => current = seen,
             }
+        }
+    }
+
+    /// Moves the deadline of the current pause (`None`: no deadline).
+    /// Returns false if the app is not paused, or its pause is ending.
+    pub fn move_deadline(&self, deadline: Option<Millis>) -> bool {
+        let new = deadline.map_or(NO_DEADLINE, |d| d.clamp(1, ENDING - 1));
+        let mut seen = self.deadline.load(Ordering::Acquire);
+        loop {
+            if seen == ENDING || !self.is_paused() {
+                return false;
+            }
+            match self.deadline.compare_exchange_weak(
+                seen,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                // The phase may have moved since the check: only a new pause
+                // writes the deadline, and it writes it before pausing, so
+                // that pause's own value was replaced; it is re-read here.
+                Ok(_) => return self.is_paused(),
+                Err(now_seen) => seen = now_seen,
+            }
+        }
+    }
+
+    /// The current pause's deadline, if it has one.
+    pub fn deadline(&self) -> Option<Millis> {
+        match self.deadline.load(Ordering::Acquire) {
+            NO_DEADLINE | ENDING => None,
+            deadline => Some(deadline),
+        }
+    }
+
+    /// When the current (or last) pause began.
+    pub fn paused_at(&self) -> Millis {
+        self.paused_at.load(Ordering::Acquire)
+    }
+
+    /// Ends the pause if its deadline has passed at `now`. Any worker may
+    /// call it at any time; exactly one call ends a given pause, and a
+    /// deadline moved before the ending was claimed is respected.
+    pub fn end_if_expired(&self, now: Millis) -> Option<ResumeOutcome> {
+        if !self.is_paused() {
+            return None;
+        }
+        let deadline = self.deadline.load(Ordering::Acquire);
+        if deadline == NO_DEADLINE || deadline == ENDING || now < deadline {
+            return None;
+        }
+        self.deadline
+            .compare_exchange(deadline, ENDING, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        match self.resume() {
+            ResumeOutcome::NotPaused => None,
+            resumed => Some(resumed),
         }
     }
 
@@ -320,6 +400,64 @@ mod tests {
         app.record_client_gone();
         app.record_client_gone();
         assert_eq!(app.counters().held_now, 0, "never below zero");
+    }
+
+    #[test]
+    fn a_pause_ends_by_itself_once_at_its_deadline() {
+        let app = AppState::new();
+        assert_eq!(app.pause_until(1_000, Some(5_000)), PauseOutcome::Paused);
+        assert_eq!((app.paused_at(), app.deadline()), (1_000, Some(5_000)));
+        assert_eq!(app.end_if_expired(4_999), None);
+        app.take_ticket();
+        assert_eq!(
+            app.end_if_expired(5_000),
+            Some(ResumeOutcome::Resumed { held: 1 })
+        );
+        assert!(!app.is_paused());
+        assert_eq!(app.end_if_expired(9_000), None, "only once");
+        assert!(
+            !app.move_deadline(Some(20_000)),
+            "nothing to move once ended"
+        );
+    }
+
+    #[test]
+    fn a_moved_deadline_is_kept_and_none_means_never() {
+        let app = AppState::new();
+        app.pause_until(0, Some(100));
+        assert!(app.move_deadline(Some(500)));
+        assert_eq!(app.end_if_expired(200), None);
+        assert!(app.move_deadline(None));
+        assert_eq!(app.end_if_expired(u64::MAX - 1), None);
+        assert_eq!(app.deadline(), None);
+        // Pausing again replaces the old deadline; an already paused app
+        // keeps its own.
+        app.resume();
+        app.pause_until(1_000, Some(1_100));
+        assert_eq!(
+            app.pause_until(1_050, Some(9_999)),
+            PauseOutcome::AlreadyPaused
+        );
+        assert_eq!(app.deadline(), Some(1_100));
+        assert!(app.end_if_expired(1_100).is_some());
+    }
+
+    #[test]
+    fn racing_workers_end_a_pause_exactly_once() {
+        let app = std::sync::Arc::new(AppState::new());
+        for round in 0..200u64 {
+            app.pause_until(round, Some(round + 1));
+            let ended: usize = (0..4)
+                .map(|_| {
+                    let app = app.clone();
+                    std::thread::spawn(move || app.end_if_expired(round + 1).is_some())
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| usize::from(t.join().unwrap()))
+                .sum();
+            assert_eq!(ended, 1, "round {round}");
+        }
     }
 
     #[test]

@@ -172,6 +172,11 @@ impl<R> HeldQueue<R> {
         taken
     }
 
+    /// The apps this queue holds requests of.
+    pub fn apps(&self) -> impl Iterator<Item = AppId> + '_ {
+        self.by_app.keys().copied()
+    }
+
     /// The earliest deadline among the held requests.
     pub fn next_deadline(&self) -> Option<Millis> {
         self.by_deadline.first().map(|&(deadline, _, _)| deadline)

@@ -84,7 +84,7 @@ fn control_query() -> impl Strategy<Value = Vec<u8>> {
             b"a=b=c",
             b""
         ]),
-        bytes_of(b"format=jsonxt&%", 0..12),
+        bytes_of(b"format=jsonxt&%ttl0123456789.ms", 0..12),
     ];
     vec(argument, 0..5).prop_map(|arguments| arguments.join(&b'&'))
 }

@@ -52,40 +52,51 @@ pub fn control_path(uri: &[u8]) {
 // ---------------------------------------------------------------------------
 // Control query arguments
 
-/// The control endpoint reads only `format` (`json` or `text`, at most once)
-/// from the raw query string, and ignores every other argument.
+/// The control endpoint reads only `format` (`json` or `text`) and `ttl` (a
+/// time above zero, at most a day) from the raw query string, each at most
+/// once, and ignores every other argument.
 pub fn control_args(query: &[u8]) {
-    let formats: Vec<&[u8]> = query
-        .split(|&b| b == b'&')
-        .filter_map(|pair| {
-            let mut parts = pair.splitn(2, |&b| b == b'=');
-            let name = parts.next()?;
-            (name == b"format").then(|| parts.next().unwrap_or(b""))
-        })
-        .collect();
+    let values_of = |wanted: &[u8]| -> Vec<&[u8]> {
+        query
+            .split(|&b| b == b'&')
+            .filter_map(|pair| {
+                let mut parts = pair.splitn(2, |&b| b == b'=');
+                let name = parts.next()?;
+                (name == wanted).then(|| parts.next().unwrap_or(b""))
+            })
+            .collect()
+    };
+    let format = match values_of(b"format").as_slice() {
+        [] | [b"text"] => Some(Format::Text),
+        [b"json"] => Some(Format::Json),
+        _ => None,
+    };
+    let ttl = match values_of(b"ttl").as_slice() {
+        [] => Some(None),
+        [value] => match parse_max_time(value) {
+            Ok(ms) if ms > 0 => Some(Some(ms)),
+            _ => None,
+        },
+        _ => None,
+    };
     let parsed = ControlArgs::parse(query);
-    match formats.as_slice() {
-        [] => assert_eq!(
-            parsed,
-            Ok(ControlArgs::default()),
-            "query \"{}\"",
-            LogSafe(query)
-        ),
-        [b"json"] => assert_eq!(parsed.map(|a| a.format), Ok(Format::Json)),
-        [b"text"] => assert_eq!(parsed.map(|a| a.format), Ok(Format::Text)),
-        [_] => assert!(
-            matches!(
-                &parsed,
-                Err(BadArgument::InvalidValue { name: "format", .. })
-            ),
-            "query \"{}\": {parsed:?}",
-            LogSafe(query)
-        ),
+    match (format, ttl) {
+        (Some(format), Some(ttl)) => {
+            assert_eq!(
+                parsed,
+                Ok(ControlArgs { format, ttl }),
+                "query \"{}\"",
+                LogSafe(query)
+            )
+        }
         _ => {
-            // Refused, naming the argument, whether at the second one or at
-            // a bad value before it.
-            let refusal = parsed.expect_err("a repeated format is refused");
-            assert!(refusal.to_string().contains("\"format\""), "{refusal}");
+            let refusal = parsed.expect_err("a bad or repeated argument is refused");
+            let text = refusal.to_string();
+            assert!(
+                text.contains("\"format\"") || text.contains("\"ttl\""),
+                "the refusal names the argument: {text}"
+            );
+            assert!(!matches!(refusal, BadArgument::NotFor { .. }));
         }
     }
 }
