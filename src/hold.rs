@@ -39,7 +39,8 @@ use intermission_core::app_table::{AppId, AppTable};
 use intermission_core::pause::{Phase, Ticket};
 use intermission_core::queue::{HeldQueue, Millis, Release};
 use intermission_core::settings::{
-    check_app_name, parse_max_time, AppLabel, ExemptionCheck, DEFAULT_MAX_TIME_MS,
+    check_app_name, parse_max_time, parse_on_timeout, AppLabel, ExemptionCheck, LogSafe, OnTimeout,
+    DEFAULT_MAX_TIME_MS,
 };
 
 /// How often a worker that holds requests looks for a resume made by another
@@ -62,8 +63,9 @@ const CONNECTION_RESERVE: usize = 32;
 /// is safe to send again.
 const RETRY_AFTER_SHUTDOWN: &str = "1";
 
-/// `Retry-After` of the 503 past `intermission_max_held`: a pause lasts
-/// seconds, so a client that comes back after a few finds it over, or room.
+/// `Retry-After` of the 503 past `intermission_max_held`, and of a 503 at
+/// `$intermission_max_time`: a pause lasts seconds, so a client that comes
+/// back after a few finds it over, or room.
 const RETRY_AFTER_HOLD_LIMIT: &str = "5";
 
 /// Attached to every request this module held, for the life of the request.
@@ -75,6 +77,8 @@ pub struct HoldContext {
     app: AppId,
     ticket: Ticket,
     held_since: Millis,
+    /// What it gets if its `$intermission_max_time` passes while still paused.
+    on_timeout: OnTimeout,
 }
 
 impl RequestContext for HoldContext {
@@ -273,7 +277,16 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         return match ctx.released.get() {
             None => PARK,
             Some(Release::ShuttingDown) => refuse_at_shutdown(&r),
-            Some(Release::Resumed | Release::TimedOut) => PASS,
+            Some(Release::TimedOut) => match ctx.on_timeout {
+                OnTimeout::Pass => PASS,
+                OnTimeout::Answer(status) => {
+                    if status == NGX_HTTP_SERVICE_UNAVAILABLE as u16 {
+                        r.add_response_header("Retry-After", RETRY_AFTER_HOLD_LIMIT);
+                    }
+                    status as ngx_int_t
+                }
+            },
+            Some(Release::Resumed) => PASS,
         };
     }
     let table = zone::table(header);
@@ -330,6 +343,19 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     if max_time == 0 {
         return PASS;
     }
+    let on_timeout = match vars.on_timeout.map(parse_on_timeout) {
+        None => OnTimeout::Pass,
+        Some(Ok(on_timeout)) => on_timeout,
+        Some(Err(invalid)) => {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                r.log(),
+                "intermission: invalid $intermission_on_timeout \"{}\" ({invalid}), using \"pass\"",
+                LogSafe(vars.on_timeout.unwrap_or_default())
+            );
+            OnTimeout::Pass
+        }
+    };
     let stopping = WORKER.with_borrow_mut(|worker| {
         worker
             .get_or_insert_with(|| Worker::new(table))
@@ -359,6 +385,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         app,
         ticket,
         held_since: now,
+        on_timeout,
     };
     if r.attach_context(module(), context).is_none() {
         table.state(app).count_out_unheld();
@@ -482,10 +509,14 @@ pub fn release_due_requests() {
         ctx.released.set(Some(reason));
         table.state(app).record_release(reason);
         if reason == Release::TimedOut {
+            let outcome = match ctx.on_timeout {
+                OnTimeout::Pass => "passes".to_owned(),
+                OnTimeout::Answer(status) => format!("is answered {status}"),
+            };
             ngx_log_error!(
-                    NGX_LOG_WARN,
-                    r.log(),
-                    "intermission: request held for {} ms, its $intermission_max_time, passes while {} is still paused",
+                NGX_LOG_WARN,
+                r.log(),
+                "intermission: request held for {} ms, its $intermission_max_time, {outcome} while {} is still paused",
                 now.saturating_sub(ctx.held_since),
                 AppLabel(&table.name(app))
             );

@@ -18,6 +18,7 @@ use crate::nginx::HttpRequest;
 pub struct VariableIndexes {
     app_name: ngx_uint_t,
     max_time: ngx_uint_t,
+    on_timeout: ngx_uint_t,
     health_check_path: ngx_uint_t,
     privileged_user_agent: ngx_uint_t,
 }
@@ -36,6 +37,7 @@ pub unsafe fn declare(cf: *mut ngx_conf_t) -> Option<VariableIndexes> {
     let indexes = VariableIndexes {
         app_name: index("app_name")?,
         max_time: index("intermission_max_time")?,
+        on_timeout: index("intermission_on_timeout")?,
         health_check_path: index("intermission_health_check_path")?,
         privileged_user_agent: index("intermission_privileged_user_agent")?,
     };
@@ -78,6 +80,7 @@ unsafe extern "C" fn unset_variable(
 pub struct RequestVariables<'r> {
     pub app_name: &'r [u8],
     pub max_time: Option<&'r [u8]>,
+    pub on_timeout: Option<&'r [u8]>,
     pub health_check_path: Option<&'r [u8]>,
     pub privileged_user_agent: Option<&'r [u8]>,
 }
@@ -92,6 +95,7 @@ impl VariableIndexes {
         RequestVariables {
             app_name: self.app_name(r),
             max_time: r.variable(self.max_time),
+            on_timeout: r.variable(self.on_timeout),
             health_check_path: r.variable(self.health_check_path),
             privileged_user_agent: r.variable(self.privileged_user_agent),
         }

@@ -53,7 +53,9 @@ fn valid_configs_pass() {
         Config::new().server(&server("location /x { intermission off; return 204; }")),
         Config::new()
             .http("intermission_max_pause 15m;")
-            .server(&server("location /z { intermission_max_pause off; return 204; }")),
+            .server(&server(
+                "location /z { intermission_max_pause off; return 204; }",
+            )),
         Config::new()
             .http("intermission_max_held 1000;")
             .server(&server(

@@ -78,8 +78,18 @@ fn enable_with_a_ttl_moves_the_deadline_and_off_means_none() {
     });
     // Without a ttl a second enable changes nothing; with one, it sets the deadline.
     assert_eq!(control(port, "enable").status, 304);
-    assert_answer(&control(port, "enable?ttl=0.2"), 200, PAUSED, "a short deadline");
-    assert_answer(&control(port, "enable?ttl=10m"), 200, PAUSED, "moved further");
+    assert_answer(
+        &control(port, "enable?ttl=0.2"),
+        200,
+        PAUSED,
+        "a short deadline",
+    );
+    assert_answer(
+        &control(port, "enable?ttl=10m"),
+        200,
+        PAUSED,
+        "moved further",
+    );
     nginx.wait_for_error_line("about the moved deadline", |line| {
         line.contains("intermission: app \"shop\" stays paused, for at most 600.000 s")
     });
@@ -96,12 +106,30 @@ fn bad_ttls_are_refused_naming_the_argument() {
     let nginx = Nginx::start(Config::new().server(&app_server("shop", &upstream, "")));
     let port = nginx.port();
     for (call, message) in [
-        ("enable?ttl=0", "intermission: invalid \"ttl\" argument \"0\""),
-        ("enable?ttl=soon", "intermission: invalid \"ttl\" argument \"soon\""),
-        ("enable?ttl=2d", "intermission: invalid \"ttl\" argument \"2d\""),
-        ("enable?ttl=5&ttl=6", "the \"ttl\" argument is given more than once"),
-        ("disable?ttl=5", "the \"ttl\" argument does not apply to Disable"),
-        ("status?ttl=5", "the \"ttl\" argument does not apply to Status"),
+        (
+            "enable?ttl=0",
+            "intermission: invalid \"ttl\" argument \"0\"",
+        ),
+        (
+            "enable?ttl=soon",
+            "intermission: invalid \"ttl\" argument \"soon\"",
+        ),
+        (
+            "enable?ttl=2d",
+            "intermission: invalid \"ttl\" argument \"2d\"",
+        ),
+        (
+            "enable?ttl=5&ttl=6",
+            "the \"ttl\" argument is given more than once",
+        ),
+        (
+            "disable?ttl=5",
+            "the \"ttl\" argument does not apply to Disable",
+        ),
+        (
+            "status?ttl=5",
+            "the \"ttl\" argument does not apply to Status",
+        ),
     ] {
         let response = control(port, call);
         assert_eq!(response.status, 400, "{call}: {response:?}");

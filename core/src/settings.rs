@@ -89,6 +89,37 @@ fn split_unit(value: &[u8]) -> (&[u8], u64) {
     (value, 1000)
 }
 
+/// What a request held for its whole `$intermission_max_time` gets while its
+/// app is still paused (`$intermission_on_timeout`).
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+pub enum OnTimeout {
+    /// It goes on to the upstream, as with the old script.
+    #[default]
+    Pass,
+    /// It is answered with this status (503 or 504), so an error page is
+    /// shown instead of reaching a backend that may still be down.
+    Answer(u16),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidOnTimeout;
+
+impl fmt::Display for InvalidOnTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not \"pass\", \"503\" or \"504\"")
+    }
+}
+
+/// Parses `$intermission_on_timeout`: `pass`, `503` or `504`, blanks around.
+pub fn parse_on_timeout(value: &[u8]) -> Result<OnTimeout, InvalidOnTimeout> {
+    match value.trim_ascii() {
+        b"pass" => Ok(OnTimeout::Pass),
+        b"503" => Ok(OnTimeout::Answer(503)),
+        b"504" => Ok(OnTimeout::Answer(504)),
+        _ => Err(InvalidOnTimeout),
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct AppNameTooLong {
     pub len: usize,
@@ -185,6 +216,16 @@ impl fmt::Display for AppLabel<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_timeout_is_pass_503_or_504() {
+        assert_eq!(parse_on_timeout(b"pass"), Ok(OnTimeout::Pass));
+        assert_eq!(parse_on_timeout(b" 503 "), Ok(OnTimeout::Answer(503)));
+        assert_eq!(parse_on_timeout(b"504"), Ok(OnTimeout::Answer(504)));
+        for bad in [&b""[..], b"PASS", b"500", b"502", b"5030", b"pass;"] {
+            assert_eq!(parse_on_timeout(bad), Err(InvalidOnTimeout), "{bad:?}");
+        }
+    }
 
     #[test]
     fn max_time_takes_seconds_like_the_old_script() {

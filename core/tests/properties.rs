@@ -192,6 +192,16 @@ fn junk_byte() -> impl Strategy<Value = u8> {
 
 proptest! {
     #[test]
+    fn on_timeouts_of_any_bytes(value in bytes(8)) {
+        invariants::on_timeout(&value);
+    }
+
+    #[test]
+    fn on_timeouts_near_the_valid_ones(value in bytes_of(b" pas503420\t", 0..7)) {
+        invariants::on_timeout(&value);
+    }
+
+    #[test]
     fn max_times_of_any_bytes(value in bytes(40)) {
         invariants::max_time(&value);
     }

@@ -22,8 +22,8 @@ use intermission_core::pause::AppCounters;
 use intermission_core::pause::{AppState, PauseOutcome, Phase, ResumeOutcome, Ticket};
 use intermission_core::queue::{HeldQueue, Millis};
 use intermission_core::settings::{
-    check_app_name, parse_max_time, AppLabel, AppNameTooLong, Exemption, ExemptionCheck,
-    InvalidMaxTime, LogSafe, LONGEST_MAX_TIME_MS,
+    check_app_name, parse_max_time, parse_on_timeout, AppLabel, AppNameTooLong, Exemption,
+    ExemptionCheck, InvalidMaxTime, LogSafe, OnTimeout, LONGEST_MAX_TIME_MS,
 };
 
 // ---------------------------------------------------------------------------
@@ -161,6 +161,25 @@ pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
             "{key} in {json}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// `$intermission_on_timeout`
+
+/// `pass`, `503` or `504` with blanks around; anything else is invalid.
+pub fn on_timeout(value: &[u8]) {
+    let expected = match value.trim_ascii() {
+        b"pass" => Some(OnTimeout::Pass),
+        b"503" => Some(OnTimeout::Answer(503)),
+        b"504" => Some(OnTimeout::Answer(504)),
+        _ => None,
+    };
+    assert_eq!(
+        parse_on_timeout(value).ok(),
+        expected,
+        "value \"{}\"",
+        LogSafe(value)
+    );
 }
 
 // ---------------------------------------------------------------------------
