@@ -1,7 +1,8 @@
 //! The control endpoint: `intermission_control;` in a location answers
 //! `.../status`, `.../enable` and `.../disable` for the app of the control
 //! request itself (its own `$app_name`), so each virtual host's endpoint
-//! controls its own app. `status?format=json` answers the app's counters.
+//! controls its own app. `status?format=json` answers the app's counters,
+//! `.../metrics` every app's, for Prometheus.
 
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_HTTP_GET, NGX_HTTP_HEAD,
@@ -14,8 +15,11 @@ use crate::nginx::{self, HttpRequest};
 use crate::panic_probe::{self, Point};
 use crate::zone::{self, ZoneLock, ZONE_NAME};
 use crate::{guard_ffi, hold, IntermissionModule};
+use intermission_core::app_table::AppId;
 use intermission_core::app_table::{AppTable, TableFull};
-use intermission_core::control::{action_of, status_json, Action, ControlArgs, Format};
+use intermission_core::control::{
+    action_of, metrics_text, status_json, Action, AppFigures, ControlArgs, Format,
+};
 use intermission_core::pause::{AppState, PauseOutcome, ResumeOutcome};
 use intermission_core::settings::{check_app_name, AppLabel, LogSafe};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
@@ -59,7 +63,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
         ngx_log_error!(
             NGX_LOG_ERR,
             r.log(),
-            "intermission: unknown control action in \"{}\", expected \".../status\", \".../enable\" or \".../disable\"",
+            "intermission: unknown control action in \"{}\", expected \".../status\", \".../enable\", \".../disable\" or \".../metrics\"",
             LogSafe(r.uri())
         );
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
@@ -177,6 +181,30 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 r.send_text(HTTP_INSUFFICIENT_STORAGE, format!("{message}\n").as_bytes())
             }
         },
+        Action::Metrics => {
+            let names: Vec<(AppId, Vec<u8>)> =
+                table.apps().map(|app| (app, table.name(app))).collect();
+            let figures: Vec<AppFigures> = names
+                .iter()
+                .map(|(app, name)| {
+                    if hold::end_pause_at_deadline(r.log(), table, *app, now) {
+                        hold::release_due_requests();
+                    }
+                    let state = table.state(*app);
+                    AppFigures {
+                        name,
+                        paused: state.is_paused(),
+                        held_in_pause: state.held_in_pause(),
+                        counters: state.counters(),
+                    }
+                })
+                .collect();
+            r.send_body(
+                HTTP_OK,
+                ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8"),
+                metrics_text(&figures).as_bytes(),
+            )
+        }
         Action::Disable => match table.find(name).map(|app| table.resume(app)) {
             Some(ResumeOutcome::Resumed { held }) => {
                 ngx_log_error!(

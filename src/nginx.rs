@@ -330,7 +330,8 @@ impl HttpRequest {
         self.send_body(status, ngx::ngx_string!("application/json"), body)
     }
 
-    fn send_body(
+    /// Sends a complete response of the given type.
+    pub fn send_body(
         &self,
         status: ngx_uint_t,
         content_type: nginx_sys::ngx_str_t,

@@ -18,7 +18,9 @@ fn start(on_timeout: &str) -> (Nginx, Upstream) {
         held_location(
             "/short/",
             &upstream,
-            &format!("set $intermission_max_time 500ms; set $intermission_on_timeout \"{on_timeout}\";")
+            &format!(
+                "set $intermission_max_time 500ms; set $intermission_on_timeout \"{on_timeout}\";"
+            )
         )
     );
     let nginx = Nginx::start(Config::new().file("sorry.html", SORRY_PAGE).server(&server));

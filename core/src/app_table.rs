@@ -236,6 +236,15 @@ impl<'a> AppTable<'a> {
         Ok(AppId(index as u32))
     }
 
+    /// Every app that has a slot, in slot order.
+    pub fn apps(&self) -> impl Iterator<Item = AppId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.claim.load(Ordering::Acquire) != 0)
+            .map(|(index, _)| AppId(index as u32))
+    }
+
     pub fn name(&self, app: AppId) -> Vec<u8> {
         let slot = &self.slots[app.0 as usize];
         let len = (slot.claim.load(Ordering::Acquire) as usize).saturating_sub(1);
@@ -370,6 +379,20 @@ mod tests {
         assert!(header.newer_configuration_runs(first));
         header.begin_configuration(COUNTED_WORKERS);
         assert!(header.newer_configuration_runs(second));
+    }
+
+    #[test]
+    fn apps_lists_every_app_with_a_slot() {
+        let (header, slots) = table_of(8);
+        let table = AppTable::new(&header, &slots);
+        assert_eq!(table.apps().count(), 0);
+        let shop = table.find_or_add(b"shop", || ()).unwrap();
+        let blog = table.find_or_add(b"blog", || ()).unwrap();
+        let mut listed: Vec<AppId> = table.apps().collect();
+        listed.sort();
+        let mut expected = vec![shop, blog];
+        expected.sort();
+        assert_eq!(listed, expected);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub enum Action {
     Status,
     Enable,
     Disable,
+    /// Every app's figures in Prometheus' text format.
+    Metrics,
 }
 
 /// The action named by the last segment of the request path.
@@ -20,6 +22,7 @@ pub fn action_of(uri: &[u8]) -> Option<Action> {
         b"status" => Some(Action::Status),
         b"enable" => Some(Action::Enable),
         b"disable" => Some(Action::Disable),
+        b"metrics" => Some(Action::Metrics),
         _ => None,
     }
 }
@@ -161,6 +164,95 @@ pub fn status_json(app: &[u8], paused: bool, held_in_pause: u64, counters: &AppC
     json
 }
 
+/// One app as the metrics show it.
+pub struct AppFigures<'a> {
+    pub name: &'a [u8],
+    pub paused: bool,
+    pub held_in_pause: u64,
+    pub counters: AppCounters,
+}
+
+/// Every app's figures in Prometheus' text exposition format (version 0.0.4):
+/// one series per app and figure, labelled `app`.
+pub fn metrics_text(apps: &[AppFigures]) -> String {
+    type Figure = fn(&AppFigures) -> u64;
+    const FIGURES: [(&str, &str, &str, Figure); 8] = [
+        (
+            "intermission_paused",
+            "gauge",
+            "Whether the app is paused (1) or running (0).",
+            |a| u64::from(a.paused),
+        ),
+        (
+            "intermission_held",
+            "gauge",
+            "Requests held right now, by all workers.",
+            |a| a.counters.held_now,
+        ),
+        (
+            "intermission_held_in_pause",
+            "gauge",
+            "Requests held during the current pause, or the last one.",
+            |a| a.held_in_pause,
+        ),
+        (
+            "intermission_released_total",
+            "counter",
+            "Held requests released by a resume.",
+            |a| a.counters.released,
+        ),
+        (
+            "intermission_timed_out_total",
+            "counter",
+            "Held requests whose $intermission_max_time passed while paused.",
+            |a| a.counters.timed_out,
+        ),
+        (
+            "intermission_clients_gone_total",
+            "counter",
+            "Held requests whose client closed the connection.",
+            |a| a.counters.clients_gone,
+        ),
+        (
+            "intermission_rejected_total",
+            "counter",
+            "Requests answered 503 past intermission_max_held.",
+            |a| a.counters.rejected,
+        ),
+        (
+            "intermission_refused_at_shutdown_total",
+            "counter",
+            "Requests answered 503 because nginx was stopping.",
+            |a| a.counters.refused_at_shutdown,
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, help, figure) in FIGURES {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for app in apps {
+            text.push_str(name);
+            text.push_str("{app=\"");
+            push_label_value(&mut text, app.name);
+            let _ = writeln!(text, "\"}} {}", figure(app));
+        }
+    }
+    text
+}
+
+/// Appends `bytes` as a Prometheus label value: `\\`, `\"` and `\n` escaped as
+/// the format requires; bytes that are not UTF-8 become U+FFFD, since label
+/// values must be UTF-8.
+fn push_label_value(text: &mut String, bytes: &[u8]) {
+    for c in String::from_utf8_lossy(bytes).chars() {
+        match c {
+            '\\' => text.push_str("\\\\"),
+            '"' => text.push_str("\\\""),
+            '\n' => text.push_str("\\n"),
+            c => text.push(c),
+        }
+    }
+}
+
 /// Appends `bytes` as a JSON string. App names are bytes, not always UTF-8:
 /// printable ASCII goes as is, every other byte as `\u00XX`, so the output is
 /// always valid JSON and each byte can be recovered.
@@ -182,6 +274,49 @@ fn push_json_string(json: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_have_one_series_per_app_and_figure() {
+        let shop = AppFigures {
+            name: b"shop",
+            paused: true,
+            held_in_pause: 7,
+            counters: AppCounters {
+                held_now: 2,
+                released: 5,
+                ..AppCounters::default()
+            },
+        };
+        let odd = AppFigures {
+            name: b"a\"b\\c\nd\xff",
+            paused: false,
+            held_in_pause: 0,
+            counters: AppCounters::default(),
+        };
+        let text = metrics_text(&[shop, odd]);
+        assert!(
+            text.contains("# TYPE intermission_paused gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nintermission_paused{app=\"shop\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nintermission_held{app=\"shop\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nintermission_released_total{app=\"shop\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nintermission_paused{app=\"a\\\"b\\\\c\\nd\u{fffd}\"} 0\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 16);
+        assert!(metrics_text(&[]).lines().all(|l| l.starts_with('#')));
+    }
 
     #[test]
     fn arguments_pick_the_format_and_leave_others_alone() {
@@ -274,6 +409,7 @@ mod tests {
             Some(Action::Disable)
         );
         assert_eq!(action_of(b"disable"), Some(Action::Disable));
+        assert_eq!(action_of(b"/_intermission/metrics"), Some(Action::Metrics));
     }
 
     #[test]

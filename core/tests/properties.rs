@@ -117,6 +117,7 @@ proptest! {
             b"status" => Some(Action::Status),
             b"enable" => Some(Action::Enable),
             b"disable" => Some(Action::Disable),
+            b"metrics" => Some(Action::Metrics),
             _ => None,
         };
         if named.is_some() {

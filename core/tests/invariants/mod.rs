@@ -30,7 +30,7 @@ use intermission_core::settings::{
 // Control paths
 
 /// The control endpoint acts only when the path's last segment is exactly
-/// `status`, `enable` or `disable`.
+/// `status`, `enable`, `disable` or `metrics`.
 pub fn control_path(uri: &[u8]) {
     let last_segment_is = |name: &[u8]| {
         uri == name
@@ -42,6 +42,7 @@ pub fn control_path(uri: &[u8]) {
         (&b"status"[..], Action::Status),
         (b"enable", Action::Enable),
         (b"disable", Action::Disable),
+        (b"metrics", Action::Metrics),
     ]
     .into_iter()
     .find(|(name, _)| last_segment_is(name))
