@@ -70,28 +70,10 @@ fn control(r: HttpRequest) -> ngx_int_t {
     };
     let args = match ControlArgs::parse(r.args()) {
         Ok(args) => args,
-        Err(bad) => {
-            ngx_log_error!(
-                NGX_LOG_ERR,
-                r.log(),
-                "intermission: {bad}, control request refused"
-            );
-            return r.send_text(
-                HTTP_BAD_REQUEST,
-                format!("intermission: {bad}\n").as_bytes(),
-            );
-        }
+        Err(bad) => return refuse(&r, bad),
     };
     if let Err(bad) = args.check_for(action) {
-        ngx_log_error!(
-            NGX_LOG_ERR,
-            r.log(),
-            "intermission: {bad}, control request refused"
-        );
-        return r.send_text(
-            HTTP_BAD_REQUEST,
-            format!("intermission: {bad}\n").as_bytes(),
-        );
+        return refuse(&r, bad);
     }
     let (Some(main), Some(location)) = (
         IntermissionModule::main_conf(r.as_raw()),
@@ -108,17 +90,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
     let table = zone::table(header);
     let name = match check_app_name(main.variables.app_name(&r)) {
         Ok(name) => name,
-        Err(too_long) => {
-            ngx_log_error!(
-                NGX_LOG_ERR,
-                r.log(),
-                "intermission: {too_long}, control request refused"
-            );
-            return r.send_text(
-                HTTP_BAD_REQUEST,
-                format!("intermission: {too_long}\n").as_bytes(),
-            );
-        }
+        Err(too_long) => return refuse(&r, too_long),
     };
 
     let now = nginx::now_ms();
@@ -222,6 +194,20 @@ fn control(r: HttpRequest) -> ngx_int_t {
             Some(ResumeOutcome::NotPaused) | None => r.send_text(HTTP_NOT_MODIFIED, b""),
         },
     }
+}
+
+/// A control request that cannot be obeyed as asked: 400, saying why, in the
+/// answer and in the error log.
+fn refuse(r: &HttpRequest, why: impl std::fmt::Display) -> ngx_int_t {
+    ngx_log_error!(
+        NGX_LOG_ERR,
+        r.log(),
+        "intermission: {why}, control request refused"
+    );
+    r.send_text(
+        HTTP_BAD_REQUEST,
+        format!("intermission: {why}\n").as_bytes(),
+    )
 }
 
 /// How long a pause lasts at most, for the log line.

@@ -37,11 +37,18 @@ fn metrics_show_every_app_and_its_counters() {
         empty.lines().all(|line| line.starts_with('#')),
         "no app yet, no series:\n{empty}"
     );
-    assert!(empty.contains("# TYPE intermission_released_total counter"), "{empty}");
+    assert!(
+        empty.contains("# TYPE intermission_released_total counter"),
+        "{empty}"
+    );
 
     // "blog": paused, one request held and released.
     pause(port, "?app=blog");
     let released = start_held(port, Request::get("/?app=blog"));
+    // nginx has read it; it is held once its worker has run its phases.
+    wait_until(BOUND, "the blog request to be held", || {
+        counters(port, "app=blog").held_now == 1
+    });
     resume(port, "?app=blog");
     assert_from_upstream(&released.finish(), "released");
     // "shop": paused, two held now.
