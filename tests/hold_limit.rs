@@ -19,6 +19,10 @@ fn past_the_limit_requests_get_503_at_once_and_are_counted() {
     pause(port, "");
     // Two workers share the one limit.
     let held = start_in_order(port, LIMIT, |i| seq_request("/item/", i));
+    // nginx has read them; they count once their workers have run their phases.
+    wait_until(BOUND, "all six to be held", || {
+        counters(port, "").held_now == LIMIT as u64
+    });
     for i in LIMIT..LIMIT + 3 {
         let response = seq_request("/item/", i).send(port);
         assert_eq!(response.status, 503, "{response:?}");
@@ -61,6 +65,7 @@ fn the_limit_is_per_location_and_zero_holds_nothing() {
     let port = nginx.port();
     pause(port, "");
     let held = start_in_order(port, 3, |i| seq_request("/page/", i));
+    wait_until(BOUND, "the three to be held", || counters(port, "").held_now == 3);
     let refused = Request::get("/checkout").send(port);
     assert_eq!(refused.status, 503, "{refused:?}");
     assert_still_held(&held);
