@@ -12,9 +12,10 @@ use std::ffi::{c_char, c_void};
 use std::ptr;
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_http_core_loc_conf_t, ngx_shm_zone_t, ngx_str_t,
-    ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_http_core_loc_conf_t, ngx_int_t, ngx_shm_zone_t,
+    ngx_str_t, ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_UNSET, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    NGX_LOG_EMERG,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleLocationConf, Merge, MergeConfigError, NgxHttpCoreModule};
@@ -63,8 +64,9 @@ pub struct LocConf {
     /// endpoint itself, which must answer while its app is paused even when
     /// `intermission` is inherited from the server or http level.
     pub control: bool,
-    /// `intermission_max_held`: the most requests its app holds at once; `UNSET_LIMIT` for none.
-    pub max_held: i64,
+    /// `intermission_max_held`: the most requests its app holds at once;
+    /// `NGX_CONF_UNSET` for none. Set by nginx's own `ngx_conf_set_num_slot`.
+    pub max_held: ngx_int_t,
     /// `intermission_max_pause`, in milliseconds; 0 for `off`.
     pub max_pause_ms: i64,
 }
@@ -75,7 +77,7 @@ pub struct LocConf {
 /// until someone notices.
 pub const DEFAULT_MAX_PAUSE_MS: i64 = 600_000;
 
-const UNSET_LIMIT: i64 = -1;
+const UNSET_TIME: i64 = -1;
 
 const UNSET: ngx_flag_t = -1;
 
@@ -84,8 +86,8 @@ impl Default for LocConf {
         LocConf {
             hold: UNSET,
             control: false,
-            max_held: UNSET_LIMIT,
-            max_pause_ms: UNSET_LIMIT,
+            max_held: NGX_CONF_UNSET as ngx_int_t,
+            max_pause_ms: UNSET_TIME,
         }
     }
 }
@@ -95,11 +97,11 @@ impl Merge for LocConf {
         if self.hold == UNSET {
             self.hold = if prev.hold == UNSET { 0 } else { prev.hold };
         }
-        if self.max_held == UNSET_LIMIT {
+        if self.max_held == NGX_CONF_UNSET as ngx_int_t {
             self.max_held = prev.max_held;
         }
-        if self.max_pause_ms == UNSET_LIMIT {
-            self.max_pause_ms = if prev.max_pause_ms == UNSET_LIMIT {
+        if self.max_pause_ms == UNSET_TIME {
+            self.max_pause_ms = if prev.max_pause_ms == UNSET_TIME {
                 DEFAULT_MAX_PAUSE_MS
             } else {
                 prev.max_pause_ms
@@ -158,9 +160,9 @@ pub static mut COMMANDS: [ngx_command_t; 6] = [
         name: ngx_string!("intermission_max_held"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
             as ngx_uint_t,
-        set: Some(set_intermission_max_held),
+        set: Some(nginx_sys::ngx_conf_set_num_slot),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
+        offset: std::mem::offset_of!(LocConf, max_held),
         post: ptr::null_mut(),
     },
     ngx_command_t {
@@ -240,36 +242,6 @@ extern "C" fn set_intermission_control(
     NGX_CONF_OK
 }
 
-/// `intermission_max_held NUMBER;`
-extern "C" fn set_intermission_max_held(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: nginx passes this module's location configuration.
-    let conf = unsafe { &mut *conf.cast::<LocConf>() };
-    if conf.max_held != UNSET_LIMIT {
-        return c"is duplicate".as_ptr().cast_mut();
-    }
-    // SAFETY: called by nginx for this directive, which takes one argument.
-    let value = unsafe { arguments(cf) }[0];
-    match parse_count(value.as_bytes()) {
-        Some(limit) => {
-            conf.max_held = limit;
-            NGX_CONF_OK
-        }
-        None => {
-            ngx_conf_log_error!(
-                NGX_LOG_EMERG,
-                cf,
-                "invalid value \"{value}\" in \"intermission_max_held\" directive, \
-                 it must be a number of requests"
-            );
-            NGX_CONF_ERROR
-        }
-    }
-}
-
 /// `intermission_max_pause TIME;` or `intermission_max_pause off;`
 extern "C" fn set_intermission_max_pause(
     cf: *mut ngx_conf_t,
@@ -278,7 +250,7 @@ extern "C" fn set_intermission_max_pause(
 ) -> *mut c_char {
     // SAFETY: nginx passes this module's location configuration.
     let conf = unsafe { &mut *conf.cast::<LocConf>() };
-    if conf.max_pause_ms != UNSET_LIMIT {
+    if conf.max_pause_ms != UNSET_TIME {
         return c"is duplicate".as_ptr().cast_mut();
     }
     // SAFETY: called by nginx for this directive, which takes one argument.
@@ -300,14 +272,6 @@ extern "C" fn set_intermission_max_pause(
     }
     conf.max_pause_ms = ms as i64;
     NGX_CONF_OK
-}
-
-/// A whole number of things, as nginx's `ngx_atoi` takes it: digits only.
-fn parse_count(value: &[u8]) -> Option<i64> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// `intermission_zone SIZE;`

@@ -15,13 +15,12 @@ use crate::nginx::{self, HttpRequest};
 use crate::panic_probe::{self, Point};
 use crate::zone::{self, ZoneLock, ZONE_NAME};
 use crate::{guard_ffi, hold, IntermissionModule};
-use intermission_core::app_table::AppId;
-use intermission_core::app_table::{AppTable, TableFull};
+use intermission_core::app_table::{AppId, AppTable, TableFull};
 use intermission_core::control::{
     action_of, metrics_text, status_json, Action, AppFigures, ControlArgs, Format,
 };
 use intermission_core::pause::{AppState, PauseOutcome, ResumeOutcome};
-use intermission_core::settings::{check_app_name, AppLabel, LogSafe};
+use intermission_core::settings::{check_app_name, AppLabel, LogSafe, Seconds};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
 const HTTP_OK: ngx_uint_t = 200;
@@ -96,9 +95,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
     let now = nginx::now_ms();
     // A pause past its deadline ends before anything else is answered.
     if let Some(app) = table.find(name) {
-        if hold::end_pause_at_deadline(r.log(), table, app, now) {
-            hold::release_due_requests();
-        }
+        end_if_past_deadline(&r, table, app, now);
     }
 
     match action {
@@ -159,9 +156,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
             let figures: Vec<AppFigures> = names
                 .iter()
                 .map(|(app, name)| {
-                    if hold::end_pause_at_deadline(r.log(), table, *app, now) {
-                        hold::release_due_requests();
-                    }
+                    end_if_past_deadline(&r, table, *app, now);
                     let state = table.state(*app);
                     AppFigures {
                         name,
@@ -196,6 +191,14 @@ fn control(r: HttpRequest) -> ngx_int_t {
     }
 }
 
+/// Ends `app`'s pause if it is past its deadline, and releases what this
+/// worker holds of it at once.
+fn end_if_past_deadline(r: &HttpRequest, table: AppTable<'static>, app: AppId, now: u64) {
+    if hold::end_pause_at_deadline(r.log(), table, app, now) {
+        hold::release_due_requests();
+    }
+}
+
 /// A control request that cannot be obeyed as asked: 400, saying why, in the
 /// answer and in the error log.
 fn refuse(r: &HttpRequest, why: impl std::fmt::Display) -> ngx_int_t {
@@ -216,7 +219,7 @@ struct Until(Option<u64>);
 impl std::fmt::Display for Until {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
-            Some(ms) => write!(f, ", for at most {}.{:03} s", ms / 1000, ms % 1000),
+            Some(ms) => write!(f, ", for at most {}", Seconds(ms)),
             None => f.write_str(", with no deadline"),
         }
     }

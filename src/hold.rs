@@ -40,7 +40,7 @@ use intermission_core::pause::{Phase, Ticket};
 use intermission_core::queue::{HeldQueue, Millis, Release};
 use intermission_core::settings::{
     check_app_name, parse_max_time, parse_on_timeout, AppLabel, ExemptionCheck, LogSafe, OnTimeout,
-    DEFAULT_MAX_TIME_MS,
+    Seconds, DEFAULT_MAX_TIME_MS,
 };
 
 /// How often a worker that holds requests looks for a resume made by another
@@ -276,15 +276,11 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         // (or an internal redirect that followed it) it goes on.
         return match ctx.released.get() {
             None => PARK,
-            Some(Release::ShuttingDown) => refuse_at_shutdown(&r),
+            Some(Release::ShuttingDown) => service_unavailable(&r, RETRY_AFTER_SHUTDOWN),
             Some(Release::TimedOut) => match ctx.on_timeout {
                 OnTimeout::Pass => PASS,
-                OnTimeout::Answer(status) => {
-                    if status == NGX_HTTP_SERVICE_UNAVAILABLE as u16 {
-                        r.add_response_header("Retry-After", RETRY_AFTER_HOLD_LIMIT);
-                    }
-                    status as ngx_int_t
-                }
+                OnTimeout::Answer(503) => service_unavailable(&r, RETRY_AFTER_HOLD_LIMIT),
+                OnTimeout::Answer(status) => status as ngx_int_t,
             },
             Some(Release::Resumed) => PASS,
         };
@@ -312,7 +308,8 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     if !phase.is_paused() {
         return PASS;
     }
-    if end_pause_at_deadline(r.log(), table, app, nginx::now_ms()) {
+    let now = nginx::now_ms();
+    if end_pause_at_deadline(r.log(), table, app, now) {
         release_due_requests();
         return PASS;
     }
@@ -363,7 +360,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     });
     if stopping {
         table.state(app).record_refused_at_shutdown();
-        return refuse_at_shutdown(&r);
+        return service_unavailable(&r, RETRY_AFTER_SHUTDOWN);
     }
     if !table.state(app).try_record_held(location.max_held()) {
         ngx_log_error!(
@@ -373,12 +370,10 @@ fn decide(r: HttpRequest) -> ngx_int_t {
             AppLabel(name),
             location.max_held().unwrap_or_default()
         );
-        r.add_response_header("Retry-After", RETRY_AFTER_HOLD_LIMIT);
-        return NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t;
+        return service_unavailable(&r, RETRY_AFTER_HOLD_LIMIT);
     }
 
     let ticket = table.state(app).take_ticket();
-    let now = nginx::now_ms();
     let context = HoldContext {
         released: Cell::new(None),
         woken: Cell::new(false),
@@ -428,22 +423,20 @@ pub fn end_pause_at_deadline(
     ngx_log_error!(
         NGX_LOG_NOTICE,
         log,
-        "intermission: {} reached the deadline of its pause after {}.{:03} s: resumed, \
+        "intermission: {} reached the deadline of its pause after {}: resumed, \
          the pause held {held} request{}",
         AppLabel(&table.name(app)),
-        lasted_ms / 1000,
-        lasted_ms % 1000,
+        Seconds(lasted_ms),
         if held == 1 { "" } else { "s" }
     );
     true
 }
 
-/// The answer to a request of a paused app while nginx stops for good: 503,
-/// through nginx's error handling (so `error_page 503` applies).
-fn refuse_at_shutdown(r: &HttpRequest) -> ngx_int_t {
-    ngx_log_debug!(mask: DebugMask::Http, r.log(), "intermission: shutting down, answering 503");
-    // Without the header the answer is still a 503.
-    r.add_response_header("Retry-After", RETRY_AFTER_SHUTDOWN);
+/// A 503 with `Retry-After`, through nginx's error handling (so
+/// `error_page 503` applies): what the phase handler returns.
+fn service_unavailable(r: &HttpRequest, retry_after: &'static str) -> ngx_int_t {
+    // Without the header (out of memory) the answer is still a 503.
+    r.add_response_header("Retry-After", retry_after);
     NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t
 }
 

@@ -65,7 +65,9 @@ fn the_limit_is_per_location_and_zero_holds_nothing() {
     let port = nginx.port();
     pause(port, "");
     let held = start_in_order(port, 3, |i| seq_request("/page/", i));
-    wait_until(BOUND, "the three to be held", || counters(port, "").held_now == 3);
+    wait_until(BOUND, "the three to be held", || {
+        counters(port, "").held_now == 3
+    });
     let refused = Request::get("/checkout").send(port);
     assert_eq!(refused.status, 503, "{refused:?}");
     assert_still_held(&held);

@@ -100,7 +100,9 @@ fn counters_show_the_requests_refused_at_shutdown() {
     let port = nginx.port();
     pause(port, "");
     let held = start_in_order(port, 5, |i| seq_request("/item/", i));
-    wait_until(BOUND, "the five to be held", || counters(port, "").held_now == 5);
+    wait_until(BOUND, "the five to be held", || {
+        counters(port, "").held_now == 5
+    });
     assert_eq!(counters(port, "").refused_at_shutdown, 0);
     quit(&nginx);
     assert_refused_at_shutdown(held);

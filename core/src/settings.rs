@@ -200,6 +200,15 @@ impl fmt::Display for LogSafe<'_> {
     }
 }
 
+/// Milliseconds as log lines show a duration: `600.002 s`.
+pub struct Seconds(pub u64);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03} s", self.0 / 1000, self.0 % 1000)
+    }
+}
+
 /// An app as log lines name it: the default app has an empty name.
 pub struct AppLabel<'a>(pub &'a [u8]);
 
@@ -216,6 +225,12 @@ impl fmt::Display for AppLabel<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_show_milliseconds() {
+        assert_eq!(Seconds(600_002).to_string(), "600.002 s");
+        assert_eq!(Seconds(300).to_string(), "0.300 s");
+    }
 
     #[test]
     fn on_timeout_is_pass_503_or_504() {
