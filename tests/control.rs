@@ -6,12 +6,6 @@ use std::net::Ipv4Addr;
 
 use common::*;
 
-fn start_shop() -> (Nginx, Upstream) {
-    let upstream = Upstream::start();
-    let nginx = Nginx::start(Config::new().server(&app_server("shop", &upstream, "")));
-    (nginx, upstream)
-}
-
 fn assert_not_modified(response: &Response, what: &str) {
     assert_eq!(response.status, 304, "{what}: {response:?}");
     assert!(
@@ -22,7 +16,7 @@ fn assert_not_modified(response: &Response, what: &str) {
 
 /// Every row of the control table, with one HTTP method.
 fn walk_control_table(method: &str) {
-    let (nginx, _upstream) = start_shop();
+    let (nginx, _upstream) = start_shop(1, "");
     let call = |action: &str| control_request(method, action).send(nginx.port());
 
     assert_answer(&call("status"), 200, RESUMED, "status before any pause");
@@ -52,7 +46,7 @@ fn control_table_with_post() {
 
 #[test]
 fn head_status_answers_200_without_body() {
-    let (nginx, _upstream) = start_shop();
+    let (nginx, _upstream) = start_shop(1, "");
     let response = control_request("HEAD", "status").send(nginx.port());
     assert_eq!(response.status, 200, "{response:?}");
     assert!(response.body.is_empty(), "HEAD has no body: {response:?}");
@@ -62,7 +56,7 @@ fn head_status_answers_200_without_body() {
 
 #[test]
 fn unknown_action_is_404_and_changes_nothing() {
-    let (nginx, _upstream) = start_shop();
+    let (nginx, _upstream) = start_shop(1, "");
     let port = nginx.port();
     for target in [
         "/_intermission/pause",
@@ -80,7 +74,7 @@ fn unknown_action_is_404_and_changes_nothing() {
 
 #[test]
 fn other_methods_are_405_and_change_nothing() {
-    let (nginx, _upstream) = start_shop();
+    let (nginx, _upstream) = start_shop(1, "");
     let port = nginx.port();
     for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
         for action in ["enable", "status"] {
@@ -96,7 +90,7 @@ fn other_methods_are_405_and_change_nothing() {
 /// A client outside the allowed addresses can neither pause nor release.
 #[test]
 fn outsiders_can_neither_pause_nor_release() {
-    let (nginx, upstream) = start_shop();
+    let (nginx, upstream) = start_shop(1, "");
     let port = nginx.port();
     let outsider = |action: &str| {
         control_request("GET", action)
@@ -191,12 +185,7 @@ fn auth_basic_guards_the_control_endpoint() {
 /// The state lives in shared memory: whichever worker answers agrees.
 #[test]
 fn all_workers_agree_on_the_state() {
-    let upstream = Upstream::start();
-    let nginx = Nginx::start(
-        Config::new()
-            .workers(4)
-            .server(&app_server("shop", &upstream, "")),
-    );
+    let (nginx, _upstream) = start_shop(4, "");
     let port = nginx.port();
     pause(port, "");
     for _ in 0..40 {

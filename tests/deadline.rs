@@ -12,12 +12,7 @@ use common::*;
 #[test]
 fn a_pause_with_a_ttl_ends_by_itself_and_releases_in_order() {
     const HELD: usize = 8;
-    let upstream = Upstream::start();
-    let nginx = Nginx::start(
-        Config::new()
-            .workers(2)
-            .server(&app_server("shop", &upstream, "")),
-    );
+    let (nginx, upstream) = start_shop(2, "");
     let port = nginx.port();
     let enable = control(port, "enable?ttl=3s");
     assert_answer(&enable, 200, PAUSED, "enable with a ttl");

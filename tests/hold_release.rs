@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn start_shop(workers: usize, extra: &str) -> (Nginx, Upstream) {
-    let upstream = Upstream::start();
-    let nginx = Nginx::start(
-        Config::new()
-            .workers(workers)
-            .server(&app_server("shop", &upstream, extra)),
-    );
-    (nginx, upstream)
-}
-
 /// Holds `n` requests sent in a known order, releases them, and returns what
 /// the upstream saw.
 fn hold_and_release_in_order(nginx: &Nginx, upstream: &Upstream, n: usize) -> Vec<Hit> {

@@ -18,12 +18,7 @@ fn assert_panic_logged(nginx: &Nginx, at: &str) {
 
 #[test]
 fn panics_are_answered_500_and_logged_and_the_workers_live_on() {
-    let upstream = Upstream::start();
-    let nginx = Nginx::start(
-        Config::new()
-            .workers(1)
-            .server(&app_server("shop", &upstream, "")),
-    );
+    let (nginx, upstream) = start_shop(1, "");
     let port = nginx.port();
     let workers = nginx.worker_pids();
 

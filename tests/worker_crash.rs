@@ -12,12 +12,7 @@ fn a_killed_worker_does_not_stall_the_other_workers_queues() {
     /// New requests sent after the crash, until the respawned worker has
     /// accepted one of them: at most this many.
     const MAX_LATE: usize = 500;
-    let upstream = Upstream::start();
-    let nginx = Nginx::start(
-        Config::new()
-            .workers(2)
-            .server(&app_server("shop", &upstream, "")),
-    );
+    let (nginx, upstream) = start_shop(2, "");
     let port = nginx.port();
     pause(port, "");
     let held = start_in_order(port, HELD, |i| seq_request("/item/", i));

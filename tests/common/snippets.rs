@@ -48,6 +48,18 @@ pub fn app_server(app: &str, upstream: &Upstream, extra: &str) -> String {
     )
 }
 
+/// nginx with `workers` workers serving the usual `app_server` for app
+/// `shop` (with `extra` directives in its held location), and its upstream.
+pub fn start_shop(workers: usize, extra: &str) -> (super::Nginx, Upstream) {
+    let upstream = Upstream::start();
+    let nginx = super::Nginx::start(
+        super::Config::new()
+            .workers(workers)
+            .server(&app_server("shop", &upstream, extra)),
+    );
+    (nginx, upstream)
+}
+
 /// nginx with two workers and room for thousands of held requests, in front
 /// of `upstream`, with the usual `app_server` for app `shop`.
 pub fn start_shop_for_thousands(upstream: &Upstream) -> super::Nginx {
