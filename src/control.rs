@@ -14,7 +14,7 @@ use ngx::ngx_log_error;
 use crate::nginx::{self, HttpRequest};
 use crate::panic_probe::{self, Point};
 use crate::zone::{self, ZoneLock, ZONE_NAME};
-use crate::{guard_ffi, hold, IntermissionModule};
+use crate::{drain, guard_ffi, hold, IntermissionModule};
 use intermission_core::app_table::{AppId, AppTable, TableFull};
 use intermission_core::control::{
     action_of, metrics_text, status_json, Action, AppFigures, ControlArgs, Format,
@@ -28,7 +28,7 @@ const HTTP_NOT_MODIFIED: ngx_uint_t = 304;
 const HTTP_BAD_REQUEST: ngx_uint_t = 400;
 const HTTP_INSUFFICIENT_STORAGE: ngx_uint_t = 507;
 
-const ENABLED: &[u8] = b"Pause enabled.\n";
+pub const ENABLED: &[u8] = b"Pause enabled.\n";
 const DISABLED: &[u8] = b"Pause disabled.\n";
 
 /// The content handler of `intermission_control` locations.
@@ -118,7 +118,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 let lasts = args.ttl.or(location.max_pause());
                 let deadline = lasts.map(|ms| now + ms);
                 let until = Until(lasts);
-                match table.pause_until(app, now, deadline) {
+                let changed = match table.pause_until(app, now, deadline) {
                     PauseOutcome::Paused => {
                         ngx_log_error!(
                             NGX_LOG_NOTICE,
@@ -126,7 +126,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
                             "intermission: {} paused{until}",
                             AppLabel(name)
                         );
-                        r.send_text(HTTP_OK, ENABLED)
+                        true
                     }
                     // A ttl on a paused app moves its deadline: an ops script
                     // can keep a long pause alive by calling again.
@@ -139,9 +139,16 @@ fn control(r: HttpRequest) -> ngx_int_t {
                             "intermission: {} stays paused{until}",
                             AppLabel(name)
                         );
-                        r.send_text(HTTP_OK, ENABLED)
+                        true
                     }
-                    PauseOutcome::AlreadyPaused => r.send_text(HTTP_NOT_MODIFIED, b""),
+                    PauseOutcome::AlreadyPaused => false,
+                };
+                match args.drain {
+                    // Paused now or before: either way the caller wants to
+                    // know that the app is quiet.
+                    Some(drain) => drain::answer_when_drained(&r, table, app, name, drain, now),
+                    None if changed => r.send_text(HTTP_OK, ENABLED),
+                    None => r.send_text(HTTP_NOT_MODIFIED, b""),
                 }
             }
             Err(TableFull) => {

@@ -32,10 +32,13 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::log::DebugMask;
 use ngx::{ngx_log_debug, ngx_log_error};
 
+use crate::in_flight::let_through;
 use crate::nginx::{self, HttpRequest, RequestContext, Timer};
 use crate::panic_probe::{self, Point};
 use crate::{guard_ffi, module, zone, IntermissionModule};
 use intermission_core::app_table::{AppId, AppTable};
+use intermission_core::in_flight::InFlightCounter;
+use intermission_core::outcome::Outcome;
 use intermission_core::pause::{Phase, Ticket};
 use intermission_core::queue::{HeldQueue, Millis, Release};
 use intermission_core::settings::{
@@ -79,6 +82,8 @@ pub struct HoldContext {
     held_since: Millis,
     /// What it gets if its `$intermission_max_time` passes while still paused.
     on_timeout: OnTimeout,
+    /// Counts it in flight once a resume lets it through.
+    in_flight: InFlightCounter,
 }
 
 impl RequestContext for HoldContext {
@@ -267,9 +272,12 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     let Some(header) = main.zone().and_then(zone::header) else {
         return PASS;
     };
-    // The whole cost of the module while nothing is paused: one load.
-    if !header.any_paused() || !r.is_main() {
+    if !r.is_main() {
         return PASS;
+    }
+    // While nothing is paused: one load, and the request is counted in flight.
+    if !header.any_paused() {
+        return let_through(&r, main, header);
     }
     if let Some(ctx) = r.context::<HoldContext>(module()) {
         // Held once already: while held, it stays parked; after its release
@@ -285,7 +293,16 @@ fn decide(r: HttpRequest) -> ngx_int_t {
             Some(Release::Resumed) => PASS,
         };
     }
+    // Let through, rejected or answered once already: an internal redirect
+    // brought it back, and what was decided stands.
+    if main.variables.outcome_recorded(&r) {
+        return PASS;
+    }
     let table = zone::table(header);
+    let bypass = |r: &HttpRequest| {
+        main.variables.record_outcome(r, Outcome::Bypassed, None);
+        PASS
+    };
 
     let vars = main.variables.read(&r);
     let name = match check_app_name(vars.app_name) {
@@ -296,22 +313,22 @@ fn decide(r: HttpRequest) -> ngx_int_t {
                 r.log(),
                 "intermission: {too_long}, the request is not held"
             );
-            return PASS;
+            return let_through(&r, main, header);
         }
     };
     let Some(app) = table.find(name) else {
-        return PASS;
+        return let_through(&r, main, header);
     };
     // Read once: a resume after this point releases the request at the next
     // check, because its phase will no longer match.
     let phase = table.state(app).phase();
     if !phase.is_paused() {
-        return PASS;
+        return let_through(&r, main, header);
     }
     let now = nginx::now_ms();
     if end_pause_at_deadline(r.log(), table, app, now) {
         release_due_requests();
-        return PASS;
+        return let_through(&r, main, header);
     }
     let exempt = ExemptionCheck {
         uri: r.uri(),
@@ -321,7 +338,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     };
     if let Some(exemption) = exempt.exemption() {
         ngx_log_debug!(mask: DebugMask::Http, r.log(), "intermission: {exemption:?} passes while paused");
-        return PASS;
+        return bypass(&r);
     }
     let max_time = match vars.max_time.map(parse_max_time) {
         None => DEFAULT_MAX_TIME_MS,
@@ -338,7 +355,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         }
     };
     if max_time == 0 {
-        return PASS;
+        return bypass(&r);
     }
     let on_timeout = match vars.on_timeout.map(parse_on_timeout) {
         None => OnTimeout::Pass,
@@ -360,6 +377,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     });
     if stopping {
         table.state(app).record_refused_at_shutdown();
+        main.variables.record_outcome(&r, Outcome::Shutdown, None);
         return service_unavailable(&r, RETRY_AFTER_SHUTDOWN);
     }
     if !table.state(app).try_record_held(location.max_held()) {
@@ -370,6 +388,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
             AppLabel(name),
             location.max_held().unwrap_or_default()
         );
+        main.variables.record_outcome(&r, Outcome::Rejected, None);
         return service_unavailable(&r, RETRY_AFTER_HOLD_LIMIT);
     }
 
@@ -381,6 +400,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         ticket,
         held_since: now,
         on_timeout,
+        in_flight: InFlightCounter::of(name),
     };
     if r.attach_context(module(), context).is_none() {
         table.state(app).count_out_unheld();
@@ -389,8 +409,9 @@ fn decide(r: HttpRequest) -> ngx_int_t {
             r.log(),
             "intermission: out of memory, the request is not held"
         );
-        return PASS;
+        return bypass(&r);
     }
+    main.variables.record_outcome(&r, Outcome::Held, None);
     r.park(wake_held_request);
     ngx_log_debug!(
         mask: DebugMask::Http,
@@ -405,6 +426,15 @@ fn decide(r: HttpRequest) -> ngx_int_t {
             .hold(app, ticket, phase, now + max_time, r)
     });
     PARK
+}
+
+/// How long `r` has been held, if it is held right now.
+pub fn held_for(r: &HttpRequest) -> Option<Millis> {
+    let ctx = r.context::<HoldContext>(module())?;
+    ctx.released
+        .get()
+        .is_none()
+        .then(|| nginx::now_ms().saturating_sub(ctx.held_since))
 }
 
 /// Ends `app`'s pause if it has reached its deadline (`intermission_max_pause`
@@ -501,6 +531,18 @@ pub fn release_due_requests() {
         );
         ctx.released.set(Some(reason));
         table.state(app).record_release(reason);
+        if let Some(main) = IntermissionModule::main_conf(r.as_raw()) {
+            // A request a resume lets through is in flight like one that
+            // passed, for the next pause's drain.
+            let counted = (reason == Release::Resumed).then(|| {
+                table.header().in_flight().enter(ctx.in_flight);
+                ctx.in_flight
+            });
+            main.variables
+                .record_outcome(&r, Outcome::of_release(reason), counted);
+            main.variables
+                .record_wait(&r, now.saturating_sub(ctx.held_since));
+        }
         if reason == Release::TimedOut {
             let outcome = match ctx.on_timeout {
                 OnTimeout::Pass => "passes".to_owned(),

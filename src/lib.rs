@@ -6,7 +6,9 @@
 //!   variables the module reads;
 //! - `zone`: the shared-memory zone, holding the app table;
 //! - `hold`: parking and releasing requests;
-//! - `control`: the `/_intermission/...` endpoint;
+//! - `in_flight`: counting requests let through, until they finish;
+//! - `control`: the `/_intermission/...` endpoint; `drain`: an enable that
+//!   answers once the app has no request in flight;
 //! - `nginx`: the thin layer over raw nginx request and event structures.
 //!
 //! The logic that needs no nginx (the pause state machine, the app table, the
@@ -25,7 +27,9 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpC
 
 mod config;
 mod control;
+mod drain;
 mod hold;
+mod in_flight;
 mod nginx;
 mod panic_probe;
 mod variables;
@@ -74,6 +78,15 @@ impl HttpModule for IntermissionModule {
                 return Status::NGX_ERROR.0;
             }
             *handler = Some(hold::hold_phase_handler);
+            // Count requests out of flight as nginx finishes with them.
+            let handler = ngx_array_push(
+                &mut core.phases[nginx_sys::ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers,
+            )
+            .cast::<ngx_http_handler_pt>();
+            if handler.is_null() {
+                return Status::NGX_ERROR.0;
+            }
+            *handler = Some(in_flight::request_finished);
         }
         Status::NGX_OK.0
     }

@@ -3,6 +3,7 @@
 //! `ngx_event_t` lives here, behind small safe methods whose contracts are
 //! written next to the `unsafe` blocks; the logic above it is safe Rust.
 
+use std::any::TypeId;
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
@@ -65,7 +66,7 @@ pub fn cycle_log() -> *mut ngx_log_t {
 
 /// Per-request state a module attaches to a request; dropped with the
 /// request's pool, whichever way the request ends.
-pub trait RequestContext: Sized {
+pub trait RequestContext: Sized + 'static {
     /// Called when nginx frees the request, before the value is dropped.
     fn on_request_freed(&self);
 }
@@ -197,12 +198,78 @@ impl HttpRequest {
         Some(unsafe { std::slice::from_raw_parts(value.data, value.len() as usize) })
     }
 
+    /// The value a variable already has in this request (set by `set`,
+    /// `set_variable` or an earlier evaluation), without evaluating it.
+    pub fn variable_if_set(&self, index: ngx_uint_t) -> Option<&[u8]> {
+        // SAFETY: `index` came from `ngx_http_get_variable_index` at
+        // configuration time, so it is within the request's variable array
+        // (shared with its subrequests, allocated with the main request).
+        let value = unsafe { &*self.as_raw().variables.add(index) };
+        if value.valid() == 0 || value.not_found() != 0 || value.data.is_null() {
+            return None;
+        }
+        // SAFETY: a valid variable value points to `len` bytes.
+        Some(unsafe { std::slice::from_raw_parts(value.data, value.len() as usize) })
+    }
+
+    /// Gives a variable its value for the rest of the request, as `set`
+    /// does. The value survives internal redirects, which clear module
+    /// contexts but not variables. `text` is not copied: it is static.
+    pub fn set_variable(&self, index: ngx_uint_t, text: &'static [u8]) {
+        // SAFETY: as in `variable_if_set`; the value is a plain struct and
+        // the text outlives the request.
+        let value = unsafe { &mut *self.as_raw().variables.add(index) };
+        value.set_len(text.len() as u32);
+        value.set_valid(1);
+        value.set_no_cacheable(0);
+        value.set_not_found(0);
+        value.set_escape(0);
+        value.data = text.as_ptr().cast_mut();
+    }
+
+    /// As `set_variable`, with a copy of `text` in the request's pool; false
+    /// (and the variable unchanged) if the pool is out of memory.
+    pub fn set_variable_copy(&self, index: ngx_uint_t, text: &[u8]) -> bool {
+        let Some(copy) = self.pool_copy(text) else {
+            return false;
+        };
+        self.set_variable(index, copy);
+        true
+    }
+
+    /// A copy of `text` in the request's pool. The `'static` is a white lie
+    /// the callers keep: the copy lives exactly as long as the request.
+    fn pool_copy(&self, text: &[u8]) -> Option<&'static [u8]> {
+        // SAFETY: the pool is the live request's; the copy is written before
+        // it is read, and it is freed only with the request.
+        unsafe {
+            let data = nginx_sys::ngx_pnalloc(self.as_raw().pool, text.len().max(1))
+                .cast::<u8>()
+                .as_mut()?;
+            ptr::copy_nonoverlapping(text.as_ptr(), data, text.len());
+            Some(std::slice::from_raw_parts(data, text.len()))
+        }
+    }
+
+    /// Keeps the request open after its content handler returns NGX_DONE,
+    /// for an answer sent later (by `finalize` after a `send_*`). A client
+    /// that closes meanwhile ends the request, and with it what is attached.
+    pub fn wait_after_content_phase(&self) {
+        let r = self.raw_mut();
+        // SAFETY: the main request of a live request is live.
+        unsafe { (*r.main).set_count((*r.main).count() + 1) };
+        if r.discard_body() == 0 {
+            r.read_event_handler = Some(ngx_http_test_reading);
+        }
+        r.write_event_handler = Some(nginx_sys::ngx_http_request_empty_handler);
+    }
+
     /// Attaches `value` to the request, for `context` to find again. It is
-    /// dropped (after `on_request_freed`) when nginx frees the request. A
-    /// module attaches values of one type only.
+    /// dropped (after `on_request_freed`) when nginx frees the request.
     pub fn attach_context<T: RequestContext>(&self, module: &ngx_module_t, value: T) -> Option<&T> {
         let attached = Attached {
             ctx_index: module.ctx_index,
+            type_id: TypeId::of::<T>(),
             drop: drop_attached::<T>,
             value,
         };
@@ -219,19 +286,24 @@ impl HttpRequest {
         }
     }
 
-    /// The value attached by `attach_context`. An internal redirect clears
-    /// the request's module contexts, so those requests are looked up in the
-    /// pool's cleanups instead, as nginx's realip module does.
+    /// The value of type `T` attached by `attach_context`, if any. An
+    /// internal redirect clears the request's module contexts, so those
+    /// requests are looked up in the pool's cleanups instead, as nginx's
+    /// realip module does.
     pub fn context<T: RequestContext>(&self, module: &ngx_module_t) -> Option<&T> {
         let raw = self.as_raw();
-        // SAFETY: the context slot is ours and holds null or an `Attached<T>`
+        // SAFETY: the context slot is ours and holds null or an `Attached<_>`
         // written by `attach_context`; a cleanup entry with our handler holds
-        // an `Attached` whose `ctx_index` names the module that wrote it, and
-        // each module attaches one type.
+        // an `Attached` whose `ctx_index` names the module that wrote it. The
+        // leading fields have one layout for every type, and `type_id` says
+        // which type follows them.
         unsafe {
             let slot = raw.ctx.add(module.ctx_index);
-            if let Some(attached) = (*slot).cast::<Attached<T>>().as_ref() {
-                return Some(&attached.value);
+            if let Some(attached) = (*slot).cast::<Attached<()>>().as_ref() {
+                if attached.type_id != TypeId::of::<T>() {
+                    return None;
+                }
+                return Some(&(*(*slot).cast::<Attached<T>>()).value);
             }
             if raw.internal() == 0 {
                 return None;
@@ -239,10 +311,12 @@ impl HttpRequest {
             let mut cleanup: *mut ngx_pool_cleanup_t = (*raw.pool).cleanup;
             while let Some(entry) = cleanup.as_ref() {
                 if is_attached_cleanup(entry) {
-                    let attached = entry.data.cast::<Attached<T>>();
-                    if (*attached).ctx_index == module.ctx_index {
+                    let attached = entry.data.cast::<Attached<()>>();
+                    if (*attached).ctx_index == module.ctx_index
+                        && (*attached).type_id == TypeId::of::<T>()
+                    {
                         *slot = attached.cast();
-                        return Some(&(*attached).value);
+                        return Some(&(*entry.data.cast::<Attached<T>>()).value);
                     }
                 }
                 cleanup = entry.next;
@@ -380,10 +454,101 @@ impl HttpRequest {
     }
 }
 
+/// A timer whose handler gets a request: for a request that waits with no
+/// event of its own (a control request waiting for a drain). Keep it in the
+/// request's attached context: dropping it removes it from the timer tree.
+pub struct RequestTimer {
+    event: NonNull<ngx_event_t>,
+}
+
+impl RequestTimer {
+    pub fn new(r: HttpRequest, handler: unsafe extern "C" fn(*mut ngx_event_t)) -> Self {
+        // SAFETY: an all-zero `ngx_event_t` is nginx's own idle event state.
+        let mut event: Box<ngx_event_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        event.handler = Some(handler);
+        event.log = r.log();
+        event.data = r.as_ptr().cast();
+        // Not cancelable: a worker retired by a reload finishes the wait
+        // (bounded by its time) instead of cutting the request off.
+        event.set_cancelable(0);
+        RequestTimer {
+            event: NonNull::from(Box::leak(event)),
+        }
+    }
+
+    pub fn arm(&self, after_ms: u64) {
+        // SAFETY: the event is owned by this timer and lives until its drop;
+        // only this worker's thread touches it.
+        unsafe { nginx_sys::ngx_add_timer(self.event.as_ptr(), after_ms as _) }
+    }
+
+    /// The request of a `RequestTimer`'s event, in its handler.
+    ///
+    /// # Safety
+    /// `event` must be the event of a `RequestTimer` that is still attached
+    /// to its request (so the request is live).
+    pub unsafe fn request_of(event: *mut ngx_event_t) -> Option<HttpRequest> {
+        // SAFETY: forwarded from the caller.
+        unsafe { HttpRequest::from_raw((*event).data.cast()) }
+    }
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        // SAFETY: the event came from `Box::leak` in `new` and is freed only
+        // here; if it is in the timer tree it is taken out first. Its handler
+        // may be running (a handler that finalizes its request frees it), but
+        // nginx does not touch an expired event after calling the handler.
+        unsafe {
+            let event = self.event.as_ptr();
+            if (*event).timer_set() != 0 {
+                nginx_sys::ngx_del_timer(event);
+            }
+            drop(Box::from_raw(event));
+        }
+    }
+}
+
+/// The value a variable's get handler fills in.
+pub struct VariableValue<'v>(&'v mut nginx_sys::ngx_http_variable_value_t);
+
+impl<'v> VariableValue<'v> {
+    /// # Safety
+    /// `v` must be the value nginx passes to a variable's get handler.
+    pub unsafe fn from_raw(v: *mut nginx_sys::ngx_http_variable_value_t) -> Option<Self> {
+        // SAFETY: forwarded from the caller.
+        unsafe { v.as_mut().map(VariableValue) }
+    }
+
+    pub fn set_not_found(self) {
+        self.0.set_not_found(1);
+    }
+
+    /// `text` must live as long as the request: static, or from its pool
+    /// (`HttpRequest::set_variable_copy`'s pool copy).
+    pub fn set(self, text: &'static [u8]) {
+        self.0.set_len(text.len() as u32);
+        self.0.set_valid(1);
+        self.0.set_no_cacheable(0);
+        self.0.set_not_found(0);
+        self.0.set_escape(0);
+        self.0.data = text.as_ptr().cast_mut();
+    }
+
+    /// A copy of `text` in `r`'s pool; not found if the pool is out of memory.
+    pub fn set_copy(self, r: &HttpRequest, text: &[u8]) {
+        match r.pool_copy(text) {
+            Some(copy) => self.set(copy),
+            None => self.set_not_found(),
+        }
+    }
+}
+
 /// A value attached to a request, with what its cleanup needs to know.
 #[repr(C)]
 struct Attached<T> {
     ctx_index: ngx_uint_t,
+    type_id: TypeId,
     drop: unsafe fn(*mut c_void),
     value: T,
 }

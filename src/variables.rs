@@ -1,8 +1,16 @@
-//! The variables the module reads per request.
+//! The variables the module reads per request, and the two it reports.
 //!
-//! The module declares them itself, as changeable variables that are unset
-//! by default: a configuration that never mentions one is valid, and `set`
-//! (or `map`) overrides it, as with the old Lua script.
+//! The module declares the ones it reads itself, as changeable variables that
+//! are unset by default: a configuration that never mentions one is valid,
+//! and `set` (or `map`) overrides it, as with the old Lua script.
+//!
+//! `$intermission_outcome` and `$intermission_wait` report, for access logs,
+//! what the module did with a request. The module writes their values into
+//! the request as it decides (as `set` would), so they survive internal
+//! redirects and cost no allocation on the path of a request that passes:
+//! the outcome is a static string. The outcome also remembers which
+//! in-flight counter counted the request (see `in_flight.rs`), by which copy
+//! of the static string it points to.
 
 use nginx_sys::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_get_variable_index, ngx_http_request_t,
@@ -11,7 +19,10 @@ use nginx_sys::{
 };
 use ngx::core::Status;
 
-use crate::nginx::HttpRequest;
+use crate::nginx::{HttpRequest, VariableValue};
+use intermission_core::in_flight::InFlightCounter;
+use intermission_core::outcome::Outcome;
+use intermission_core::queue::Millis;
 
 /// Indexes of the module's variables, resolved at configuration time.
 #[derive(Debug, Default, Clone, Copy)]
@@ -21,6 +32,8 @@ pub struct VariableIndexes {
     on_timeout: ngx_uint_t,
     health_check_path: ngx_uint_t,
     privileged_user_agent: ngx_uint_t,
+    outcome: ngx_uint_t,
+    wait: ngx_uint_t,
 }
 
 /// `$intermission_interval` is declared only so that configurations written
@@ -40,6 +53,10 @@ pub unsafe fn declare(cf: *mut ngx_conf_t) -> Option<VariableIndexes> {
         on_timeout: index("intermission_on_timeout")?,
         health_check_path: index("intermission_health_check_path")?,
         privileged_user_agent: index("intermission_privileged_user_agent")?,
+        // SAFETY: forwarded from the caller.
+        outcome: unsafe { declare_reported(cf, "intermission_outcome", report_outcome)? },
+        // SAFETY: forwarded from the caller.
+        wait: unsafe { declare_reported(cf, "intermission_wait", report_wait)? },
     };
     index(IGNORED)?;
     Some(indexes)
@@ -63,6 +80,74 @@ unsafe fn declare_one(cf: *mut ngx_conf_t, name: &str) -> Option<ngx_uint_t> {
             index => Some(index as ngx_uint_t),
         }
     }
+}
+
+/// Declares a variable the module reports (not changeable by `set`).
+/// `report` gives its value when the module has not written one.
+unsafe fn declare_reported(
+    cf: *mut ngx_conf_t,
+    name: &str,
+    report: unsafe extern "C" fn(
+        *mut ngx_http_request_t,
+        *mut ngx_http_variable_value_t,
+        usize,
+    ) -> ngx_int_t,
+) -> Option<ngx_uint_t> {
+    let mut name = ngx_str_t {
+        len: name.len(),
+        data: name.as_ptr().cast_mut(),
+    };
+    // SAFETY: nginx copies the name; `cf` is valid per the caller.
+    unsafe {
+        let variable = ngx_http_add_variable(cf, &mut name, 0).as_mut()?;
+        variable.get_handler = Some(report);
+        match ngx_http_get_variable_index(cf, &mut name) {
+            index if index == NGX_ERROR as ngx_int_t => None,
+            index => Some(index as ngx_uint_t),
+        }
+    }
+}
+
+/// `$intermission_outcome` of a request the module has written none for: a
+/// request held right now ("held", as when its client leaves while held:
+/// the access log runs before the request's context is dropped), or one the
+/// module never saw (not found: "-" in the access log).
+unsafe extern "C" fn report_outcome(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx calls get handlers with a live request and its value.
+    let (Some(r), Some(value)) = (unsafe { HttpRequest::from_raw(r) }, unsafe {
+        VariableValue::from_raw(v)
+    }) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    match crate::hold::held_for(&r) {
+        Some(_) => value.set(Outcome::Held.text()),
+        None => value.set_not_found(),
+    }
+    Status::NGX_OK.0
+}
+
+/// `$intermission_wait` the module has written none for: how long a request
+/// still held has waited, else empty (the request was not held).
+unsafe extern "C" fn report_wait(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx calls get handlers with a live request and its value.
+    let (Some(r), Some(value)) = (unsafe { HttpRequest::from_raw(r) }, unsafe {
+        VariableValue::from_raw(v)
+    }) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    match crate::hold::held_for(&r) {
+        Some(ms) => value.set_copy(&r, Millis::to_string(&ms).as_bytes()),
+        None => value.set(b""),
+    }
+    Status::NGX_OK.0
 }
 
 /// The value of a variable nobody has set: not found, so the default applies.
@@ -99,5 +184,36 @@ impl VariableIndexes {
             health_check_path: r.variable(self.health_check_path),
             privileged_user_agent: r.variable(self.privileged_user_agent),
         }
+    }
+}
+
+/// What the module did with a request, written as it decides.
+impl VariableIndexes {
+    /// Records `outcome`; `counted` is the in-flight counter that counted
+    /// the request, for the end of the request to count it out.
+    pub fn record_outcome(
+        &self,
+        r: &HttpRequest,
+        outcome: Outcome,
+        counted: Option<InFlightCounter>,
+    ) {
+        r.set_variable(self.outcome, outcome.text_counted_by(counted));
+    }
+
+    /// The module has decided about this request already (before an
+    /// internal redirect that brought it back).
+    pub fn outcome_recorded(&self, r: &HttpRequest) -> bool {
+        r.variable_if_set(self.outcome).is_some()
+    }
+
+    /// The in-flight counter that counted this request, if one did.
+    pub fn counted_in_flight(&self, r: &HttpRequest) -> Option<InFlightCounter> {
+        Outcome::counter_of_text(r.variable_if_set(self.outcome)?)
+    }
+
+    /// Records how long a held request waited, in milliseconds.
+    pub fn record_wait(&self, r: &HttpRequest, waited: Millis) {
+        // Out of memory: the variable reports the wait so far instead.
+        let _ = r.set_variable_copy(self.wait, waited.to_string().as_bytes());
     }
 }

@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::in_flight::InFlight;
 use crate::pause::{AppState, PauseOutcome, ResumeOutcome};
 
 /// Longest `$app_name` the table stores.
@@ -19,7 +20,7 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 2;
+const LAYOUT_VERSION: u64 = 3;
 
 pub fn layout_stamp() -> u64 {
     (LAYOUT_VERSION << 32) | std::mem::size_of::<AppSlot>() as u64
@@ -58,6 +59,8 @@ pub struct TableHeader {
     /// The newest configuration has more workers than `newest_workers` has
     /// bits: it is taken as running until it is replaced.
     newest_workers_uncounted: AtomicU64,
+    /// Requests let through and not finished, for drains (see `in_flight`).
+    in_flight: InFlight,
 }
 
 const WORKER_WORDS: usize = 16;
@@ -74,6 +77,7 @@ impl TableHeader {
             configurations: AtomicU64::new(0),
             newest_workers: Default::default(),
             newest_workers_uncounted: AtomicU64::new(0),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -114,6 +118,10 @@ impl TableHeader {
                     .newest_workers
                     .iter()
                     .any(|word| word.load(Ordering::Acquire) != 0))
+    }
+
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     pub fn layout(&self) -> u64 {
@@ -324,7 +332,7 @@ fn pack_name(name: &[u8]) -> [u64; NAME_WORDS] {
 
 /// FNV-1a: stable across builds and processes, which the shared table needs
 /// (std's hashers may change between Rust releases).
-fn name_hash(name: &[u8]) -> u64 {
+pub(crate) fn name_hash(name: &[u8]) -> u64 {
     name.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
         (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
     })

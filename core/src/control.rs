@@ -44,6 +44,9 @@ pub struct ControlArgs {
     /// `enable?ttl=TIME`: the pause ends by itself this many milliseconds
     /// after the call.
     pub ttl: Option<u64>,
+    /// `enable?drain=TIME`: the answer waits, at most this many
+    /// milliseconds, until the app has no request in flight.
+    pub drain: Option<u64>,
 }
 
 /// A control request whose arguments cannot be obeyed: answered 400.
@@ -90,6 +93,7 @@ impl ControlArgs {
         let mut args = ControlArgs::default();
         let mut format_seen = false;
         let mut ttl_seen = false;
+        let mut drain_seen = false;
         for pair in query.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(eq) => (&pair[..eq], &pair[eq + 1..]),
@@ -111,20 +115,9 @@ impl ControlArgs {
                     }
                 };
             } else if name == b"ttl" {
-                if std::mem::replace(&mut ttl_seen, true) {
-                    return Err(BadArgument::Repeated("ttl"));
-                }
-                match parse_max_time(value) {
-                    Ok(ms) if ms > 0 => args.ttl = Some(ms),
-                    _ => {
-                        return Err(BadArgument::InvalidValue {
-                            name: "ttl",
-                            value: value.to_vec(),
-                            expected:
-                                "a time of more than 0 and at most a day, such as 30, 90s or 5m",
-                        })
-                    }
-                }
+                args.ttl = Some(parse_time_arg("ttl", value, &mut ttl_seen)?);
+            } else if name == b"drain" {
+                args.drain = Some(parse_time_arg("drain", value, &mut drain_seen)?);
             }
         }
         Ok(args)
@@ -132,13 +125,29 @@ impl ControlArgs {
 
     /// Refuses arguments that `action` does not take.
     pub fn check_for(&self, action: Action) -> Result<(), BadArgument> {
-        if self.ttl.is_some() && action != Action::Enable {
-            return Err(BadArgument::NotFor {
-                name: "ttl",
-                action,
-            });
+        let enable_only = [("ttl", self.ttl.is_some()), ("drain", self.drain.is_some())];
+        for (name, given) in enable_only {
+            if given && action != Action::Enable {
+                return Err(BadArgument::NotFor { name, action });
+            }
         }
         Ok(())
+    }
+}
+
+/// A time argument (`ttl`, `drain`): seconds or a number with one unit, more
+/// than 0 and at most a day, given once. In milliseconds.
+fn parse_time_arg(name: &'static str, value: &[u8], seen: &mut bool) -> Result<u64, BadArgument> {
+    if std::mem::replace(seen, true) {
+        return Err(BadArgument::Repeated(name));
+    }
+    match parse_max_time(value) {
+        Ok(ms) if ms > 0 => Ok(ms),
+        _ => Err(BadArgument::InvalidValue {
+            name,
+            value: value.to_vec(),
+            expected: "a time of more than 0 and at most a day, such as 30, 90s or 5m",
+        }),
     }
 }
 
@@ -362,6 +371,33 @@ mod tests {
             refused.to_string(),
             "the \"ttl\" argument does not apply to Disable"
         );
+    }
+
+    #[test]
+    fn drain_takes_a_time_for_enable_only() {
+        let args = ControlArgs::parse(b"drain=30&ttl=5m").unwrap();
+        assert_eq!((args.drain, args.ttl), (Some(30_000), Some(300_000)));
+        assert_eq!(args.check_for(Action::Enable), Ok(()));
+        assert_eq!(
+            ControlArgs::parse(b"drain=2s")
+                .unwrap()
+                .check_for(Action::Status),
+            Err(BadArgument::NotFor {
+                name: "drain",
+                action: Action::Status
+            })
+        );
+        assert_eq!(
+            ControlArgs::parse(b"drain=1&drain=1"),
+            Err(BadArgument::Repeated("drain"))
+        );
+        for bad in [&b"drain=0"[..], b"drain=", b"drain=x", b"drain=25h"] {
+            let refused = ControlArgs::parse(bad).unwrap_err().to_string();
+            assert!(
+                refused.starts_with("invalid \"drain\" argument"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

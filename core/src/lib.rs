@@ -4,6 +4,8 @@
 //!
 //! - `pause`: one app's pause state machine (atomics, shared by all workers);
 //! - `app_table`: the table of apps kept in the shared zone;
+//! - `in_flight`: requests let through and not finished, for drains;
+//! - `outcome`: what became of a request, for access logs;
 //! - `queue`: the requests one worker holds, in release order;
 //! - `settings`: parsing what variables say;
 //! - `control`: what the control endpoint understands of a path.
@@ -12,6 +14,8 @@
 
 pub mod app_table;
 pub mod control;
+pub mod in_flight;
+pub mod outcome;
 pub mod pause;
 pub mod queue;
 pub mod settings;

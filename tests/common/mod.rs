@@ -23,7 +23,7 @@ pub use client::{wait_all_read, Pending, Request, Response};
 pub use nginx::{AccessEntry, Config, Nginx, PREFIX_MARK};
 pub use procfs::is_alive;
 pub use snippets::*;
-pub use upstream::{seqs, seqs_by_worker, Hit, Upstream, UPSTREAM_BODY};
+pub use upstream::{seqs, seqs_by_worker, GatedUpstream, Hit, Upstream, UPSTREAM_BODY};
 
 /// Upper bound for anything a test waits for.
 pub const BOUND: Duration = Duration::from_secs(30);

@@ -234,7 +234,7 @@ events {{
 }}
 
 http {{
-    log_format intermission '$status $request_method \"$request_uri\" pid=$pid seq=\"$http_x_seq\"';
+    log_format intermission '$status $request_method \"$request_uri\" pid=$pid seq=\"$http_x_seq\" outcome=$intermission_outcome wait=\"$intermission_wait\"';
     access_log {p}/access.log intermission;
     client_body_temp_path {p}/tmp/client_body;
     proxy_temp_path {p}/tmp/proxy;
@@ -321,6 +321,23 @@ pub struct AccessEntry {
 }
 
 impl AccessEntry {
+    /// `$intermission_outcome` ("-" when the module wrote none).
+    pub fn outcome(&self) -> &str {
+        self.field("outcome=").unwrap_or_default()
+    }
+
+    /// `$intermission_wait`, in milliseconds; `None` when empty.
+    pub fn wait_ms(&self) -> Option<u64> {
+        let wait = self.field("wait=\"")?;
+        let wait = wait.strip_suffix('"').unwrap_or(wait);
+        (!wait.is_empty()).then(|| wait.parse().expect("a wait in milliseconds"))
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        let start = self.line.rfind(name)? + name.len();
+        self.line[start..].split(' ').next()
+    }
+
     fn parse(line: &str) -> Option<AccessEntry> {
         let mut words = line.splitn(3, ' ');
         let status = words.next()?.parse().ok()?;

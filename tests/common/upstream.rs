@@ -1,5 +1,6 @@
 //! A recording upstream: one thread accepts connections strictly in the
-//! kernel's order, records each request and answers `200 OK`.
+//! kernel's order, records each request and answers `200 OK`. And a gated
+//! one, which keeps every request in flight until the test opens the gate.
 //!
 //! The listening socket has a 4096 backlog (std's default of 128 overflows
 //! when nginx releases hundreds of requests at once, and overflowing SYNs are
@@ -211,4 +212,92 @@ fn read_request(stream: &mut TcpStream) -> Option<Hit> {
         headers,
         body,
     })
+}
+
+/// An upstream that reads each request and answers none until `open` is
+/// called: the requests stay in flight as long as the test wants.
+pub struct GatedUpstream {
+    port: u16,
+    waiting: Arc<Mutex<Vec<TcpStream>>>,
+    received: Arc<Mutex<usize>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GatedUpstream {
+    pub fn start() -> GatedUpstream {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("gated upstream bind");
+        let port = listener
+            .local_addr()
+            .expect("gated upstream address")
+            .port();
+        let waiting = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::new(Mutex::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new()
+            .name(format!("gated-upstream-{port}"))
+            .spawn({
+                let (waiting, received, stop) = (waiting.clone(), received.clone(), stop.clone());
+                move || {
+                    for stream in listener.incoming() {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let Ok(mut stream) = stream else { continue };
+                        if read_request(&mut stream).is_some() {
+                            waiting.lock().unwrap().push(stream);
+                            *received.lock().unwrap() += 1;
+                        }
+                    }
+                }
+            })
+            .expect("gated upstream thread");
+        GatedUpstream {
+            port,
+            waiting,
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Requests received so far (answered or not).
+    pub fn received(&self) -> usize {
+        *self.received.lock().unwrap()
+    }
+
+    pub fn wait_for(&self, n: usize) {
+        let arrived = poll_until(BOUND, || self.received() >= n);
+        assert!(
+            arrived,
+            "gated upstream got {} of {n} requests within {BOUND:?}",
+            self.received()
+        );
+    }
+
+    /// Answers every request waiting so far.
+    pub fn open(&self) {
+        for mut stream in self.waiting.lock().unwrap().drain(..) {
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{UPSTREAM_BODY}",
+                UPSTREAM_BODY.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    }
+}
+
+impl Drop for GatedUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.waiting.lock().unwrap().clear();
+    }
 }

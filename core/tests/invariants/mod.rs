@@ -53,9 +53,9 @@ pub fn control_path(uri: &[u8]) {
 // ---------------------------------------------------------------------------
 // Control query arguments
 
-/// The control endpoint reads only `format` (`json` or `text`) and `ttl` (a
-/// time above zero, at most a day) from the raw query string, each at most
-/// once, and ignores every other argument.
+/// The control endpoint reads only `format` (`json` or `text`), `ttl` and
+/// `drain` (times above zero, at most a day) from the raw query string, each
+/// at most once, and ignores every other argument.
 pub fn control_args(query: &[u8]) {
     let values_of = |wanted: &[u8]| -> Vec<&[u8]> {
         query
@@ -72,7 +72,7 @@ pub fn control_args(query: &[u8]) {
         [b"json"] => Some(Format::Json),
         _ => None,
     };
-    let ttl = match values_of(b"ttl").as_slice() {
+    let time_of = |name: &[u8]| match values_of(name).as_slice() {
         [] => Some(None),
         [value] => match parse_max_time(value) {
             Ok(ms) if ms > 0 => Some(Some(ms)),
@@ -81,11 +81,11 @@ pub fn control_args(query: &[u8]) {
         _ => None,
     };
     let parsed = ControlArgs::parse(query);
-    match (format, ttl) {
-        (Some(format), Some(ttl)) => {
+    match (format, time_of(b"ttl"), time_of(b"drain")) {
+        (Some(format), Some(ttl), Some(drain)) => {
             assert_eq!(
                 parsed,
-                Ok(ControlArgs { format, ttl }),
+                Ok(ControlArgs { format, ttl, drain }),
                 "query \"{}\"",
                 LogSafe(query)
             )
@@ -94,7 +94,9 @@ pub fn control_args(query: &[u8]) {
             let refusal = parsed.expect_err("a bad or repeated argument is refused");
             let text = refusal.to_string();
             assert!(
-                text.contains("\"format\"") || text.contains("\"ttl\""),
+                ["\"format\"", "\"ttl\"", "\"drain\""]
+                    .iter()
+                    .any(|name| text.contains(name)),
                 "the refusal names the argument: {text}"
             );
             assert!(!matches!(refusal, BadArgument::NotFor { .. }));

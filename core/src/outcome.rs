@@ -1,0 +1,132 @@
+//! What became of a request, for `$intermission_outcome` in access logs.
+//!
+//! The module stores the outcome's text in the request as a variable value,
+//! which survives internal redirects. A request counted in flight must be
+//! counted out by the same counter at its end, so its text also says which
+//! counter: there is one static copy of "passed" and of "held" per counter,
+//! and the copy the text points to is the counter. No allocation, no lookup.
+
+use crate::in_flight::{InFlightCounter, IN_FLIGHT_COUNTERS};
+use crate::queue::Release;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Let through at once: its app was running.
+    Passed,
+    /// Held while its app was paused; released when it resumed, or its
+    /// client left while it waited.
+    Held,
+    /// Let through while its app was paused: a health check, the privileged
+    /// user agent, or an `$intermission_max_time` of 0.
+    Bypassed,
+    /// Held until its `$intermission_max_time`, then let through or answered
+    /// as `$intermission_on_timeout` says.
+    TimedOut,
+    /// Answered 503 because its app already held `intermission_max_held`.
+    Rejected,
+    /// Answered 503 because nginx was shutting down while its app was paused.
+    Shutdown,
+}
+
+impl Outcome {
+    pub const fn text(self) -> &'static [u8] {
+        match self {
+            Outcome::Passed => b"passed",
+            Outcome::Held => b"held",
+            Outcome::Bypassed => b"bypassed",
+            Outcome::TimedOut => b"timed_out",
+            Outcome::Rejected => b"rejected",
+            Outcome::Shutdown => b"shutdown",
+        }
+    }
+
+    /// The text of the outcome of a request that `counted` counted in
+    /// flight (only requests that passed or were released by a resume are).
+    pub fn text_counted_by(self, counted: Option<InFlightCounter>) -> &'static [u8] {
+        match (self, counted) {
+            (Outcome::Passed, Some(counter)) => &PASSED_COUNTED[counter.index()],
+            (Outcome::Held, Some(counter)) => &HELD_COUNTED[counter.index()],
+            (outcome, _) => outcome.text(),
+        }
+    }
+
+    /// The counter that counted the request whose outcome text is `text`.
+    pub fn counter_of_text(text: &[u8]) -> Option<InFlightCounter> {
+        counter_of_copy(&PASSED_COUNTED, text).or_else(|| counter_of_copy(&HELD_COUNTED, text))
+    }
+
+    /// The outcome of a held request, by why it was let go.
+    pub const fn of_release(why: Release) -> Self {
+        match why {
+            Release::Resumed => Outcome::Held,
+            Release::TimedOut => Outcome::TimedOut,
+            Release::ShuttingDown => Outcome::Shutdown,
+        }
+    }
+}
+
+static PASSED_COUNTED: [[u8; 6]; IN_FLIGHT_COUNTERS] = [*b"passed"; IN_FLIGHT_COUNTERS];
+static HELD_COUNTED: [[u8; 4]; IN_FLIGHT_COUNTERS] = [*b"held"; IN_FLIGHT_COUNTERS];
+
+/// The counter whose copy `text` is, if it is one of `copies` (the very
+/// bytes, not equal ones).
+fn counter_of_copy<const N: usize>(
+    copies: &'static [[u8; N]; IN_FLIGHT_COUNTERS],
+    text: &[u8],
+) -> Option<InFlightCounter> {
+    if text.len() != N {
+        return None;
+    }
+    let offset = (text.as_ptr() as usize).checked_sub(copies.as_ptr() as usize)?;
+    let index = offset / N;
+    (offset % N == 0 && index < IN_FLIGHT_COUNTERS).then_some(InFlightCounter(index as u16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_has_its_own_word() {
+        let all = [
+            Outcome::Passed,
+            Outcome::Held,
+            Outcome::Bypassed,
+            Outcome::TimedOut,
+            Outcome::Rejected,
+            Outcome::Shutdown,
+        ];
+        let mut words: Vec<_> = all.iter().map(|o| o.text()).collect();
+        words.sort();
+        words.dedup();
+        assert_eq!(words.len(), all.len());
+        assert_eq!(Outcome::of_release(Release::Resumed), Outcome::Held);
+        assert_eq!(Outcome::of_release(Release::TimedOut).text(), b"timed_out");
+    }
+
+    #[test]
+    fn a_counted_text_names_its_counter_and_reads_as_the_outcome() {
+        for index in [0u16, 1, 517, IN_FLIGHT_COUNTERS as u16 - 1] {
+            let counter = InFlightCounter(index);
+            for outcome in [Outcome::Passed, Outcome::Held] {
+                let text = outcome.text_counted_by(Some(counter));
+                assert_eq!(text, outcome.text());
+                assert_eq!(Outcome::counter_of_text(text), Some(counter));
+            }
+        }
+        let copy = b"passed".to_vec();
+        assert_eq!(
+            Outcome::counter_of_text(&copy),
+            None,
+            "equal bytes elsewhere"
+        );
+        assert_eq!(Outcome::counter_of_text(Outcome::Passed.text()), None);
+        assert_eq!(
+            Outcome::counter_of_text(Outcome::Rejected.text_counted_by(Some(InFlightCounter(3)))),
+            None,
+            "only passed and held requests are counted"
+        );
+        let held = Outcome::Held.text_counted_by(Some(InFlightCounter(9)));
+        assert_eq!(Outcome::counter_of_text(&held[1..]), None);
+    }
+}
