@@ -17,9 +17,11 @@ use crate::zone::{self, ZoneLock, ZONE_NAME};
 use crate::{drain, guard_ffi, hold, IntermissionModule};
 use intermission_core::app_table::{AppId, AppTable, TableFull};
 use intermission_core::control::{
-    action_of, metrics_text, status_json, Action, AppFigures, ControlArgs, Format,
+    action_of, metrics_text, status_all_json, status_all_text, Action, AppReport, ControlArgs,
+    Format, RunState,
 };
-use intermission_core::pause::{AppState, PauseOutcome, ResumeOutcome};
+use intermission_core::in_flight::InFlightCounter;
+use intermission_core::pause::{AppCounters, PauseOutcome, ResumeOutcome, StopOutcome};
 use intermission_core::settings::{check_app_name, AppLabel, LogSafe, Seconds};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
@@ -30,6 +32,8 @@ const HTTP_INSUFFICIENT_STORAGE: ngx_uint_t = 507;
 
 pub const ENABLED: &[u8] = b"Pause enabled.\n";
 const DISABLED: &[u8] = b"Pause disabled.\n";
+/// Old scripts know only the two answers above; a stop is new, so it says so.
+const STOPPED: &[u8] = b"Stopped.\n";
 
 /// The content handler of `intermission_control` locations.
 pub extern "C" fn handle_control_request(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -62,7 +66,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
         ngx_log_error!(
             NGX_LOG_ERR,
             r.log(),
-            "intermission: unknown control action in \"{}\", expected \".../status\", \".../enable\", \".../disable\" or \".../metrics\"",
+            "intermission: unknown control action in \"{}\", expected \".../status\", \".../enable\", \".../disable\", \".../stop\" or \".../metrics\"",
             LogSafe(r.uri())
         );
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
@@ -100,21 +104,72 @@ fn control(r: HttpRequest) -> ngx_int_t {
 
     match action {
         Action::Status => {
-            let state = table.find(name).map(|app| table.state(app));
-            let paused = state.is_some_and(AppState::is_paused);
-            match args.format {
-                Format::Text => r.send_text(HTTP_OK, if paused { ENABLED } else { DISABLED }),
-                Format::Json => {
-                    let (held_in_pause, counters) = state.map_or_else(Default::default, |state| {
-                        (state.held_in_pause(), state.counters())
-                    });
-                    let json = status_json(name, paused, held_in_pause, &counters) + "\n";
-                    r.send_json(HTTP_OK, json.as_bytes())
-                }
+            let format = args.format_for(r.header_in(b"accept"));
+            if args.all {
+                let names: Vec<(AppId, Vec<u8>)> =
+                    table.apps().map(|app| (app, table.name(app))).collect();
+                let reports: Vec<AppReport> = names
+                    .iter()
+                    .map(|(app, name)| {
+                        end_if_past_deadline(&r, table, *app, now);
+                        report(table, Some(*app), name, now)
+                    })
+                    .collect();
+                return match format {
+                    Format::Text => r.send_text(HTTP_OK, status_all_text(&reports).as_bytes()),
+                    Format::Json => r.send_json(HTTP_OK, status_all_json(&reports).as_bytes()),
+                };
+            }
+            let report = report(table, table.find(name), name, now);
+            match format {
+                Format::Text => r.send_text(
+                    HTTP_OK,
+                    match report.state {
+                        RunState::Running => DISABLED,
+                        RunState::Paused => ENABLED,
+                        RunState::Stopped => STOPPED,
+                    },
+                ),
+                Format::Json => r.send_json(HTTP_OK, (report.json() + "\n").as_bytes()),
             }
         }
+        Action::Stop => match table.find_or_add(name, || ZoneLock::acquire(zone)) {
+            Ok(app) => {
+                let lasts = args.ttl.or(location.max_pause());
+                let deadline = lasts.map(|ms| now + ms);
+                let outcome = table.stop_until(app, now, deadline);
+                let moved = args.ttl.is_some()
+                    && outcome != StopOutcome::StoppedRunning
+                    && table.state(app).move_deadline(deadline);
+                let until = Until(if outcome == StopOutcome::StoppedRunning || moved {
+                    lasts
+                } else {
+                    table.state(app).deadline().map(|d| d.saturating_sub(now))
+                });
+                if outcome == StopOutcome::AlreadyStopped && !moved {
+                    return r.send_text(HTTP_NOT_MODIFIED, b"");
+                }
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    r.log(),
+                    "intermission: {} stopped{until}: answering its requests 503{}",
+                    AppLabel(name),
+                    if outcome == StopOutcome::StoppedPaused {
+                        ", those held included"
+                    } else {
+                        ""
+                    }
+                );
+                // This worker's held requests are answered now; the others'
+                // within one release check.
+                hold::release_due_requests();
+                r.send_text(HTTP_OK, STOPPED)
+            }
+            Err(TableFull) => zone_full(&r, name, &table, main.zone_size()),
+        },
         Action::Enable => match table.find_or_add(name, || ZoneLock::acquire(zone)) {
             Ok(app) => {
+                let was_stopped = table.state(app).is_stopped();
                 let lasts = args.ttl.or(location.max_pause());
                 let deadline = lasts.map(|ms| now + ms);
                 let until = Until(lasts);
@@ -141,6 +196,15 @@ fn control(r: HttpRequest) -> ngx_int_t {
                         );
                         true
                     }
+                    PauseOutcome::AlreadyPaused if was_stopped => {
+                        ngx_log_error!(
+                            NGX_LOG_NOTICE,
+                            r.log(),
+                            "intermission: {} was stopped, and is paused now: holding its requests",
+                            AppLabel(name)
+                        );
+                        true
+                    }
                     PauseOutcome::AlreadyPaused => false,
                 };
                 match args.drain {
@@ -151,32 +215,22 @@ fn control(r: HttpRequest) -> ngx_int_t {
                     None => r.send_text(HTTP_NOT_MODIFIED, b""),
                 }
             }
-            Err(TableFull) => {
-                let message = zone_full_message(name, &table, main.zone_size());
-                ngx_log_error!(NGX_LOG_ERR, r.log(), "{message}");
-                r.send_text(HTTP_INSUFFICIENT_STORAGE, format!("{message}\n").as_bytes())
-            }
+            Err(TableFull) => zone_full(&r, name, &table, main.zone_size()),
         },
         Action::Metrics => {
             let names: Vec<(AppId, Vec<u8>)> =
                 table.apps().map(|app| (app, table.name(app))).collect();
-            let figures: Vec<AppFigures> = names
+            let reports: Vec<AppReport> = names
                 .iter()
                 .map(|(app, name)| {
                     end_if_past_deadline(&r, table, *app, now);
-                    let state = table.state(*app);
-                    AppFigures {
-                        name,
-                        paused: state.is_paused(),
-                        held_in_pause: state.held_in_pause(),
-                        counters: state.counters(),
-                    }
+                    report(table, Some(*app), name, now)
                 })
                 .collect();
             r.send_body(
                 HTTP_OK,
                 ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8"),
-                metrics_text(&figures).as_bytes(),
+                metrics_text(&reports).as_bytes(),
             )
         }
         Action::Disable => match table.find(name).map(|app| table.resume(app)) {
@@ -230,6 +284,64 @@ impl std::fmt::Display for Until {
             None => f.write_str(", with no deadline"),
         }
     }
+}
+
+/// What the status and metrics say of an app (`None`: never paused, so not
+/// in the table), at `now` on nginx's monotonic clock.
+fn report<'n>(
+    table: AppTable<'static>,
+    app: Option<AppId>,
+    name: &'n [u8],
+    now: u64,
+) -> AppReport<'n> {
+    let in_flight = table.header().in_flight().count(InFlightCounter::of(name));
+    let Some(state) = app.map(|app| table.state(app)) else {
+        return AppReport {
+            name,
+            state: RunState::Running,
+            since: None,
+            deadline: None,
+            held_in_pause: 0,
+            longest_wait_ms: 0,
+            in_flight,
+            counters: AppCounters::default(),
+        };
+    };
+    let run_state = if state.is_stopped() {
+        RunState::Stopped
+    } else if state.is_paused() {
+        RunState::Paused
+    } else {
+        RunState::Running
+    };
+    // The zone keeps nginx's monotonic clock; the answer shows wall-clock
+    // times, as far from now as those are.
+    let wall_now = nginx::wall_clock_ms();
+    let wall = |at: u64| {
+        if at >= now {
+            wall_now + (at - now)
+        } else {
+            wall_now.saturating_sub(now - at)
+        }
+    };
+    let paused = run_state != RunState::Running;
+    AppReport {
+        name,
+        state: run_state,
+        since: paused.then(|| wall(state.paused_at())),
+        deadline: state.deadline().filter(|_| paused).map(wall),
+        held_in_pause: state.held_in_pause(),
+        longest_wait_ms: state.longest_wait(now),
+        in_flight,
+        counters: state.counters(),
+    }
+}
+
+/// The answer when the zone has no room for another app: 507, logged.
+fn zone_full(r: &HttpRequest, name: &[u8], table: &AppTable, zone_size: usize) -> ngx_int_t {
+    let message = zone_full_message(name, table, zone_size);
+    ngx_log_error!(NGX_LOG_ERR, r.log(), "{message}");
+    r.send_text(HTTP_INSUFFICIENT_STORAGE, format!("{message}\n").as_bytes())
 }
 
 fn zone_full_message(name: &[u8], table: &AppTable, zone_size: usize) -> String {

@@ -71,6 +71,11 @@ const RETRY_AFTER_SHUTDOWN: &str = "1";
 /// back after a few finds it over, or room.
 const RETRY_AFTER_HOLD_LIMIT: &str = "5";
 
+/// `Retry-After` of the 503 of a stopped app: a stop is for maintenance
+/// longer than a pause (minutes rather than seconds), so clients that honour
+/// it should not come back every few seconds.
+const RETRY_AFTER_STOP: &str = "30";
+
 /// Attached to every request this module held, for the life of the request.
 pub struct HoldContext {
     /// `None` while held; then why it was let go.
@@ -94,7 +99,9 @@ impl RequestContext for HoldContext {
             // requests behind it.
             with_worker(|worker| {
                 if worker.queue.forget(self.app, self.ticket).is_some() {
-                    worker.table.state(self.app).record_client_gone();
+                    let state = worker.table.state(self.app);
+                    state.record_wait(nginx::now_ms().saturating_sub(self.held_since));
+                    state.record_client_gone();
                 }
             });
         } else if !self.woken.get() {
@@ -212,11 +219,13 @@ impl Worker {
             );
         } else if self.more_due {
             let table = self.table;
+            // Due because the phase moved: resumed, or stopped (then the
+            // requests are answered 503).
             due.extend(
                 self.queue
                     .release_in_order(|app| table.state(app).phase(), limit)
                     .into_iter()
-                    .map(|(app, _, r)| (app, r, Release::Resumed)),
+                    .map(|(app, ticket, r)| (app, r, table.state(app).release_reason(ticket))),
             );
         }
         let resumed_all = due.len() < limit;
@@ -290,6 +299,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
                 OnTimeout::Answer(503) => service_unavailable(&r, RETRY_AFTER_HOLD_LIMIT),
                 OnTimeout::Answer(status) => status as ngx_int_t,
             },
+            Some(Release::Stopped) => service_unavailable(&r, RETRY_AFTER_STOP),
             Some(Release::Resumed) => PASS,
         };
     }
@@ -339,6 +349,11 @@ fn decide(r: HttpRequest) -> ngx_int_t {
     if let Some(exemption) = exempt.exemption() {
         ngx_log_debug!(mask: DebugMask::Http, r.log(), "intermission: {exemption:?} passes while paused");
         return bypass(&r);
+    }
+    if table.state(app).is_stopped() {
+        table.state(app).record_refused_while_stopped();
+        main.variables.record_outcome(&r, Outcome::Stopped, None);
+        return service_unavailable(&r, RETRY_AFTER_STOP);
     }
     let max_time = match vars.max_time.map(parse_max_time) {
         None => DEFAULT_MAX_TIME_MS,
@@ -411,6 +426,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         );
         return bypass(&r);
     }
+    table.state(app).record_hold_time(now);
     main.variables.record_outcome(&r, Outcome::Held, None);
     r.park(wake_held_request);
     ngx_log_debug!(
@@ -530,6 +546,9 @@ pub fn release_due_requests() {
             AppLabel(&table.name(app))
         );
         ctx.released.set(Some(reason));
+        table
+            .state(app)
+            .record_wait(now.saturating_sub(ctx.held_since));
         table.state(app).record_release(reason);
         if let Some(main) = IntermissionModule::main_conf(r.as_raw()) {
             // A request a resume lets through is in flight like one that

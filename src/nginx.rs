@@ -24,6 +24,18 @@ pub fn now_ms() -> u64 {
     unsafe { nginx_sys::ngx_current_msec as u64 }
 }
 
+/// The wall clock in Unix milliseconds, as of the current event-loop turn
+/// (nginx's cached time), for answers that show a time of day.
+pub fn wall_clock_ms() -> u64 {
+    // SAFETY: nginx points `ngx_cached_time` at a valid slot of its time
+    // cache before any request, and updates it only between event-loop
+    // turns of this single-threaded worker.
+    unsafe {
+        let time = &*ptr::read_volatile(ptr::addr_of!(nginx_sys::ngx_cached_time));
+        u64::try_from(time.sec).unwrap_or(0) * 1000 + time.msec as u64
+    }
+}
+
 /// The worker was asked to shut down gracefully (`nginx -s quit`, or a
 /// reload, which retires the old workers the same way).
 pub fn is_exiting() -> bool {
@@ -129,7 +141,6 @@ impl HttpRequest {
     }
 
     /// The value of the first request header named `name` (any case).
-    #[cfg(debug_assertions)]
     pub fn header_in(&self, name: &[u8]) -> Option<&[u8]> {
         let mut part: *const nginx_sys::ngx_list_part_t = &self.as_raw().headers_in.headers.part;
         // SAFETY: nginx's header list: parts chained by `next`, each holding

@@ -93,8 +93,14 @@ fn half_of_two_thousand_clients_leave_and_the_rest_are_released_in_order() {
             clients_gone: LEAVING as u64,
             refused_at_shutdown: 0,
             rejected: 0,
+            stopped: 0,
+            in_flight: 0,
+            since: "null".into(),
+            deadline: "null".into(),
+            ..after.clone()
         },
         "every held request counted out once"
     );
+    assert!(after.longest_wait_ms > 0, "{after:?}");
     nginx.stop();
 }

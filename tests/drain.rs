@@ -82,6 +82,7 @@ fn a_drain_that_runs_out_of_time_answers_504_with_the_count_and_stays_paused() {
             && line.contains("2 requests still in flight; it stays paused")
     });
     assert_status(port, "", PAUSED);
+    assert_eq!(counters(port, "").in_flight, 2, "the status shows them too");
 
     // One client gives up: nginx ends its request, and it no longer counts.
     let mut working = working.into_iter();

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::in_flight::InFlight;
-use crate::pause::{AppState, PauseOutcome, ResumeOutcome};
+use crate::pause::{AppState, PauseOutcome, ResumeOutcome, StopOutcome};
 
 /// Longest `$app_name` the table stores.
 pub const MAX_APP_NAME_LEN: usize = 128;
@@ -20,7 +20,7 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 3;
+const LAYOUT_VERSION: u64 = 4;
 
 pub fn layout_stamp() -> u64 {
     (LAYOUT_VERSION << 32) | std::mem::size_of::<AppSlot>() as u64
@@ -275,6 +275,19 @@ impl<'a> AppTable<'a> {
         let outcome = self.state(app).pause_until(now, deadline);
         if outcome == PauseOutcome::Paused {
             self.header.paused_apps.fetch_add(1, Ordering::AcqRel);
+        }
+        outcome
+    }
+
+    /// Stops an app at `now` (to end by itself at `deadline` if it was
+    /// running); workers holding its requests notice through `resumes`.
+    pub fn stop_until(&self, app: AppId, now: u64, deadline: Option<u64>) -> StopOutcome {
+        let outcome = self.state(app).stop_until(now, deadline);
+        if outcome == StopOutcome::StoppedRunning {
+            self.header.paused_apps.fetch_add(1, Ordering::AcqRel);
+        }
+        if outcome != StopOutcome::AlreadyStopped {
+            self.header.resumes.fetch_add(1, Ordering::AcqRel);
         }
         outcome
     }

@@ -13,6 +13,8 @@ pub enum Action {
     Disable,
     /// Every app's figures in Prometheus' text format.
     Metrics,
+    /// Answers every request of the app 503 until `Disable` (or `Enable`).
+    Stop,
 }
 
 /// The action named by the last segment of the request path.
@@ -23,6 +25,7 @@ pub fn action_of(uri: &[u8]) -> Option<Action> {
         b"enable" => Some(Action::Enable),
         b"disable" => Some(Action::Disable),
         b"metrics" => Some(Action::Metrics),
+        b"stop" => Some(Action::Stop),
         _ => None,
     }
 }
@@ -40,7 +43,10 @@ pub enum Format {
 /// alone: configurations name the app with one (`set $app_name $arg_app;`).
 #[derive(Debug, PartialEq, Eq, Default)]
 pub struct ControlArgs {
-    pub format: Format,
+    /// `None`: not asked for by argument (the `Accept` header may ask).
+    pub format: Option<Format>,
+    /// `status?all`: every app, not only the call's own.
+    pub all: bool,
     /// `enable?ttl=TIME`: the pause ends by itself this many milliseconds
     /// after the call.
     pub ttl: Option<u64>,
@@ -94,6 +100,7 @@ impl ControlArgs {
         let mut format_seen = false;
         let mut ttl_seen = false;
         let mut drain_seen = false;
+        let mut all_seen = false;
         for pair in query.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(eq) => (&pair[..eq], &pair[eq + 1..]),
@@ -103,7 +110,7 @@ impl ControlArgs {
                 if std::mem::replace(&mut format_seen, true) {
                     return Err(BadArgument::Repeated("format"));
                 }
-                args.format = match value {
+                args.format = Some(match value {
                     b"json" => Format::Json,
                     b"text" => Format::Text,
                     _ => {
@@ -113,11 +120,23 @@ impl ControlArgs {
                             expected: "\"json\" or \"text\"",
                         })
                     }
-                };
+                });
             } else if name == b"ttl" {
                 args.ttl = Some(parse_time_arg("ttl", value, &mut ttl_seen)?);
             } else if name == b"drain" {
                 args.drain = Some(parse_time_arg("drain", value, &mut drain_seen)?);
+            } else if name == b"all" {
+                if std::mem::replace(&mut all_seen, true) {
+                    return Err(BadArgument::Repeated("all"));
+                }
+                if pair.contains(&b'=') {
+                    return Err(BadArgument::InvalidValue {
+                        name: "all",
+                        value: value.to_vec(),
+                        expected: "no value (\"?all\")",
+                    });
+                }
+                args.all = true;
             }
         }
         Ok(args)
@@ -125,14 +144,41 @@ impl ControlArgs {
 
     /// Refuses arguments that `action` does not take.
     pub fn check_for(&self, action: Action) -> Result<(), BadArgument> {
-        let enable_only = [("ttl", self.ttl.is_some()), ("drain", self.drain.is_some())];
-        for (name, given) in enable_only {
-            if given && action != Action::Enable {
+        let takes = [
+            (
+                "ttl",
+                self.ttl.is_some(),
+                &[Action::Enable, Action::Stop][..],
+            ),
+            ("drain", self.drain.is_some(), &[Action::Enable]),
+            ("all", self.all, &[Action::Status]),
+        ];
+        for (name, given, actions) in takes {
+            if given && !actions.contains(&action) {
                 return Err(BadArgument::NotFor { name, action });
             }
         }
         Ok(())
     }
+
+    /// The format of the answer: the `format` argument, else JSON if the
+    /// `Accept` header names `application/json`, else text.
+    pub fn format_for(&self, accept: Option<&[u8]>) -> Format {
+        self.format.unwrap_or(if accept.is_some_and(accepts_json) {
+            Format::Json
+        } else {
+            Format::Text
+        })
+    }
+}
+
+/// Whether an `Accept` header names `application/json` (parameters such as
+/// `q` allowed; `*/*` alone does not count: old scripts send it).
+pub fn accepts_json(accept: &[u8]) -> bool {
+    accept.split(|&b| b == b',').any(|entry| {
+        let media = entry.split(|&b| b == b';').next().unwrap_or_default();
+        media.trim_ascii().eq_ignore_ascii_case(b"application/json")
+    })
 }
 
 /// A time argument (`ttl`, `drain`): seconds or a number with one unit, more
@@ -151,46 +197,134 @@ fn parse_time_arg(name: &'static str, value: &[u8], seen: &mut bool) -> Result<u
     }
 }
 
-/// One app's status as a JSON object, on one line.
-pub fn status_json(app: &[u8], paused: bool, held_in_pause: u64, counters: &AppCounters) -> String {
-    let mut json = String::from("{\"app\":");
-    push_json_string(&mut json, app);
-    let AppCounters {
-        held_now,
-        released,
-        timed_out,
-        clients_gone,
-        refused_at_shutdown,
-        rejected,
-    } = counters;
-    let _ = write!(
-        json,
-        ",\"state\":\"{}\",\"held_now\":{held_now},\"held_in_pause\":{held_in_pause},\
-         \"released\":{released},\"timed_out\":{timed_out},\"clients_gone\":{clients_gone},\
-         \"refused_at_shutdown\":{refused_at_shutdown},\"rejected\":{rejected}}}",
-        if paused { "paused" } else { "running" }
-    );
-    json
+/// Whether an app runs, holds its requests, or answers them 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Paused,
+    Stopped,
 }
 
-/// One app as the metrics show it.
-pub struct AppFigures<'a> {
+impl RunState {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Paused => "paused",
+            RunState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Everything the status and the metrics say about one app.
+pub struct AppReport<'a> {
     pub name: &'a [u8],
-    pub paused: bool,
+    pub state: RunState,
+    /// When the current pause or stop began, as wall-clock Unix milliseconds.
+    pub since: Option<u64>,
+    /// When it ends by itself, likewise.
+    pub deadline: Option<u64>,
     pub held_in_pause: u64,
+    pub longest_wait_ms: u64,
+    pub in_flight: u32,
     pub counters: AppCounters,
+}
+
+impl AppReport<'_> {
+    /// The app as a JSON object, on one line.
+    pub fn json(&self) -> String {
+        let mut json = String::from("{\"app\":");
+        push_json_string(&mut json, self.name);
+        let time =
+            |ms: Option<u64>| ms.map_or("null".to_owned(), |ms| format!("\"{}\"", rfc3339(ms)));
+        let AppCounters {
+            held_now,
+            released,
+            timed_out,
+            clients_gone,
+            refused_at_shutdown,
+            rejected,
+            stopped,
+        } = self.counters;
+        let _ = write!(
+            json,
+            ",\"state\":\"{}\",\"since\":{},\"deadline\":{},\"held_now\":{held_now},\
+             \"held_in_pause\":{},\"longest_wait_ms\":{},\"in_flight\":{},\
+             \"released\":{released},\"timed_out\":{timed_out},\"clients_gone\":{clients_gone},\
+             \"rejected\":{rejected},\"stopped\":{stopped},\
+             \"refused_at_shutdown\":{refused_at_shutdown}}}",
+            self.state.name(),
+            time(self.since),
+            time(self.deadline),
+            self.held_in_pause,
+            self.longest_wait_ms,
+            self.in_flight,
+        );
+        json
+    }
+}
+
+/// `status?all&format=json`: every app, in one object.
+pub fn status_all_json(apps: &[AppReport]) -> String {
+    let objects: Vec<String> = apps.iter().map(AppReport::json).collect();
+    format!("{{\"apps\":[{}]}}\n", objects.join(","))
+}
+
+/// `status?all` as text: one line per app, its name (bytes that are not
+/// printable ASCII escaped as in the error log) and its state.
+pub fn status_all_text(apps: &[AppReport]) -> String {
+    let mut text = String::new();
+    for app in apps {
+        let _ = writeln!(text, "{} {}", LogSafe(app.name), app.state.name());
+    }
+    text
+}
+
+/// Unix milliseconds as RFC 3339 in UTC, with milliseconds:
+/// `2026-11-23T10:15:30.123Z`.
+pub fn rfc3339(unix_ms: u64) -> String {
+    let (days, ms_of_day) = (unix_ms / 86_400_000, unix_ms % 86_400_000);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (h, m, sec, ms) = (
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1_000 % 60,
+        ms_of_day % 1_000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{ms:03}Z")
 }
 
 /// Every app's figures in Prometheus' text exposition format (version 0.0.4):
 /// one series per app and figure, labelled `app`.
-pub fn metrics_text(apps: &[AppFigures]) -> String {
-    type Figure = fn(&AppFigures) -> u64;
-    const FIGURES: [(&str, &str, &str, Figure); 8] = [
+pub fn metrics_text(apps: &[AppReport]) -> String {
+    type Figure = fn(&AppReport) -> u64;
+    const FIGURES: [(&str, &str, &str, Figure); 11] = [
         (
             "intermission_paused",
             "gauge",
-            "Whether the app is paused (1) or running (0).",
-            |a| u64::from(a.paused),
+            "Whether the app is paused or stopped (1) or running (0).",
+            |a| u64::from(a.state != RunState::Running),
+        ),
+        (
+            "intermission_stopped",
+            "gauge",
+            "Whether the app is stopped (1): its requests are answered 503.",
+            |a| u64::from(a.state == RunState::Stopped),
+        ),
+        (
+            "intermission_in_flight",
+            "gauge",
+            "Requests let through while the app was running and not finished yet.",
+            |a| u64::from(a.in_flight),
         ),
         (
             "intermission_held",
@@ -227,6 +361,12 @@ pub fn metrics_text(apps: &[AppFigures]) -> String {
             "counter",
             "Requests answered 503 past intermission_max_held.",
             |a| a.counters.rejected,
+        ),
+        (
+            "intermission_stopped_total",
+            "counter",
+            "Requests answered 503 because the app was stopped.",
+            |a| a.counters.stopped,
         ),
         (
             "intermission_refused_at_shutdown_total",
@@ -284,24 +424,31 @@ fn push_json_string(json: &mut String, bytes: &[u8]) {
 mod tests {
     use super::*;
 
+    fn report(name: &[u8], state: RunState) -> AppReport<'_> {
+        AppReport {
+            name,
+            state,
+            since: None,
+            deadline: None,
+            held_in_pause: 0,
+            longest_wait_ms: 0,
+            in_flight: 0,
+            counters: AppCounters::default(),
+        }
+    }
+
     #[test]
     fn metrics_have_one_series_per_app_and_figure() {
-        let shop = AppFigures {
-            name: b"shop",
-            paused: true,
+        let shop = AppReport {
             held_in_pause: 7,
             counters: AppCounters {
                 held_now: 2,
                 released: 5,
                 ..AppCounters::default()
             },
+            ..report(b"shop", RunState::Stopped)
         };
-        let odd = AppFigures {
-            name: b"a\"b\\c\nd\xff",
-            paused: false,
-            held_in_pause: 0,
-            counters: AppCounters::default(),
-        };
+        let odd = report(b"a\"b\\c\nd\xff", RunState::Running);
         let text = metrics_text(&[shop, odd]);
         assert!(
             text.contains("# TYPE intermission_paused gauge\n"),
@@ -323,7 +470,11 @@ mod tests {
             text.contains("\nintermission_paused{app=\"a\\\"b\\\\c\\nd\u{fffd}\"} 0\n"),
             "{text}"
         );
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 16);
+        assert!(
+            text.contains("\nintermission_stopped{app=\"shop\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 22);
         assert!(metrics_text(&[]).lines().all(|l| l.starts_with('#')));
     }
 
@@ -332,18 +483,15 @@ mod tests {
         assert_eq!(ControlArgs::parse(b""), Ok(ControlArgs::default()));
         assert_eq!(
             ControlArgs::parse(b"format=json").unwrap().format,
-            Format::Json
+            Some(Format::Json)
         );
         assert_eq!(
             ControlArgs::parse(b"app=shop&format=text&&x")
                 .unwrap()
                 .format,
-            Format::Text
+            Some(Format::Text)
         );
-        assert_eq!(
-            ControlArgs::parse(b"app=a&app=b").unwrap().format,
-            Format::Text
-        );
+        assert_eq!(ControlArgs::parse(b"app=a&app=b").unwrap().format, None);
     }
 
     #[test]
@@ -415,25 +563,104 @@ mod tests {
 
     #[test]
     fn status_json_is_one_valid_object_whatever_the_name() {
-        let counters = AppCounters {
-            held_now: 2,
-            released: 5,
-            timed_out: 1,
-            clients_gone: 3,
-            refused_at_shutdown: 0,
-            rejected: 4,
+        let shop = AppReport {
+            since: Some(1_795_428_930_123),
+            deadline: Some(1_795_429_530_123),
+            held_in_pause: 7,
+            longest_wait_ms: 1_500,
+            in_flight: 3,
+            counters: AppCounters {
+                held_now: 2,
+                released: 5,
+                timed_out: 1,
+                clients_gone: 3,
+                refused_at_shutdown: 0,
+                rejected: 4,
+                stopped: 6,
+            },
+            ..report(b"shop", RunState::Paused)
         };
         assert_eq!(
-            status_json(b"shop", true, 7, &counters),
-            "{\"app\":\"shop\",\"state\":\"paused\",\"held_now\":2,\"held_in_pause\":7,\
-             \"released\":5,\"timed_out\":1,\"clients_gone\":3,\"refused_at_shutdown\":0,\"rejected\":4}"
+            shop.json(),
+            "{\"app\":\"shop\",\"state\":\"paused\",\"since\":\"2026-11-23T10:15:30.123Z\",\
+             \"deadline\":\"2026-11-23T10:25:30.123Z\",\"held_now\":2,\"held_in_pause\":7,\
+             \"longest_wait_ms\":1500,\"in_flight\":3,\"released\":5,\"timed_out\":1,\
+             \"clients_gone\":3,\"rejected\":4,\"stopped\":6,\"refused_at_shutdown\":0}"
         );
-        let odd = status_json(b"a\"b\\c\n\xff", false, 0, &AppCounters::default());
+        let odd = report(b"a\"b\\c\n\xff", RunState::Running).json();
         assert!(
-            odd.starts_with("{\"app\":\"a\\\"b\\\\c\\u000a\\u00ff\",\"state\":\"running\""),
+            odd.starts_with(
+                "{\"app\":\"a\\\"b\\\\c\\u000a\\u00ff\",\"state\":\"running\",\"since\":null,\"deadline\":null,"
+            ),
             "{odd}"
         );
         assert!(odd.is_ascii());
+        let all = status_all_json(&[shop, report(b"blog", RunState::Stopped)]);
+        assert!(all.starts_with("{\"apps\":[{\"app\":\"shop\""), "{all}");
+        assert!(all.ends_with("\"refused_at_shutdown\":0}]}\n"), "{all}");
+        assert_eq!(
+            status_all_text(&[
+                report(b"shop", RunState::Paused),
+                report(b"b\nx", RunState::Stopped)
+            ]),
+            "shop paused\nb\\x0ax stopped\n"
+        );
+        assert_eq!(status_all_json(&[]), "{\"apps\":[]}\n");
+    }
+
+    #[test]
+    fn rfc3339_dates_are_utc_with_milliseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(rfc3339(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn accept_selects_json_only_when_it_names_it_and_format_wins() {
+        for accept in [
+            &b"application/json"[..],
+            b"text/html, Application/JSON;q=0.9",
+            b"application/json ; charset=utf-8",
+        ] {
+            assert!(
+                accepts_json(accept),
+                "{:?}",
+                String::from_utf8_lossy(accept)
+            );
+        }
+        for accept in [&b"*/*"[..], b"text/plain", b"application/jsonx", b""] {
+            assert!(
+                !accepts_json(accept),
+                "{:?}",
+                String::from_utf8_lossy(accept)
+            );
+        }
+        let none = ControlArgs::parse(b"").unwrap();
+        assert_eq!(none.format_for(Some(b"application/json")), Format::Json);
+        assert_eq!(none.format_for(None), Format::Text);
+        let text = ControlArgs::parse(b"format=text").unwrap();
+        assert_eq!(text.format_for(Some(b"application/json")), Format::Text);
+    }
+
+    #[test]
+    fn all_is_a_bare_flag_for_status_only() {
+        assert!(ControlArgs::parse(b"all").unwrap().all);
+        assert!(ControlArgs::parse(b"format=json&all&app=x").unwrap().all);
+        assert_eq!(
+            ControlArgs::parse(b"all&all"),
+            Err(BadArgument::Repeated("all"))
+        );
+        assert_eq!(
+            ControlArgs::parse(b"all=1").unwrap_err().to_string(),
+            "invalid \"all\" argument \"1\", expected no value (\"?all\")"
+        );
+        let all = ControlArgs::parse(b"all").unwrap();
+        assert_eq!(all.check_for(Action::Status), Ok(()));
+        assert!(all.check_for(Action::Enable).is_err());
+        let ttl = ControlArgs::parse(b"ttl=5").unwrap();
+        assert_eq!(ttl.check_for(Action::Stop), Ok(()));
+        assert_eq!(action_of(b"/_intermission/stop"), Some(Action::Stop));
     }
 
     #[test]

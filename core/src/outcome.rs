@@ -26,6 +26,8 @@ pub enum Outcome {
     Rejected,
     /// Answered 503 because nginx was shutting down while its app was paused.
     Shutdown,
+    /// Answered 503 because its app was stopped (`.../stop`).
+    Stopped,
 }
 
 impl Outcome {
@@ -37,6 +39,7 @@ impl Outcome {
             Outcome::TimedOut => b"timed_out",
             Outcome::Rejected => b"rejected",
             Outcome::Shutdown => b"shutdown",
+            Outcome::Stopped => b"stopped",
         }
     }
 
@@ -61,6 +64,7 @@ impl Outcome {
             Release::Resumed => Outcome::Held,
             Release::TimedOut => Outcome::TimedOut,
             Release::ShuttingDown => Outcome::Shutdown,
+            Release::Stopped => Outcome::Stopped,
         }
     }
 }
@@ -95,6 +99,7 @@ mod tests {
             Outcome::TimedOut,
             Outcome::Rejected,
             Outcome::Shutdown,
+            Outcome::Stopped,
         ];
         let mut words: Vec<_> = all.iter().map(|o| o.text()).collect();
         words.sort();

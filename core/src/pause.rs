@@ -35,6 +35,16 @@ pub enum PauseOutcome {
 }
 
 #[derive(Debug, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The app was running: it is stopped (and paused) now.
+    StoppedRunning,
+    /// The app was paused: it is stopped now, and the requests it holds are
+    /// due, to be answered 503.
+    StoppedPaused,
+    AlreadyStopped,
+}
+
+#[derive(Debug, PartialEq, Eq)]
 pub enum ResumeOutcome {
     /// The pause ended; `held` requests took a ticket while it lasted.
     Resumed {
@@ -45,7 +55,7 @@ pub enum ResumeOutcome {
 
 /// The shared pause state of one app.
 #[repr(C)]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AppState {
     phase: AtomicU64,
     next_ticket: AtomicU64,
@@ -59,7 +69,21 @@ pub struct AppState {
     /// moved at that moment is not lost silently).
     deadline: AtomicU64,
     counters: SharedCounters,
+    /// 1 while the current pause is a stop: requests are answered 503
+    /// instead of held. Only meaningful while paused.
+    stopped: AtomicU64,
+    /// When the first request of the current (or last) pause was held, or
+    /// `NOT_HELD`; with `longest_wait_done`, the status's longest wait.
+    first_held_at: AtomicU64,
+    /// The longest wait of the requests of the current (or last) pause that
+    /// are no longer held.
+    longest_wait_done: AtomicU64,
+    /// `next_ticket` at the last stop: requests with an earlier ticket that
+    /// were held when it came are answered by it.
+    stop_ticket: AtomicU64,
 }
+
+const NOT_HELD: u64 = u64::MAX;
 
 const NO_DEADLINE: u64 = 0;
 const ENDING: u64 = u64::MAX;
@@ -75,6 +99,7 @@ struct SharedCounters {
     clients_gone: AtomicU64,
     refused_at_shutdown: AtomicU64,
     rejected: AtomicU64,
+    stopped: AtomicU64,
 }
 
 /// A reading of an app's counters, for the status endpoint.
@@ -97,6 +122,14 @@ pub struct AppCounters {
     /// Answered 503 at once because the app already held its
     /// `intermission_max_held` requests.
     pub rejected: u64,
+    /// Answered 503 because the app was stopped (held ones and new ones).
+    pub stopped: u64,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        AppState::new()
+    }
 }
 
 impl AppState {
@@ -114,7 +147,12 @@ impl AppState {
                 clients_gone: AtomicU64::new(0),
                 refused_at_shutdown: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
+                stopped: AtomicU64::new(0),
             },
+            stopped: AtomicU64::new(0),
+            first_held_at: AtomicU64::new(NOT_HELD),
+            longest_wait_done: AtomicU64::new(0),
+            stop_ticket: AtomicU64::new(0),
         }
     }
 
@@ -134,8 +172,61 @@ impl AppState {
     }
 
     /// Pauses at `now`, to end by itself at `deadline` (see
-    /// `end_if_expired`). An app already paused keeps its deadline.
+    /// `end_if_expired`). An app already paused keeps its deadline; a
+    /// stopped one becomes a plain pause (it holds new requests again).
     pub fn pause_until(&self, now: Millis, deadline: Option<Millis>) -> PauseOutcome {
+        self.stopped.store(0, Ordering::Release);
+        self.begin(now, deadline)
+    }
+
+    /// Stops the app at `now` (see `StopOutcome`), to end by itself at
+    /// `deadline` if it was running; a paused app keeps its deadline.
+    pub fn stop_until(&self, now: Millis, deadline: Option<Millis>) -> StopOutcome {
+        let began = self.begin(now, deadline) == PauseOutcome::Paused;
+        if self.stopped.swap(1, Ordering::AcqRel) == 1 && !began {
+            return StopOutcome::AlreadyStopped;
+        }
+        // Move the phase on within the pause (odd to odd): every request
+        // held in it so far (before the stop, or in the moment between the
+        // pause and the mark) is due, and the workers answer it 503.
+        let moved = self
+            .phase
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |phase| {
+                Phase(phase).is_paused().then_some(phase + 2)
+            });
+        match moved {
+            Ok(_) => self
+                .stop_ticket
+                .store(self.next_ticket.load(Ordering::Acquire), Ordering::Release),
+            // Resumed meanwhile: a running app is not stopped.
+            Err(_) => self.stopped.store(0, Ordering::Release),
+        }
+        if began {
+            StopOutcome::StoppedRunning
+        } else {
+            StopOutcome::StoppedPaused
+        }
+    }
+
+    /// Why a held request whose phase has moved on is let go: its app was
+    /// stopped (now, or after it was held: its ticket is older than the last
+    /// stop, even if an enable has turned the stop into a pause since), or
+    /// resumed.
+    pub fn release_reason(&self, ticket: Ticket) -> Release {
+        if self.is_stopped() || ticket.0 < self.stop_ticket.load(Ordering::Acquire) {
+            Release::Stopped
+        } else {
+            Release::Resumed
+        }
+    }
+
+    /// True while the app is stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.is_paused() && self.stopped.load(Ordering::Acquire) == 1
+    }
+
+    /// Pauses a running app; a paused one is left as it is.
+    fn begin(&self, now: Millis, deadline: Option<Millis>) -> PauseOutcome {
         let mut current = self.phase.load(Ordering::Acquire);
         loop {
             if Phase(current).is_paused() {
@@ -150,6 +241,8 @@ impl AppState {
             // (Requests of the last pause still being woken count out as
             // they go, never below zero.)
             self.counters.held_now.store(0, Ordering::Relaxed);
+            self.first_held_at.store(NOT_HELD, Ordering::Relaxed);
+            self.longest_wait_done.store(0, Ordering::Relaxed);
             self.paused_at.store(now, Ordering::Release);
             self.deadline.store(
                 deadline.map_or(NO_DEADLINE, |d| d.clamp(1, ENDING - 1)),
@@ -180,6 +273,7 @@ impl AppState {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
+                    self.stopped.store(0, Ordering::Release);
                     let held = self
                         .next_ticket
                         .load(Ordering::Acquire)
@@ -287,6 +381,7 @@ impl AppState {
             Release::Resumed => &self.counters.released,
             Release::TimedOut => &self.counters.timed_out,
             Release::ShuttingDown => &self.counters.refused_at_shutdown,
+            Release::Stopped => &self.counters.stopped,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -327,7 +422,42 @@ impl AppState {
             clients_gone: read(&c.clients_gone),
             refused_at_shutdown: read(&c.refused_at_shutdown),
             rejected: read(&c.rejected),
+            stopped: read(&c.stopped),
         }
+    }
+
+    /// A request answered 503 because the app is stopped, without having
+    /// been held.
+    pub fn record_refused_while_stopped(&self) {
+        self.counters.stopped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request of the current pause is held at `now`.
+    pub fn record_hold_time(&self, now: Millis) {
+        let _ = self.first_held_at.compare_exchange(
+            NOT_HELD,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A request of the current pause that waited `waited` is no longer held.
+    pub fn record_wait(&self, waited: Millis) {
+        self.longest_wait_done.fetch_max(waited, Ordering::Relaxed);
+    }
+
+    /// The longest wait of the current (or last) pause at `now`: of the
+    /// requests no longer held, and, while some are held, of the first one
+    /// held (the one that has waited longest, unless it has left: then this
+    /// says a little more than the truth, never less).
+    pub fn longest_wait(&self, now: Millis) -> Millis {
+        let done = self.longest_wait_done.load(Ordering::Relaxed);
+        let first = self.first_held_at.load(Ordering::Relaxed);
+        if first == NOT_HELD || self.counters.held_now.load(Ordering::Relaxed) == 0 {
+            return done;
+        }
+        done.max(now.saturating_sub(first))
     }
 }
 
@@ -395,6 +525,7 @@ mod tests {
                 clients_gone: 1,
                 refused_at_shutdown: 2,
                 rejected: 0,
+                stopped: 0,
             }
         );
         app.record_client_gone();
@@ -488,6 +619,89 @@ mod tests {
             app.try_record_held(Some(1)),
             "the lost two do not count against the limit"
         );
+    }
+
+    #[test]
+    fn a_stop_answers_what_is_held_and_disable_or_enable_ends_it() {
+        let app = AppState::new();
+        // Stopping a running app pauses it.
+        assert_eq!(app.stop_until(10, Some(100)), StopOutcome::StoppedRunning);
+        assert!(app.is_paused() && app.is_stopped());
+        assert_eq!(app.deadline(), Some(100));
+        assert_eq!(app.stop_until(20, None), StopOutcome::AlreadyStopped);
+        // Enable turns it into a plain pause, keeping the deadline.
+        assert_eq!(app.pause_until(30, None), PauseOutcome::AlreadyPaused);
+        assert!(app.is_paused() && !app.is_stopped());
+        assert_eq!(app.deadline(), Some(100));
+        // Stopping a paused app makes what it holds due, still paused, and
+        // answered by the stop even once an enable has made it a pause.
+        let held_in = app.phase();
+        let ticket = app.take_ticket();
+        assert_eq!(app.release_reason(ticket), Release::Resumed);
+        assert_eq!(app.stop_until(40, None), StopOutcome::StoppedPaused);
+        assert!(is_due_for_release(held_in, app.phase()));
+        assert!(app.is_paused() && app.is_stopped());
+        assert_eq!(app.release_reason(ticket), Release::Stopped);
+        app.pause();
+        assert_eq!(app.release_reason(ticket), Release::Stopped);
+        assert_eq!(app.release_reason(app.take_ticket()), Release::Resumed);
+        app.stop_until(45, None);
+        // Disable ends it; the next pause is a plain one.
+        assert!(matches!(app.resume(), ResumeOutcome::Resumed { .. }));
+        assert!(!app.is_stopped());
+        app.pause();
+        assert!(!app.is_stopped());
+        app.resume();
+        // A deadline ends a stop too.
+        app.stop_until(0, Some(50));
+        assert!(app.end_if_expired(50).is_some());
+        assert!(!app.is_paused() && !app.is_stopped());
+    }
+
+    #[test]
+    fn racing_stops_and_resumes_leave_no_running_app_stopped() {
+        let app = std::sync::Arc::new(AppState::new());
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let app = app.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..5_000 {
+                        match i % 3 {
+                            0 => drop(app.stop_until(0, None)),
+                            1 => drop(app.pause()),
+                            _ => drop(app.resume()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        app.resume();
+        assert!(!app.is_stopped());
+        assert_eq!(app.phase().0 % 2, 0);
+    }
+
+    #[test]
+    fn the_longest_wait_counts_the_first_held_while_held() {
+        let app = AppState::new();
+        app.pause_until(1_000, None);
+        assert_eq!(app.longest_wait(5_000), 0, "nothing held yet");
+        assert!(app.try_record_held(None));
+        app.record_hold_time(1_100);
+        assert!(app.try_record_held(None));
+        app.record_hold_time(1_200);
+        assert_eq!(app.longest_wait(1_600), 500);
+        app.record_wait(700);
+        app.record_release(Release::Resumed);
+        app.record_release(Release::Resumed);
+        assert_eq!(
+            app.longest_wait(9_000),
+            700,
+            "nothing held: the longest done"
+        );
+        app.resume();
+        app.pause_until(10_000, None);
+        assert_eq!(app.longest_wait(11_000), 0, "a new pause starts again");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum Release {
     /// nginx is shutting down for good while the app is paused: it is
     /// answered 503 rather than dropped with the worker.
     ShuttingDown,
+    /// Its app was stopped (`.../stop`): it is answered 503 at once.
+    Stopped,
 }
 
 #[derive(Debug)]

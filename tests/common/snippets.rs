@@ -141,6 +141,12 @@ pub struct Counters {
     pub clients_gone: u64,
     pub refused_at_shutdown: u64,
     pub rejected: u64,
+    pub stopped: u64,
+    pub in_flight: u64,
+    pub longest_wait_ms: u64,
+    /// RFC 3339, or "null".
+    pub since: String,
+    pub deadline: String,
 }
 
 /// `status?format=json`, with `query` added to the query string (`app=a`).
@@ -178,5 +184,10 @@ pub fn counters(port: u16, query: &str) -> Counters {
         clients_gone: number("clients_gone"),
         refused_at_shutdown: number("refused_at_shutdown"),
         rejected: number("rejected"),
+        stopped: number("stopped"),
+        in_flight: number("in_flight"),
+        longest_wait_ms: number("longest_wait_ms"),
+        since: field("since"),
+        deadline: field("deadline"),
     }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use intermission_core::app_table::MAX_APP_NAME_LEN;
 use intermission_core::app_table::{AppId, AppSlot, AppTable, TableFull, TableHeader};
 use intermission_core::control::{
-    action_of, status_json, Action, BadArgument, ControlArgs, Format,
+    action_of, Action, AppReport, BadArgument, ControlArgs, Format, RunState,
 };
 use intermission_core::pause::AppCounters;
 use intermission_core::pause::{AppState, PauseOutcome, Phase, ResumeOutcome, Ticket};
@@ -68,8 +68,19 @@ pub fn control_args(query: &[u8]) {
             .collect()
     };
     let format = match values_of(b"format").as_slice() {
-        [] | [b"text"] => Some(Format::Text),
-        [b"json"] => Some(Format::Json),
+        [] => Some(None),
+        [b"text"] => Some(Some(Format::Text)),
+        [b"json"] => Some(Some(Format::Json)),
+        _ => None,
+    };
+    let all = match query
+        .split(|&b| b == b'&')
+        .filter(|pair| pair.splitn(2, |&b| b == b'=').next() == Some(b"all"))
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => Some(false),
+        [b"all"] => Some(true),
         _ => None,
     };
     let time_of = |name: &[u8]| match values_of(name).as_slice() {
@@ -81,11 +92,16 @@ pub fn control_args(query: &[u8]) {
         _ => None,
     };
     let parsed = ControlArgs::parse(query);
-    match (format, time_of(b"ttl"), time_of(b"drain")) {
-        (Some(format), Some(ttl), Some(drain)) => {
+    match (format, time_of(b"ttl"), time_of(b"drain"), all) {
+        (Some(format), Some(ttl), Some(drain), Some(all)) => {
             assert_eq!(
                 parsed,
-                Ok(ControlArgs { format, ttl, drain }),
+                Ok(ControlArgs {
+                    format,
+                    all,
+                    ttl,
+                    drain
+                }),
                 "query \"{}\"",
                 LogSafe(query)
             )
@@ -94,7 +110,7 @@ pub fn control_args(query: &[u8]) {
             let refusal = parsed.expect_err("a bad or repeated argument is refused");
             let text = refusal.to_string();
             assert!(
-                ["\"format\"", "\"ttl\"", "\"drain\""]
+                ["\"format\"", "\"ttl\"", "\"drain\"", "\"all\""]
                     .iter()
                     .any(|name| text.contains(name)),
                 "the refusal names the argument: {text}"
@@ -116,8 +132,20 @@ pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
         clients_gone,
         refused_at_shutdown,
         rejected,
+        stopped: released ^ rejected,
     };
-    let json = status_json(app, held_in_pause % 2 == 1, held_in_pause, &counters);
+    let report = AppReport {
+        name: app,
+        state: [RunState::Running, RunState::Paused, RunState::Stopped]
+            [(held_in_pause % 3) as usize],
+        since: (held_now % 2 == 1).then_some(held_now / 1_000_000),
+        deadline: (timed_out % 2 == 1).then_some(timed_out / 1_000_000),
+        held_in_pause,
+        longest_wait_ms: clients_gone,
+        in_flight: rejected as u32,
+        counters,
+    };
+    let json = report.json();
     assert!(json.is_ascii() && !json.contains('\n'), "{json}");
     assert!(
         json.starts_with("{\"app\":\"") && json.ends_with('}'),
