@@ -57,7 +57,7 @@ fn control_path() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
         bytes(6),
     ];
     let last = prop_oneof![
-        3 => one_of(&[b"status", b"enable", b"disable"]),
+        3 => one_of(&[b"status", b"enable", b"disable", b"stop", b"metrics"]),
         2 => one_of(&[b"Status", b"ENABLE", b"enablex", b"xdisable", b"disable ", b"statu", b""]),
         1 => bytes(8),
     ];
@@ -82,9 +82,13 @@ fn control_query() -> impl Strategy<Value = Vec<u8>> {
             b"format=",
             b"app=shop",
             b"a=b=c",
+            b"all",
+            b"all=",
+            b"drain=30",
+            b"ttl=5m",
             b""
         ]),
-        bytes_of(b"format=jsonxt&%ttl0123456789.ms", 0..12),
+        bytes_of(b"format=jsonxt&%ttl0123456789.msdrainal", 0..12),
     ];
     vec(argument, 0..5).prop_map(|arguments| arguments.join(&b'&'))
 }
@@ -98,6 +102,19 @@ proptest! {
     #[test]
     fn control_arguments_near_the_format_argument(query in control_query()) {
         invariants::control_args(&query);
+    }
+
+    #[test]
+    fn in_flight_counts_return_to_zero_and_texts_name_their_counter(
+        names in vec(bytes(20), 1..6),
+        order in vec(any::<usize>(), 0..60),
+    ) {
+        invariants::in_flight(&names, &order);
+    }
+
+    #[test]
+    fn rfc3339_agrees_with_a_day_count(unix_ms in 0u64..32_503_680_000_000) {
+        invariants::rfc3339_of(unix_ms);
     }
 
     #[test]

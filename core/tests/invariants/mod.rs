@@ -43,6 +43,7 @@ pub fn control_path(uri: &[u8]) {
         (b"enable", Action::Enable),
         (b"disable", Action::Disable),
         (b"metrics", Action::Metrics),
+        (b"stop", Action::Stop),
     ]
     .into_iter()
     .find(|(name, _)| last_segment_is(name))
@@ -849,4 +850,90 @@ fn record(left: &mut [Option<Left>], request: u32, how: Left) {
 
 fn expected(held: &[Held]) -> Vec<(AppId, Ticket, u32)> {
     held.iter().map(|h| (h.app, h.ticket, h.request)).collect()
+}
+
+// ---------------------------------------------------------------------------
+// In-flight counting
+
+/// Requests of apps `names` enter and leave in the order `order` picks (each
+/// pick, modulo, a running request to end or an app to start one of): every counter
+/// reads the number of running requests of the apps it counts, and reads 0
+/// once all ended; each outcome text names the counter that counted it.
+pub fn in_flight(names: &[Vec<u8>], order: &[usize]) {
+    use intermission_core::in_flight::{InFlight, InFlightCounter};
+    use intermission_core::outcome::Outcome;
+
+    let in_flight = InFlight::default();
+    let mut running: Vec<(InFlightCounter, &'static [u8])> = Vec::new();
+    for (step, pick) in order.iter().enumerate() {
+        let at = pick % (running.len() + names.len());
+        if at < running.len() {
+            let (counter, text) = running.swap_remove(at);
+            assert_eq!(Outcome::counter_of_text(text), Some(counter));
+            in_flight.leave(counter);
+        } else {
+            let counter = InFlightCounter::of(&names[at - running.len()]);
+            in_flight.enter(counter);
+            let outcome = if step % 2 == 0 {
+                Outcome::Passed
+            } else {
+                Outcome::Held
+            };
+            running.push((counter, outcome.text_counted_by(Some(counter))));
+        }
+        for name in names {
+            let counter = InFlightCounter::of(name);
+            let expected = running.iter().filter(|(c, _)| *c == counter).count();
+            assert_eq!(in_flight.count(counter) as usize, expected);
+        }
+    }
+    for (counter, _) in running.drain(..) {
+        in_flight.leave(counter);
+    }
+    for name in names {
+        assert_eq!(in_flight.count(InFlightCounter::of(name)), 0);
+    }
+}
+
+/// `rfc3339` of Unix milliseconds agrees with a plain count of days and
+/// months from 1970.
+pub fn rfc3339_of(unix_ms: u64) {
+    let text = intermission_core::control::rfc3339(unix_ms);
+    let mut days = unix_ms / 86_400_000;
+    let mut year = 1970u64;
+    let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    while days >= if leap(year) { 366 } else { 365 } {
+        days -= if leap(year) { 366 } else { 365 };
+        year += 1;
+    }
+    let lengths = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut month = 0;
+    while days >= lengths[month] {
+        days -= lengths[month];
+        month += 1;
+    }
+    let ms = unix_ms % 86_400_000;
+    let expected = format!(
+        "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        month + 1,
+        days + 1,
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1_000 % 60,
+        ms % 1_000
+    );
+    assert_eq!(text, expected, "{unix_ms}");
 }
