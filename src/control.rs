@@ -106,15 +106,8 @@ fn control(r: HttpRequest) -> ngx_int_t {
         Action::Status => {
             let format = args.format_for(r.header_in(b"accept"));
             if args.all {
-                let names: Vec<(AppId, Vec<u8>)> =
-                    table.apps().map(|app| (app, table.name(app))).collect();
-                let reports: Vec<AppReport> = names
-                    .iter()
-                    .map(|(app, name)| {
-                        end_if_past_deadline(&r, table, *app, now);
-                        report(table, Some(*app), name, now)
-                    })
-                    .collect();
+                let names = every_app(&r, table, now);
+                let reports = reports_of(table, &names, now);
                 return match format {
                     Format::Text => r.send_text(HTTP_OK, status_all_text(&reports).as_bytes()),
                     Format::Json => r.send_json(HTTP_OK, status_all_json(&reports).as_bytes()),
@@ -218,15 +211,8 @@ fn control(r: HttpRequest) -> ngx_int_t {
             Err(TableFull) => zone_full(&r, name, &table, main.zone_size()),
         },
         Action::Metrics => {
-            let names: Vec<(AppId, Vec<u8>)> =
-                table.apps().map(|app| (app, table.name(app))).collect();
-            let reports: Vec<AppReport> = names
-                .iter()
-                .map(|(app, name)| {
-                    end_if_past_deadline(&r, table, *app, now);
-                    report(table, Some(*app), name, now)
-                })
-                .collect();
+            let names = every_app(&r, table, now);
+            let reports = reports_of(table, &names, now);
             r.send_body(
                 HTTP_OK,
                 ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8"),
@@ -284,6 +270,28 @@ impl std::fmt::Display for Until {
             None => f.write_str(", with no deadline"),
         }
     }
+}
+
+/// Every app in the zone with its name, each pause past its deadline ended
+/// first.
+fn every_app(r: &HttpRequest, table: AppTable<'static>, now: u64) -> Vec<(AppId, Vec<u8>)> {
+    table
+        .apps()
+        .map(|app| {
+            end_if_past_deadline(r, table, app, now);
+            (app, table.name(app))
+        })
+        .collect()
+}
+
+fn reports_of<'n>(
+    table: AppTable<'static>,
+    apps: &'n [(AppId, Vec<u8>)],
+    now: u64,
+) -> Vec<AppReport<'n>> {
+    apps.iter()
+        .map(|(app, name)| report(table, Some(*app), name, now))
+        .collect()
 }
 
 /// What the status and metrics say of an app (`None`: never paused, so not

@@ -118,16 +118,12 @@ unsafe extern "C" fn report_outcome(
     _data: usize,
 ) -> ngx_int_t {
     // SAFETY: nginx calls get handlers with a live request and its value.
-    let (Some(r), Some(value)) = (unsafe { HttpRequest::from_raw(r) }, unsafe {
-        VariableValue::from_raw(v)
-    }) else {
-        return NGX_ERROR as ngx_int_t;
-    };
-    match crate::hold::held_for(&r) {
-        Some(_) => value.set(Outcome::Held.text()),
-        None => value.set_not_found(),
+    unsafe {
+        report(r, v, |r, value| match crate::hold::held_for(r) {
+            Some(_) => value.set(Outcome::Held.text()),
+            None => value.set_not_found(),
+        })
     }
-    Status::NGX_OK.0
 }
 
 /// `$intermission_wait` the module has written none for: how long a request
@@ -138,15 +134,30 @@ unsafe extern "C" fn report_wait(
     _data: usize,
 ) -> ngx_int_t {
     // SAFETY: nginx calls get handlers with a live request and its value.
+    unsafe {
+        report(r, v, |r, value| match crate::hold::held_for(r) {
+            Some(ms) => value.set_copy(r, ms.to_string().as_bytes()),
+            None => value.set(b""),
+        })
+    }
+}
+
+/// Fills in a reported variable's value with `fill`.
+///
+/// # Safety
+/// As for a get handler: `r` a live request, `v` the value to fill in.
+unsafe fn report(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    fill: impl FnOnce(&HttpRequest, VariableValue),
+) -> ngx_int_t {
+    // SAFETY: forwarded from the caller.
     let (Some(r), Some(value)) = (unsafe { HttpRequest::from_raw(r) }, unsafe {
         VariableValue::from_raw(v)
     }) else {
         return NGX_ERROR as ngx_int_t;
     };
-    match crate::hold::held_for(&r) {
-        Some(ms) => value.set_copy(&r, Millis::to_string(&ms).as_bytes()),
-        None => value.set(b""),
-    }
+    fill(&r, value);
     Status::NGX_OK.0
 }
 
