@@ -61,10 +61,18 @@ impl Request {
 
     fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = format!(
-            "{} {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n",
+            "{} {} HTTP/1.1\r\nConnection: close\r\n",
             self.method, self.target
         )
         .into_bytes();
+        // `localhost` unless the request names its own.
+        if !self
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            bytes.extend_from_slice(b"Host: localhost\r\n");
+        }
         for (name, value) in &self.headers {
             bytes.extend_from_slice(name.as_bytes());
             bytes.extend_from_slice(b": ");
