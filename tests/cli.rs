@@ -169,7 +169,7 @@ fn a_target_that_is_down_rolls_the_pause_back() {
     assert_eq!(paused.status.code(), Some(1), "one target failed");
     let out = stdout(&paused);
     assert!(
-        out.contains(&format!("{dead}")) && out.contains(" 000 -        held -      FAILED"),
+        out.contains(&dead) && out.contains(" 000 -        held -      FAILED"),
         "{out}"
     );
     assert!(
