@@ -219,22 +219,43 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 metrics_text(&reports).as_bytes(),
             )
         }
-        Action::Disable => match table.find(name).map(|app| table.resume(app)) {
-            Some(ResumeOutcome::Resumed { held }) => {
-                ngx_log_error!(
-                    NGX_LOG_NOTICE,
-                    r.log(),
-                    "intermission: {} resumed, the pause held {held} request{}",
-                    AppLabel(name),
-                    if held == 1 { "" } else { "s" }
-                );
-                // This worker's own requests go now; the others' within one
-                // release check.
-                hold::release_due_requests();
-                r.send_text(HTTP_OK, DISABLED)
+        Action::Disable => {
+            let Some(app) = table.find(name) else {
+                return r.send_text(HTTP_NOT_MODIFIED, b"");
+            };
+            let outcome = match args.rate {
+                Some(rate) => table.resume_paced(app, now, rate),
+                None => table.resume(app),
+            };
+            match outcome {
+                ResumeOutcome::Resumed { held } => {
+                    ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        r.log(),
+                        "intermission: {} resumed, the pause held {held} request{}{}",
+                        AppLabel(name),
+                        if held == 1 { "" } else { "s" },
+                        PacedAt(args.rate)
+                    );
+                    // This worker's own requests go now; the others' within
+                    // one release check.
+                    hold::release_due_requests();
+                    r.send_text(HTTP_OK, DISABLED)
+                }
+                // A plain disable during a paced release lets the rest go.
+                ResumeOutcome::NotPaused if args.rate.is_none() && table.end_pacing(app, now) => {
+                    ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        r.log(),
+                        "intermission: {} releases the rest of its paced backlog at once",
+                        AppLabel(name)
+                    );
+                    hold::release_due_requests();
+                    r.send_text(HTTP_OK, DISABLED)
+                }
+                ResumeOutcome::NotPaused => r.send_text(HTTP_NOT_MODIFIED, b""),
             }
-            Some(ResumeOutcome::NotPaused) | None => r.send_text(HTTP_NOT_MODIFIED, b""),
-        },
+        }
     }
 }
 
@@ -258,6 +279,18 @@ fn refuse(r: &HttpRequest, why: impl std::fmt::Display) -> ngx_int_t {
         HTTP_BAD_REQUEST,
         format!("intermission: {why}\n").as_bytes(),
     )
+}
+
+/// The pace of a paced release, for the log line.
+struct PacedAt(Option<u64>);
+
+impl std::fmt::Display for PacedAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(rate) => write!(f, ", releasing them at {rate} per second"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// How long a pause lasts at most, for the log line.

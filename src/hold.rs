@@ -84,6 +84,8 @@ pub struct HoldContext {
     woken: Cell<bool>,
     app: AppId,
     ticket: Ticket,
+    /// The app's phase when it was held: which pause (and paced release).
+    held_in: Phase,
     held_since: Millis,
     /// What it gets if its `$intermission_max_time` passes while still paused.
     on_timeout: OnTimeout,
@@ -101,6 +103,7 @@ impl RequestContext for HoldContext {
                 if worker.queue.forget(self.app, self.ticket).is_some() {
                     let state = worker.table.state(self.app);
                     state.record_wait(nginx::now_ms().saturating_sub(self.held_since));
+                    state.record_left_paced(self.held_in);
                     state.record_client_gone();
                 }
             });
@@ -209,6 +212,10 @@ impl Worker {
             self.resumes_seen = resumes;
             self.more_due = true;
         }
+        // A paced release lets more go as time passes: look at every check
+        // (the timer's interval, not every turn) until its backlog may go.
+        let table = self.table;
+        let pacing = self.queue.apps().any(|app| table.state(app).has_pace());
         let mut due = Vec::new();
         if self.shutting_down_for_good() {
             due.extend(
@@ -217,13 +224,17 @@ impl Worker {
                     .into_iter()
                     .map(|(app, _, r)| (app, r, Release::ShuttingDown)),
             );
-        } else if self.more_due {
-            let table = self.table;
-            // Due because the phase moved: resumed, or stopped (then the
-            // requests are answered 503).
+        } else if self.more_due || pacing {
+            // Due because the phase moved: resumed (oldest first, at the
+            // pace of a paced release), or stopped (then the requests are
+            // answered 503).
             due.extend(
                 self.queue
-                    .release_in_order(|app| table.state(app).phase(), limit)
+                    .release_in_order_paced(
+                        |app| table.state(app).phase(),
+                        |app, held_in, ticket| table.state(app).may_release(held_in, ticket, now),
+                        limit,
+                    )
                     .into_iter()
                     .map(|(app, ticket, r)| (app, r, table.state(app).release_reason(ticket))),
             );
@@ -413,6 +424,7 @@ fn decide(r: HttpRequest) -> ngx_int_t {
         woken: Cell::new(false),
         app,
         ticket,
+        held_in: phase,
         held_since: now,
         on_timeout,
         in_flight: InFlightCounter::of(name),
@@ -563,6 +575,8 @@ pub fn release_due_requests() {
                 .record_wait(&r, now.saturating_sub(ctx.held_since));
         }
         if reason == Release::TimedOut {
+            // Out of a paced backlog at its max_time: the next may go.
+            table.state(app).record_left_paced(ctx.held_in);
             let outcome = match ctx.on_timeout {
                 OnTimeout::Pass => "passes".to_owned(),
                 OnTimeout::Answer(status) => format!("is answered {status}"),
@@ -570,9 +584,14 @@ pub fn release_due_requests() {
             ngx_log_error!(
                 NGX_LOG_WARN,
                 r.log(),
-                "intermission: request held for {} ms, its $intermission_max_time, {outcome} while {} is still paused",
+                "intermission: request held for {} ms, its $intermission_max_time, {outcome} while {} {}",
                 now.saturating_sub(ctx.held_since),
-                AppLabel(&table.name(app))
+                AppLabel(&table.name(app)),
+                if table.state(app).is_paused() {
+                    "is still paused"
+                } else {
+                    "releases its requests at a paced rate"
+                }
             );
         }
         r.post_wake();

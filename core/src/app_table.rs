@@ -20,7 +20,7 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 4;
+const LAYOUT_VERSION: u64 = 5;
 
 pub fn layout_stamp() -> u64 {
     (LAYOUT_VERSION << 32) | std::mem::size_of::<AppSlot>() as u64
@@ -303,6 +303,26 @@ impl<'a> AppTable<'a> {
             }
             ResumeOutcome::NotPaused => None,
         }
+    }
+
+    /// Resumes an app, releasing what it held at most `rate` per second.
+    pub fn resume_paced(&self, app: AppId, now: u64, rate: u64) -> ResumeOutcome {
+        let outcome = self.state(app).resume_paced(now, rate);
+        if let ResumeOutcome::Resumed { .. } = outcome {
+            self.header.paused_apps.fetch_sub(1, Ordering::AcqRel);
+            self.header.resumes.fetch_add(1, Ordering::AcqRel);
+        }
+        outcome
+    }
+
+    /// Ends an app's paced release, if one runs: every worker releases the
+    /// rest of its backlog at its next check.
+    pub fn end_pacing(&self, app: AppId, now: u64) -> bool {
+        let ended = self.state(app).end_pacing(now);
+        if ended {
+            self.header.resumes.fetch_add(1, Ordering::AcqRel);
+        }
+        ended
     }
 
     /// Resumes an app; workers holding its requests notice through `resumes`.

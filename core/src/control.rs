@@ -53,7 +53,12 @@ pub struct ControlArgs {
     /// `enable?drain=TIME`: the answer waits, at most this many
     /// milliseconds, until the app has no request in flight.
     pub drain: Option<u64>,
+    /// `disable?rate=N`: release the held requests at most N per second.
+    pub rate: Option<u64>,
 }
+
+/// The highest `rate` taken: beyond it a pace would not be felt.
+pub const MAX_RELEASE_RATE: u64 = 1_000_000;
 
 /// A control request whose arguments cannot be obeyed: answered 400.
 #[derive(Debug, PartialEq, Eq)]
@@ -101,6 +106,7 @@ impl ControlArgs {
         let mut ttl_seen = false;
         let mut drain_seen = false;
         let mut all_seen = false;
+        let mut rate_seen = false;
         for pair in query.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(eq) => (&pair[..eq], &pair[eq + 1..]),
@@ -125,6 +131,23 @@ impl ControlArgs {
                 args.ttl = Some(parse_time_arg("ttl", value, &mut ttl_seen)?);
             } else if name == b"drain" {
                 args.drain = Some(parse_time_arg("drain", value, &mut drain_seen)?);
+            } else if name == b"rate" {
+                if std::mem::replace(&mut rate_seen, true) {
+                    return Err(BadArgument::Repeated("rate"));
+                }
+                let rate = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|rate| (1..=MAX_RELEASE_RATE).contains(rate));
+                let Some(rate) = rate else {
+                    return Err(BadArgument::InvalidValue {
+                        name: "rate",
+                        value: value.to_vec(),
+                        expected: "a whole number of requests per second from 1 to 1000000",
+                    });
+                };
+                args.rate = Some(rate);
             } else if name == b"all" {
                 if std::mem::replace(&mut all_seen, true) {
                     return Err(BadArgument::Repeated("all"));
@@ -152,6 +175,7 @@ impl ControlArgs {
             ),
             ("drain", self.drain.is_some(), &[Action::Enable]),
             ("all", self.all, &[Action::Status]),
+            ("rate", self.rate.is_some(), &[Action::Disable]),
         ];
         for (name, given, actions) in takes {
             if given && !actions.contains(&action) {
@@ -641,6 +665,22 @@ mod tests {
         assert_eq!(none.format_for(None), Format::Text);
         let text = ControlArgs::parse(b"format=text").unwrap();
         assert_eq!(text.format_for(Some(b"application/json")), Format::Text);
+    }
+
+    #[test]
+    fn rate_is_a_whole_number_for_disable_only() {
+        assert_eq!(ControlArgs::parse(b"rate=50").unwrap().rate, Some(50));
+        for bad in [&b"rate=0"[..], b"rate=", b"rate=1.5", b"rate=-3", b"rate=1000001", b"rate=+5"] {
+            let refused = ControlArgs::parse(bad).unwrap_err().to_string();
+            assert!(refused.starts_with("invalid \"rate\" argument"), "{refused}");
+        }
+        assert_eq!(
+            ControlArgs::parse(b"rate=1&rate=2"),
+            Err(BadArgument::Repeated("rate"))
+        );
+        let rate = ControlArgs::parse(b"rate=10").unwrap();
+        assert_eq!(rate.check_for(Action::Disable), Ok(()));
+        assert!(rate.check_for(Action::Enable).is_err());
     }
 
     #[test]

@@ -81,6 +81,24 @@ pub struct AppState {
     /// `next_ticket` at the last stop: requests with an earlier ticket that
     /// were held when it came are answered by it.
     stop_ticket: AtomicU64,
+    pace: Pace,
+}
+
+/// A paced release (`disable?rate=N`): the requests of one pause (its
+/// backlog: tickets `first_ticket..end_ticket`, held in `phase`) go at most
+/// `rate` per second, oldest first, counted from `started_at`. Requests of
+/// the backlog that leave otherwise (client gone, max_time) give their turn
+/// to the next (`left_early`).
+#[repr(C)]
+#[derive(Debug)]
+struct Pace {
+    /// 0: no paced release.
+    rate: AtomicU64,
+    phase: AtomicU64,
+    first_ticket: AtomicU64,
+    end_ticket: AtomicU64,
+    started_at: AtomicU64,
+    left_early: AtomicU64,
 }
 
 const NOT_HELD: u64 = u64::MAX;
@@ -153,6 +171,14 @@ impl AppState {
             first_held_at: AtomicU64::new(NOT_HELD),
             longest_wait_done: AtomicU64::new(0),
             stop_ticket: AtomicU64::new(0),
+            pace: Pace {
+                rate: AtomicU64::new(0),
+                phase: AtomicU64::new(0),
+                first_ticket: AtomicU64::new(0),
+                end_ticket: AtomicU64::new(0),
+                started_at: AtomicU64::new(0),
+                left_early: AtomicU64::new(0),
+            },
         }
     }
 
@@ -354,6 +380,109 @@ impl AppState {
         self.next_ticket
             .load(Ordering::Acquire)
             .saturating_sub(self.first_ticket_of_pause.load(Ordering::Acquire))
+    }
+}
+
+/// Paced release.
+impl AppState {
+    /// Resumes at `now`, releasing the requests the pause held at most
+    /// `rate` per second, oldest first (`may_release`).
+    pub fn resume_paced(&self, now: Millis, rate: u64) -> ResumeOutcome {
+        let mut current = self.phase.load(Ordering::Acquire);
+        loop {
+            if !Phase(current).is_paused() {
+                return ResumeOutcome::NotPaused;
+            }
+            // Written before the phase flips, so that no worker sees the
+            // resume without its pace.
+            let pace = &self.pace;
+            pace.phase.store(current, Ordering::Relaxed);
+            pace.first_ticket.store(
+                self.first_ticket_of_pause.load(Ordering::Acquire),
+                Ordering::Relaxed,
+            );
+            pace.end_ticket
+                .store(self.next_ticket.load(Ordering::Acquire), Ordering::Relaxed);
+            pace.started_at.store(now, Ordering::Relaxed);
+            pace.left_early.store(0, Ordering::Relaxed);
+            pace.rate.store(rate.max(1), Ordering::Release);
+            match self.phase.compare_exchange(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.stopped.store(0, Ordering::Release);
+                    let held = pace.end_ticket.load(Ordering::Relaxed)
+                        - pace.first_ticket.load(Ordering::Relaxed);
+                    return ResumeOutcome::Resumed { held };
+                }
+                Err(seen) => {
+                    pace.rate.store(0, Ordering::Release);
+                    current = seen;
+                }
+            }
+        }
+    }
+
+    /// How many of the paced backlog may have gone by `now`.
+    fn paced_allowance(&self, now: Millis) -> u64 {
+        let pace = &self.pace;
+        let rate = pace.rate.load(Ordering::Acquire);
+        let elapsed = now.saturating_sub(pace.started_at.load(Ordering::Relaxed));
+        1u64.saturating_add(rate.saturating_mul(elapsed) / 1000)
+            .saturating_add(pace.left_early.load(Ordering::Relaxed))
+    }
+
+    /// Whether a request held in `held_in` with `ticket`, due for release,
+    /// may go at `now`: always, unless it is in a paced backlog and its
+    /// turn has not come.
+    pub fn may_release(&self, held_in: Phase, ticket: Ticket, now: Millis) -> bool {
+        let pace = &self.pace;
+        if pace.rate.load(Ordering::Acquire) == 0
+            || pace.phase.load(Ordering::Relaxed) != held_in.0
+        {
+            return true;
+        }
+        let position = ticket.0.saturating_sub(pace.first_ticket.load(Ordering::Relaxed));
+        position < self.paced_allowance(now)
+    }
+
+    /// A paced release has been set (and not ended): workers holding its
+    /// backlog look at it at every check, as time lets more go.
+    pub fn has_pace(&self) -> bool {
+        self.pace.rate.load(Ordering::Acquire) != 0
+    }
+
+    /// The paced release's rate while some of its backlog may still be
+    /// waiting for its turn at `now`.
+    pub fn pacing(&self, now: Millis) -> Option<u64> {
+        let pace = &self.pace;
+        let rate = pace.rate.load(Ordering::Acquire);
+        let backlog = pace
+            .end_ticket
+            .load(Ordering::Relaxed)
+            .saturating_sub(pace.first_ticket.load(Ordering::Relaxed));
+        (rate != 0 && self.paced_allowance(now) < backlog).then_some(rate)
+    }
+
+    /// A request of the paced backlog (held in `held_in`) left without its
+    /// turn: the next one may go in its place.
+    pub fn record_left_paced(&self, held_in: Phase) {
+        let pace = &self.pace;
+        if pace.rate.load(Ordering::Acquire) != 0 && pace.phase.load(Ordering::Relaxed) == held_in.0
+        {
+            pace.left_early.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends a paced release: the rest of its backlog goes at once. True if
+    /// one was running at `now`.
+    pub fn end_pacing(&self, now: Millis) -> bool {
+        let pacing = self.pacing(now).is_some();
+        self.pace.rate.store(0, Ordering::Release);
+        pacing
     }
 }
 
@@ -702,6 +831,42 @@ mod tests {
         app.resume();
         app.pause_until(10_000, None);
         assert_eq!(app.longest_wait(11_000), 0, "a new pause starts again");
+    }
+
+    #[test]
+    fn a_paced_release_lets_rate_per_second_go_oldest_first() {
+        let app = AppState::new();
+        app.pause_until(0, None);
+        let held_in = app.phase();
+        let tickets: Vec<Ticket> = (0..10).map(|_| app.take_ticket()).collect();
+        assert_eq!(app.resume_paced(1_000, 4), ResumeOutcome::Resumed { held: 10 });
+        assert!(!app.is_paused());
+        let going = |now| tickets.iter().filter(|&&t| app.may_release(held_in, t, now)).count();
+        assert_eq!(going(1_000), 1, "the first at once");
+        assert_eq!(going(1_499), 2);
+        assert_eq!(going(2_000), 5, "1 + 4 per second");
+        assert_eq!(app.pacing(2_000), Some(4));
+        // Two leave early: two more may go in their place.
+        app.record_left_paced(held_in);
+        app.record_left_paced(held_in);
+        assert_eq!(going(2_000), 7);
+        assert_eq!(going(3_000), 10);
+        assert_eq!(app.pacing(3_000), None, "all of the backlog may go");
+        // Requests of another pause are not paced.
+        app.pause_until(3_000, None);
+        let later = app.take_ticket();
+        assert!(app.may_release(app.phase(), later, 3_000));
+        // A plain disable ends the pacing.
+        app.resume();
+        let app = AppState::new();
+        app.pause();
+        let held_in = app.phase();
+        let tickets: Vec<Ticket> = (0..3).map(|_| app.take_ticket()).collect();
+        app.resume_paced(0, 1);
+        assert!(!app.may_release(held_in, tickets[2], 0));
+        assert!(app.end_pacing(0));
+        assert!(app.may_release(held_in, tickets[2], 0));
+        assert!(!app.end_pacing(0));
     }
 
     #[test]

@@ -105,7 +105,20 @@ impl<R> HeldQueue<R> {
     /// one stopped.
     pub fn release_in_order(
         &mut self,
+        phase_of: impl FnMut(AppId) -> Phase,
+        limit: usize,
+    ) -> Vec<(AppId, Ticket, R)> {
+        self.release_in_order_paced(phase_of, |_, _, _| true, limit)
+    }
+
+    /// As `release_in_order`, but a due request goes only if `may_go(app,
+    /// held_in, ticket)` says so (a paced release lets the oldest go
+    /// first); the first one of an app that may not go stops that app's
+    /// release, so what goes is always the oldest.
+    pub fn release_in_order_paced(
+        &mut self,
         mut phase_of: impl FnMut(AppId) -> Phase,
+        mut may_go: impl FnMut(AppId, Phase, Ticket) -> bool,
         limit: usize,
     ) -> Vec<(AppId, Ticket, R)> {
         let mut released = Vec::new();
@@ -121,7 +134,8 @@ impl<R> HeldQueue<R> {
                 let Some(entry) = queue.first_entry() else {
                     break;
                 };
-                if !is_due_for_release(entry.get().held_in, now) {
+                let held_in = entry.get().held_in;
+                if !is_due_for_release(held_in, now) || !may_go(app, held_in, *entry.key()) {
                     break;
                 }
                 let (ticket, held) = entry.remove_entry();
@@ -283,6 +297,20 @@ mod tests {
         );
         assert_eq!(queue.next_deadline(), Some(500));
         assert_eq!(tickets(&queue.release_in_order(|_| Phase(2), ALL)), [0]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_paced_release_lets_the_oldest_go_first() {
+        let mut queue = HeldQueue::default();
+        for ticket in 0..5 {
+            queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
+        }
+        let first_two = |_: AppId, _: Phase, ticket: Ticket| ticket.0 < 2;
+        let released = queue.release_in_order_paced(|_| Phase(2), first_two, ALL);
+        assert_eq!(tickets(&released), [0, 1]);
+        let released = queue.release_in_order_paced(|_| Phase(2), |_, _, _| true, ALL);
+        assert_eq!(tickets(&released), [2, 3, 4]);
         assert!(queue.is_empty());
     }
 

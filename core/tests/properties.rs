@@ -86,6 +86,8 @@ fn control_query() -> impl Strategy<Value = Vec<u8>> {
             b"all=",
             b"drain=30",
             b"ttl=5m",
+            b"rate=20",
+            b"rate=0",
             b""
         ]),
         bytes_of(b"format=jsonxt&%ttl0123456789.msdrainal", 0..12),
@@ -110,6 +112,16 @@ proptest! {
         order in vec(any::<usize>(), 0..60),
     ) {
         invariants::in_flight(&names, &order);
+    }
+
+    #[test]
+    fn a_paced_release_lets_the_oldest_go_at_the_rate(
+        rate in 1u64..2_000,
+        held in 0u64..300,
+        times in vec(0u64..100_000, 1..10),
+        left_early in 0u64..5,
+    ) {
+        invariants::paced_release(rate, held, &times, left_early);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -32,6 +32,8 @@ pub struct Hit {
     pub headers: Vec<(String, String)>,
     /// The request body (as long as its Content-Length says).
     pub body: Vec<u8>,
+    /// When the upstream had read it.
+    pub at: Instant,
 }
 
 impl Hit {
@@ -211,6 +213,7 @@ fn read_request(stream: &mut TcpStream) -> Option<Hit> {
         path,
         headers,
         body,
+        at: Instant::now(),
     })
 }
 

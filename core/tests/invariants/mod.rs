@@ -92,16 +92,27 @@ pub fn control_args(query: &[u8]) {
         },
         _ => None,
     };
+    let rate = match values_of(b"rate").as_slice() {
+        [] => Some(None),
+        [value] => std::str::from_utf8(value)
+            .ok()
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|r| (1..=1_000_000).contains(r))
+            .map(Some),
+        _ => None,
+    };
     let parsed = ControlArgs::parse(query);
-    match (format, time_of(b"ttl"), time_of(b"drain"), all) {
-        (Some(format), Some(ttl), Some(drain), Some(all)) => {
+    match (format, time_of(b"ttl"), time_of(b"drain"), all, rate) {
+        (Some(format), Some(ttl), Some(drain), Some(all), Some(rate)) => {
             assert_eq!(
                 parsed,
                 Ok(ControlArgs {
                     format,
                     all,
                     ttl,
-                    drain
+                    drain,
+                    rate
                 }),
                 "query \"{}\"",
                 LogSafe(query)
@@ -111,7 +122,7 @@ pub fn control_args(query: &[u8]) {
             let refusal = parsed.expect_err("a bad or repeated argument is refused");
             let text = refusal.to_string();
             assert!(
-                ["\"format\"", "\"ttl\"", "\"drain\"", "\"all\""]
+                ["\"format\"", "\"ttl\"", "\"drain\"", "\"all\"", "\"rate\""]
                     .iter()
                     .any(|name| text.contains(name)),
                 "the refusal names the argument: {text}"
@@ -936,4 +947,34 @@ pub fn rfc3339_of(unix_ms: u64) {
         ms % 1_000
     );
     assert_eq!(text, expected, "{unix_ms}");
+}
+
+// ---------------------------------------------------------------------------
+// Paced release
+
+/// A pause of `held` requests released at `rate` per second: by each time
+/// in `times` (ms after the release), the requests that may go are the
+/// oldest, and exactly 1 + rate × seconds of them (all, at most), plus one
+/// for each request of the backlog that left early.
+pub fn paced_release(rate: u64, held: u64, times: &[u64], left_early: u64) {
+    let app = AppState::new();
+    app.pause_until(0, None);
+    let held_in = app.phase();
+    let tickets: Vec<Ticket> = (0..held).map(|_| app.take_ticket()).collect();
+    assert_eq!(app.resume_paced(5, rate), ResumeOutcome::Resumed { held });
+    for _ in 0..left_early {
+        app.record_left_paced(held_in);
+    }
+    let mut times = times.to_vec();
+    times.sort_unstable();
+    let mut before = 0;
+    for t in times {
+        let may: Vec<bool> = tickets.iter().map(|&ticket| app.may_release(held_in, ticket, 5 + t)).collect();
+        let count = may.iter().filter(|&&m| m).count() as u64;
+        assert!(may.iter().skip(count as usize).all(|&m| !m), "the oldest go first");
+        let expected = (1 + rate.saturating_mul(t) / 1000 + left_early).min(held);
+        assert_eq!(count, expected, "rate {rate}, {t} ms");
+        assert!(count >= before, "never fewer as time passes");
+        before = count;
+    }
 }
