@@ -42,7 +42,11 @@ fn a_paced_release_goes_oldest_first_at_the_rate_and_new_requests_pass() {
     });
     // The app runs: a new request does not wait for the backlog.
     upstream.wait_for(1);
-    assert_passes(port, seq_request("/new/", 1_000), "a request during the paced release");
+    assert_passes(
+        port,
+        seq_request("/new/", 1_000),
+        "a request during the paced release",
+    );
     assert_status(port, "", RESUMED);
 
     finish_all_from_upstream(held);
@@ -54,8 +58,15 @@ fn a_paced_release_goes_oldest_first_at_the_rate_and_new_requests_pass() {
     assert_eq!(seqs(&hits), (0..HELD).collect::<Vec<_>>(), "oldest first");
     let spread = hits.last().unwrap().at.duration_since(hits[0].at);
     // 40 at 20 per second: the first at once, the last after 39/20 s.
-    assert!(spread >= Duration::from_millis(1_800), "released over {spread:?}");
-    assert!(most_in_one_second(&hits) <= 21 + 1, "{} in one second", most_in_one_second(&hits));
+    assert!(
+        spread >= Duration::from_millis(1_800),
+        "released over {spread:?}"
+    );
+    assert!(
+        most_in_one_second(&hits) <= 21 + 1,
+        "{} in one second",
+        most_in_one_second(&hits)
+    );
     nginx.stop();
 }
 
@@ -73,7 +84,10 @@ fn two_workers_share_the_rate_and_a_plain_disable_releases_the_rest() {
     resume(port, "?rate=10");
     upstream.wait_for(12);
     let first_second = most_in_one_second(&upstream.hits());
-    assert!(first_second <= 11 + 2, "{first_second} in one second across both workers");
+    assert!(
+        first_second <= 11 + 2,
+        "{first_second} in one second across both workers"
+    );
     // The rest at once.
     resume(port, "");
     nginx.wait_for_error_line("about the rest", |line| {
@@ -83,7 +97,11 @@ fn two_workers_share_the_rate_and_a_plain_disable_releases_the_rest() {
     let hits = upstream.wait_for(HELD);
     assert_each_seq_once(&hits, HELD);
     assert_ordered_per_worker(&hits);
-    assert_eq!(control(port, "disable").status, 304, "nothing left to release");
+    assert_eq!(
+        control(port, "disable").status,
+        304,
+        "nothing left to release"
+    );
     nginx.stop();
 }
 

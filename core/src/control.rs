@@ -670,9 +670,19 @@ mod tests {
     #[test]
     fn rate_is_a_whole_number_for_disable_only() {
         assert_eq!(ControlArgs::parse(b"rate=50").unwrap().rate, Some(50));
-        for bad in [&b"rate=0"[..], b"rate=", b"rate=1.5", b"rate=-3", b"rate=1000001", b"rate=+5"] {
+        for bad in [
+            &b"rate=0"[..],
+            b"rate=",
+            b"rate=1.5",
+            b"rate=-3",
+            b"rate=1000001",
+            b"rate=+5",
+        ] {
             let refused = ControlArgs::parse(bad).unwrap_err().to_string();
-            assert!(refused.starts_with("invalid \"rate\" argument"), "{refused}");
+            assert!(
+                refused.starts_with("invalid \"rate\" argument"),
+                "{refused}"
+            );
         }
         assert_eq!(
             ControlArgs::parse(b"rate=1&rate=2"),

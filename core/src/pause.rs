@@ -440,12 +440,13 @@ impl AppState {
     /// turn has not come.
     pub fn may_release(&self, held_in: Phase, ticket: Ticket, now: Millis) -> bool {
         let pace = &self.pace;
-        if pace.rate.load(Ordering::Acquire) == 0
-            || pace.phase.load(Ordering::Relaxed) != held_in.0
+        if pace.rate.load(Ordering::Acquire) == 0 || pace.phase.load(Ordering::Relaxed) != held_in.0
         {
             return true;
         }
-        let position = ticket.0.saturating_sub(pace.first_ticket.load(Ordering::Relaxed));
+        let position = ticket
+            .0
+            .saturating_sub(pace.first_ticket.load(Ordering::Relaxed));
         position < self.paced_allowance(now)
     }
 
@@ -839,9 +840,17 @@ mod tests {
         app.pause_until(0, None);
         let held_in = app.phase();
         let tickets: Vec<Ticket> = (0..10).map(|_| app.take_ticket()).collect();
-        assert_eq!(app.resume_paced(1_000, 4), ResumeOutcome::Resumed { held: 10 });
+        assert_eq!(
+            app.resume_paced(1_000, 4),
+            ResumeOutcome::Resumed { held: 10 }
+        );
         assert!(!app.is_paused());
-        let going = |now| tickets.iter().filter(|&&t| app.may_release(held_in, t, now)).count();
+        let going = |now| {
+            tickets
+                .iter()
+                .filter(|&&t| app.may_release(held_in, t, now))
+                .count()
+        };
         assert_eq!(going(1_000), 1, "the first at once");
         assert_eq!(going(1_499), 2);
         assert_eq!(going(2_000), 5, "1 + 4 per second");

@@ -969,9 +969,15 @@ pub fn paced_release(rate: u64, held: u64, times: &[u64], left_early: u64) {
     times.sort_unstable();
     let mut before = 0;
     for t in times {
-        let may: Vec<bool> = tickets.iter().map(|&ticket| app.may_release(held_in, ticket, 5 + t)).collect();
+        let may: Vec<bool> = tickets
+            .iter()
+            .map(|&ticket| app.may_release(held_in, ticket, 5 + t))
+            .collect();
         let count = may.iter().filter(|&&m| m).count() as u64;
-        assert!(may.iter().skip(count as usize).all(|&m| !m), "the oldest go first");
+        assert!(
+            may.iter().skip(count as usize).all(|&m| !m),
+            "the oldest go first"
+        );
         let expected = (1 + rate.saturating_mul(t) / 1000 + left_early).min(held);
         assert_eq!(count, expected, "rate {rate}, {t} ms");
         assert!(count >= before, "never fewer as time passes");
