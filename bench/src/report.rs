@@ -19,6 +19,8 @@ pub struct Report {
     pub release: Vec<Passes>,
     /// The largest held count with several workers: burst, then module.
     pub workers: Vec<Passes>,
+    /// Released by `disable?rate=`, 2 workers (`plan.paced`).
+    pub paced: Vec<Pass>,
     pub duration: Duration,
 }
 
@@ -30,6 +32,7 @@ impl Report {
             throughput: vec![],
             release: vec![],
             workers: vec![],
+            paced: vec![],
             duration: Duration::ZERO,
         }
     }
@@ -352,11 +355,39 @@ pub fn markdown(report: &Report) -> String {
         }
     }
 
+    if !report.paced.is_empty() {
+        let (n, rate) = plan.paced;
+        let _ = writeln!(
+            md,
+            "\n**Paced release** (`disable?rate={rate}`, 2 nginx workers): {n} held for 1 s. The target is the \
+             rate: at most {rate} per second across both workers, the first at once, so the last about \
+             {:.2} s after the release.\n",
+            (n - 1) as f64 / rate as f64
+        );
+        let _ = writeln!(md, "| Held | rate asked | first | last | rate seen | failed | in arrival order | within each worker |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let seen = median_of(&report.paced, |p| {
+            let (first, last) = (p.first()?, p.last()?);
+            let spread = last.saturating_sub(first).as_secs_f64();
+            (spread > 0.0).then(|| (p.completions.len() - 1) as f64 / spread)
+        });
+        let (in_order, per_worker, _) = order(&report.paced);
+        let _ = writeln!(
+            md,
+            "| {n} | {rate}/s | {} | {} | {} | {} | {in_order} | {per_worker} |",
+            ms(median_of(&report.paced, first)),
+            ms(median_of(&report.paced, last)),
+            seen.map_or("–".into(), |r| format!("{r:.0}/s")),
+            failures(&report.paced),
+        );
+    }
+
     let mut errors: Vec<&String> = report
         .release
         .iter()
         .chain(&report.workers)
         .flat_map(|p| p.passes.iter().flat_map(|p| &p.errors))
+        .chain(report.paced.iter().flat_map(|p| &p.errors))
         .collect();
     if !errors.is_empty() {
         let total = errors.len();

@@ -188,6 +188,31 @@ pub async fn hold_and_release(
     n: usize,
     hold: Duration,
 ) -> io::Result<Pass> {
+    hold_and_release_by(setup, proxy, workers, n, hold, "disable").await
+}
+
+/// `n` requests held by the module for `hold`, then released by
+/// `disable?rate=RATE`.
+pub async fn paced_release(
+    setup: &Setup,
+    workers: usize,
+    n: usize,
+    hold: Duration,
+    rate: u64,
+) -> io::Result<Pass> {
+    let disable = format!("disable?rate={rate}");
+    hold_and_release_by(setup, Proxy::Module, workers, n, hold, &disable).await
+}
+
+/// `hold_and_release`, the module releasing by the control call `disable`.
+async fn hold_and_release_by(
+    setup: &Setup,
+    proxy: Proxy,
+    workers: usize,
+    n: usize,
+    hold: Duration,
+    disable: &str,
+) -> io::Result<Pass> {
     let server = Server::start(setup, proxy, workers, free_addr()?, "hold")?;
     upstream_order(setup).await?;
     let mut slot_holder = None;
@@ -237,7 +262,7 @@ pub async fn hold_and_release(
     let started = Instant::now();
     match proxy {
         Proxy::Module => {
-            control(&server, "disable").await?;
+            control(&server, disable).await?;
         }
         _ => {
             // Not 0: HAProxy 2.6 reads that as "no limit" but does not

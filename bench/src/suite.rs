@@ -23,6 +23,8 @@ pub struct Plan {
     pub worker_counts: Vec<usize>,
     pub wrk_secs: u64,
     pub wrk_repetitions: usize,
+    /// Held, and the rate of `disable?rate=`, for the paced release.
+    pub paced: (usize, u64),
 }
 
 impl Plan {
@@ -36,6 +38,7 @@ impl Plan {
                 worker_counts: vec![2],
                 wrk_secs: 2,
                 wrk_repetitions: 1,
+                paced: (500, 1_000),
             }
         } else {
             Plan {
@@ -46,6 +49,7 @@ impl Plan {
                 worker_counts: vec![2, 4],
                 wrk_secs: 5,
                 wrk_repetitions: 5,
+                paced: (2_000, 1_000),
             }
         }
     }
@@ -141,6 +145,17 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
         }
         report.workers.push(burst);
         report.workers.extend(held);
+    }
+    let (n, rate) = plan.paced;
+    for rep in 0..plan.repetitions {
+        eprintln!(
+            "bench: paced release, repetition {}/{}",
+            rep + 1,
+            plan.repetitions
+        );
+        report
+            .paced
+            .push(runs::paced_release(setup, 2, n, Duration::from_secs(1), rate).await?);
     }
     report.duration = started.elapsed();
     report::write(&report, out)
