@@ -86,9 +86,12 @@ pub struct AppState {
 
 /// A paced release (`disable?rate=N`): the requests of one pause (its
 /// backlog: tickets `first_ticket..end_ticket`, held in `phase`) go at most
-/// `rate` per second, oldest first, counted from `started_at`. Requests of
-/// the backlog that leave otherwise (client gone, max_time) give their turn
-/// to the next (`left_early`).
+/// `rate` per second, oldest first, from `started_at`. Turns are granted as
+/// time passes (`grant`), a token bucket shared by the workers: turns not
+/// taken for a while (the workers were busy) are not all granted at once
+/// afterwards, at most `burst` of them, so no second sees much more than
+/// `rate`. Requests of the backlog that leave otherwise (client gone,
+/// max_time) give their turn to the next (`left_early`).
 #[repr(C)]
 #[derive(Debug)]
 struct Pace {
@@ -99,6 +102,15 @@ struct Pace {
     end_ticket: AtomicU64,
     started_at: AtomicU64,
     left_early: AtomicU64,
+    /// Turns granted so far (high 32 bits), and turns dropped because the
+    /// workers fell behind by more than a burst (low 32).
+    grant: AtomicU64,
+}
+
+/// Turns a paced release may grant at once after the workers fell behind:
+/// 50 ms worth, at least one.
+fn pace_burst(rate: u64) -> u64 {
+    (rate / 20).max(1)
 }
 
 const NOT_HELD: u64 = u64::MAX;
@@ -178,6 +190,7 @@ impl AppState {
                 end_ticket: AtomicU64::new(0),
                 started_at: AtomicU64::new(0),
                 left_early: AtomicU64::new(0),
+                grant: AtomicU64::new(0),
             },
         }
     }
@@ -405,6 +418,7 @@ impl AppState {
                 .store(self.next_ticket.load(Ordering::Acquire), Ordering::Relaxed);
             pace.started_at.store(now, Ordering::Relaxed);
             pace.left_early.store(0, Ordering::Relaxed);
+            pace.grant.store(0, Ordering::Relaxed);
             pace.rate.store(rate.max(1), Ordering::Release);
             match self.phase.compare_exchange(
                 current,
@@ -426,13 +440,41 @@ impl AppState {
         }
     }
 
-    /// How many of the paced backlog may have gone by `now`.
-    fn paced_allowance(&self, now: Millis) -> u64 {
+    /// How many of the paced backlog may have gone by `now`: the first at
+    /// once, the turns granted since, and those left early. `commit`: grant
+    /// the turns earned by now (else only look).
+    fn paced_allowance(&self, now: Millis, commit: bool) -> u64 {
         let pace = &self.pace;
         let rate = pace.rate.load(Ordering::Acquire);
-        let elapsed = now.saturating_sub(pace.started_at.load(Ordering::Relaxed));
-        1u64.saturating_add(rate.saturating_mul(elapsed) / 1000)
-            .saturating_add(pace.left_early.load(Ordering::Relaxed))
+        let since_start = now.saturating_sub(pace.started_at.load(Ordering::Relaxed));
+        let left_early = pace.left_early.load(Ordering::Relaxed);
+        // Every turn earned since the start, at exactly the rate.
+        let earned = rate.saturating_mul(since_start) / 1000;
+        let mut packed = pace.grant.load(Ordering::Acquire);
+        loop {
+            let (granted, dropped) = (packed >> 32, packed & u64::from(u32::MAX));
+            let available = earned.saturating_sub(dropped);
+            if available <= granted {
+                return 1u64.saturating_add(granted).saturating_add(left_early);
+            }
+            // Turns the workers were too busy to take are dropped past one
+            // burst, rather than granted all at once.
+            let turns = available.min(granted + pace_burst(rate));
+            if !commit {
+                return 1u64.saturating_add(turns).saturating_add(left_early);
+            }
+            let dropped = dropped + (available - turns);
+            let next = (turns.min(u64::from(u32::MAX)) << 32) | dropped.min(u64::from(u32::MAX));
+            match pace.grant.compare_exchange_weak(
+                packed,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return 1u64.saturating_add(turns).saturating_add(left_early),
+                Err(seen) => packed = seen,
+            }
+        }
     }
 
     /// Whether a request held in `held_in` with `ticket`, due for release,
@@ -447,7 +489,7 @@ impl AppState {
         let position = ticket
             .0
             .saturating_sub(pace.first_ticket.load(Ordering::Relaxed));
-        position < self.paced_allowance(now)
+        position < self.paced_allowance(now, true)
     }
 
     /// A paced release has been set (and not ended): workers holding its
@@ -465,7 +507,7 @@ impl AppState {
             .end_ticket
             .load(Ordering::Relaxed)
             .saturating_sub(pace.first_ticket.load(Ordering::Relaxed));
-        (rate != 0 && self.paced_allowance(now) < backlog).then_some(rate)
+        (rate != 0 && self.paced_allowance(now, false) < backlog).then_some(rate)
     }
 
     /// A request of the paced backlog (held in `held_in`) left without its
@@ -845,7 +887,15 @@ mod tests {
             ResumeOutcome::Resumed { held: 10 }
         );
         assert!(!app.is_paused());
-        let going = |now| {
+        // Workers look every few milliseconds: so does this test.
+        let checked_to = std::cell::Cell::new(1_000);
+        let going = |now: Millis| {
+            while checked_to.get() < now {
+                checked_to.set((checked_to.get() + 10).min(now));
+                for &ticket in &tickets {
+                    app.may_release(held_in, ticket, checked_to.get());
+                }
+            }
             tickets
                 .iter()
                 .filter(|&&t| app.may_release(held_in, t, now))
@@ -873,6 +923,9 @@ mod tests {
         let tickets: Vec<Ticket> = (0..3).map(|_| app.take_ticket()).collect();
         app.resume_paced(0, 1);
         assert!(!app.may_release(held_in, tickets[2], 0));
+        // Workers that fell behind get at most a burst of turns at once.
+        assert!(app.may_release(held_in, tickets[1], 60_000));
+        assert!(!app.may_release(held_in, tickets[2], 60_000));
         assert!(app.end_pacing(0));
         assert!(app.may_release(held_in, tickets[2], 0));
         assert!(!app.end_pacing(0));

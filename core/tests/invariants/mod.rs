@@ -952,10 +952,12 @@ pub fn rfc3339_of(unix_ms: u64) {
 // ---------------------------------------------------------------------------
 // Paced release
 
-/// A pause of `held` requests released at `rate` per second: by each time
-/// in `times` (ms after the release), the requests that may go are the
-/// oldest, and exactly 1 + rate × seconds of them (all, at most), plus one
-/// for each request of the backlog that left early.
+/// A pause of `held` requests released at `rate` per second, looked at by
+/// workers at the times `times` (ms after the release): the requests that
+/// may go are always the oldest; never more than 1 + rate × seconds of them
+/// (plus one per request of the backlog that left early); exactly that many
+/// when workers look every 10 ms; and in any second no more than the rate
+/// plus a burst of 50 ms worth.
 pub fn paced_release(rate: u64, held: u64, times: &[u64], left_early: u64) {
     let app = AppState::new();
     app.pause_until(0, None);
@@ -965,22 +967,49 @@ pub fn paced_release(rate: u64, held: u64, times: &[u64], left_early: u64) {
     for _ in 0..left_early {
         app.record_left_paced(held_in);
     }
-    let mut times = times.to_vec();
-    times.sort_unstable();
-    let mut before = 0;
-    for t in times {
+    let going = |t: u64| -> u64 {
         let may: Vec<bool> = tickets
             .iter()
             .map(|&ticket| app.may_release(held_in, ticket, 5 + t))
             .collect();
-        let count = may.iter().filter(|&&m| m).count() as u64;
+        let count = may.iter().filter(|&&m| m).count();
+        assert!(may.iter().skip(count).all(|&m| !m), "the oldest go first");
+        count as u64
+    };
+    let mut times = times.to_vec();
+    times.sort_unstable();
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    for &t in &times {
+        let count = going(t);
+        let most = (1 + rate.saturating_mul(t) / 1000 + left_early).min(held);
+        assert!(count <= most, "rate {rate}, {t} ms: {count} > {most}");
         assert!(
-            may.iter().skip(count as usize).all(|&m| !m),
-            "the oldest go first"
+            seen.last().map_or(true, |&(_, c)| count >= c),
+            "never fewer"
         );
-        let expected = (1 + rate.saturating_mul(t) / 1000 + left_early).min(held);
-        assert_eq!(count, expected, "rate {rate}, {t} ms");
-        assert!(count >= before, "never fewer as time passes");
-        before = count;
+        seen.push((t, count));
+    }
+    // In any second, at most the rate and one burst more.
+    for (i, &(t, count)) in seen.iter().enumerate() {
+        if let Some(&(_, before)) = seen[..i].iter().rev().find(|(u, _)| t - u >= 1000) {
+            assert!(count - before <= rate + (rate / 20).max(1) + 1, "{seen:?}");
+        }
+    }
+    // Workers looking every 10 ms from here on: exactly the rate.
+    let from = times.last().copied().unwrap_or(0);
+    let base = going(from);
+    for step in 1..=300 {
+        let t = from + step * 10;
+        let count = going(t);
+        let earned = rate * (step * 10) / 1000;
+        // Within one turn: the part of a turn earned before `from` counts.
+        assert!(
+            count <= (base + earned + 1).min(held),
+            "rate {rate}: {count} at {t} ms"
+        );
+        assert!(
+            count + 1 >= (base + earned).min(held),
+            "rate {rate}: {count} at {t} ms"
+        );
     }
 }
