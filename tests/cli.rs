@@ -66,6 +66,16 @@ impl Fleet {
         eprintln!("all {what}");
     }
 
+    /// Waits until every target answers that it is paused (`run` pauses
+    /// them in the background).
+    fn wait_all_paused(&self) {
+        wait_until(BOUND, "every target to be paused", || {
+            self.ports()
+                .iter()
+                .all(|&port| control(port, "status").text() == PAUSED)
+        });
+    }
+
     fn stop(self) {
         for (nginx, _) in self.shops {
             nginx.stop();
@@ -220,12 +230,7 @@ fn run_resumes_after_a_command_that_succeeds_or_fails_and_releases_what_was_held
         ),
     ]);
     let run = spawn(&args);
-    wait_until(BOUND, "every target to be paused", || {
-        fleet
-            .ports()
-            .iter()
-            .all(|&port| control(port, "status").text() == PAUSED)
-    });
+    fleet.wait_all_paused();
     let held: Vec<Pending> = fleet
         .ports()
         .into_iter()
@@ -280,12 +285,7 @@ fn run_resumes_when_it_is_interrupted() {
         let mut args = with(&["run"], &targets);
         args.extend(["--".into(), "sleep".into(), "30".into()]);
         let run = spawn(&args);
-        wait_until(BOUND, "every target to be paused", || {
-            fleet
-                .ports()
-                .iter()
-                .all(|&port| control(port, "status").text() == PAUSED)
-        });
+        fleet.wait_all_paused();
         let held = start_held(fleet.ports()[2], seq_request("/item/", 0));
         thread::sleep(Duration::from_millis(100));
         // SAFETY: signalling a child process this test started.

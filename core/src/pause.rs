@@ -300,10 +300,20 @@ impl AppState {
     }
 
     pub fn resume(&self) -> ResumeOutcome {
+        self.end_pause(None)
+    }
+
+    /// Ends the pause; with `pace` (now, rate), as a paced release.
+    fn end_pause(&self, pace: Option<(Millis, u64)>) -> ResumeOutcome {
         let mut current = self.phase.load(Ordering::Acquire);
         loop {
             if !Phase(current).is_paused() {
                 return ResumeOutcome::NotPaused;
+            }
+            if let Some((now, rate)) = pace {
+                // Written before the phase flips, so that no worker sees the
+                // resume without its pace.
+                self.set_pace(current, now, rate);
             }
             match self.phase.compare_exchange_weak(
                 current,
@@ -319,7 +329,12 @@ impl AppState {
                         .saturating_sub(self.first_ticket_of_pause.load(Ordering::Acquire));
                     return ResumeOutcome::Resumed { held };
                 }
-                Err(seen) => current = seen,
+                Err(seen) => {
+                    if pace.is_some() {
+                        self.pace.rate.store(0, Ordering::Release);
+                    }
+                    current = seen;
+                }
             }
         }
     }
@@ -401,43 +416,23 @@ impl AppState {
     /// Resumes at `now`, releasing the requests the pause held at most
     /// `rate` per second, oldest first (`may_release`).
     pub fn resume_paced(&self, now: Millis, rate: u64) -> ResumeOutcome {
-        let mut current = self.phase.load(Ordering::Acquire);
-        loop {
-            if !Phase(current).is_paused() {
-                return ResumeOutcome::NotPaused;
-            }
-            // Written before the phase flips, so that no worker sees the
-            // resume without its pace.
-            let pace = &self.pace;
-            pace.phase.store(current, Ordering::Relaxed);
-            pace.first_ticket.store(
-                self.first_ticket_of_pause.load(Ordering::Acquire),
-                Ordering::Relaxed,
-            );
-            pace.end_ticket
-                .store(self.next_ticket.load(Ordering::Acquire), Ordering::Relaxed);
-            pace.started_at.store(now, Ordering::Relaxed);
-            pace.left_early.store(0, Ordering::Relaxed);
-            pace.grant.store(0, Ordering::Relaxed);
-            pace.rate.store(rate.max(1), Ordering::Release);
-            match self.phase.compare_exchange(
-                current,
-                current + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    self.stopped.store(0, Ordering::Release);
-                    let held = pace.end_ticket.load(Ordering::Relaxed)
-                        - pace.first_ticket.load(Ordering::Relaxed);
-                    return ResumeOutcome::Resumed { held };
-                }
-                Err(seen) => {
-                    pace.rate.store(0, Ordering::Release);
-                    current = seen;
-                }
-            }
-        }
+        self.end_pause(Some((now, rate)))
+    }
+
+    /// Paces the release of the pause in `phase`, from `now`.
+    fn set_pace(&self, phase: u64, now: Millis, rate: u64) {
+        let pace = &self.pace;
+        pace.phase.store(phase, Ordering::Relaxed);
+        pace.first_ticket.store(
+            self.first_ticket_of_pause.load(Ordering::Acquire),
+            Ordering::Relaxed,
+        );
+        pace.end_ticket
+            .store(self.next_ticket.load(Ordering::Acquire), Ordering::Relaxed);
+        pace.started_at.store(now, Ordering::Relaxed);
+        pace.left_early.store(0, Ordering::Relaxed);
+        pace.grant.store(0, Ordering::Relaxed);
+        pace.rate.store(rate.max(1), Ordering::Release);
     }
 
     /// How many of the paced backlog may have gone by `now`: the first at
