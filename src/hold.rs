@@ -102,8 +102,9 @@ impl RequestContext for HoldContext {
             with_worker(|worker| {
                 if worker.queue.forget(self.app, self.ticket).is_some() {
                     let state = worker.table.state(self.app);
-                    state.record_wait(nginx::now_ms().saturating_sub(self.held_since));
-                    state.record_left_paced(self.held_in);
+                    let now = nginx::now_ms();
+                    state.record_wait(now.saturating_sub(self.held_since));
+                    state.record_left_paced(self.held_in, self.ticket, now);
                     state.record_client_gone();
                 }
             });
@@ -576,7 +577,9 @@ pub fn release_due_requests() {
         }
         if reason == Release::TimedOut {
             // Out of a paced backlog at its max_time: the next may go.
-            table.state(app).record_left_paced(ctx.held_in);
+            table
+                .state(app)
+                .record_left_paced(ctx.held_in, ctx.ticket, now);
             let outcome = match ctx.on_timeout {
                 OnTimeout::Pass => "passes".to_owned(),
                 OnTimeout::Answer(status) => format!("is answered {status}"),

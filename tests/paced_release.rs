@@ -106,7 +106,7 @@ fn two_workers_share_the_rate_and_a_plain_disable_releases_the_rest() {
 }
 
 #[test]
-fn clients_leaving_the_backlog_give_their_turn_to_the_next() {
+fn clients_leaving_the_backlog_do_not_stop_it() {
     const HELD: usize = 12;
     let (nginx, upstream) = start_shop(1, "");
     let port = nginx.port();

@@ -97,7 +97,10 @@ pub struct AppState {
 struct Pace {
     /// 0: no paced release.
     rate: AtomicU64,
+    /// The pauses whose requests are paced: `phase..=last_phase` (a paced
+    /// release that begins before the last one's backlog is out extends it).
     phase: AtomicU64,
+    last_phase: AtomicU64,
     first_ticket: AtomicU64,
     end_ticket: AtomicU64,
     started_at: AtomicU64,
@@ -186,6 +189,7 @@ impl AppState {
             pace: Pace {
                 rate: AtomicU64::new(0),
                 phase: AtomicU64::new(0),
+                last_phase: AtomicU64::new(0),
                 first_ticket: AtomicU64::new(0),
                 end_ticket: AtomicU64::new(0),
                 started_at: AtomicU64::new(0),
@@ -422,17 +426,41 @@ impl AppState {
     /// Paces the release of the pause in `phase`, from `now`.
     fn set_pace(&self, phase: u64, now: Millis, rate: u64) {
         let pace = &self.pace;
-        pace.phase.store(phase, Ordering::Relaxed);
-        pace.first_ticket.store(
-            self.first_ticket_of_pause.load(Ordering::Acquire),
-            Ordering::Relaxed,
-        );
+        if self.pacing(now).is_some() {
+            // The last paced release is not out yet: this pause's requests
+            // queue behind its backlog, which keeps its place, and the rate
+            // changes from here on.
+            let allowance = self.paced_allowance(now, true);
+            pace.left_early.store(allowance - 1, Ordering::Relaxed);
+        } else {
+            pace.phase.store(phase, Ordering::Relaxed);
+            pace.first_ticket.store(
+                self.first_ticket_of_pause.load(Ordering::Acquire),
+                Ordering::Relaxed,
+            );
+            pace.left_early.store(0, Ordering::Relaxed);
+        }
+        pace.last_phase.store(phase, Ordering::Relaxed);
         pace.end_ticket
             .store(self.next_ticket.load(Ordering::Acquire), Ordering::Relaxed);
         pace.started_at.store(now, Ordering::Relaxed);
-        pace.left_early.store(0, Ordering::Relaxed);
         pace.grant.store(0, Ordering::Relaxed);
         pace.rate.store(rate.max(1), Ordering::Release);
+    }
+
+    /// Whether a request held in `held_in` is in a paced backlog.
+    fn is_paced(&self, held_in: Phase) -> bool {
+        let pace = &self.pace;
+        pace.rate.load(Ordering::Acquire) != 0
+            && (pace.phase.load(Ordering::Relaxed)..=pace.last_phase.load(Ordering::Relaxed))
+                .contains(&held_in.0)
+    }
+
+    /// A paced request's place in its backlog.
+    fn paced_position(&self, ticket: Ticket) -> u64 {
+        ticket
+            .0
+            .saturating_sub(self.pace.first_ticket.load(Ordering::Relaxed))
     }
 
     /// How many of the paced backlog may have gone by `now`: the first at
@@ -476,15 +504,7 @@ impl AppState {
     /// may go at `now`: always, unless it is in a paced backlog and its
     /// turn has not come.
     pub fn may_release(&self, held_in: Phase, ticket: Ticket, now: Millis) -> bool {
-        let pace = &self.pace;
-        if pace.rate.load(Ordering::Acquire) == 0 || pace.phase.load(Ordering::Relaxed) != held_in.0
-        {
-            return true;
-        }
-        let position = ticket
-            .0
-            .saturating_sub(pace.first_ticket.load(Ordering::Relaxed));
-        position < self.paced_allowance(now, true)
+        !self.is_paced(held_in) || self.paced_position(ticket) < self.paced_allowance(now, true)
     }
 
     /// A paced release has been set (and not ended): workers holding its
@@ -505,13 +525,15 @@ impl AppState {
         (rate != 0 && self.paced_allowance(now, false) < backlog).then_some(rate)
     }
 
-    /// A request of the paced backlog (held in `held_in`) left without its
-    /// turn: the next one may go in its place.
-    pub fn record_left_paced(&self, held_in: Phase) {
-        let pace = &self.pace;
-        if pace.rate.load(Ordering::Acquire) != 0 && pace.phase.load(Ordering::Relaxed) == held_in.0
+    /// A request of the paced backlog (held in `held_in`, with `ticket`)
+    /// left at `now` without being released. If its turn had come, the next
+    /// one may go in its place. If not, nothing goes early: its turn passes
+    /// unused when it comes, which slows the release a little but never lets
+    /// more than the rate through.
+    pub fn record_left_paced(&self, held_in: Phase, ticket: Ticket, now: Millis) {
+        if self.is_paced(held_in) && self.paced_position(ticket) < self.paced_allowance(now, false)
         {
-            pace.left_early.fetch_add(1, Ordering::Relaxed);
+            self.pace.left_early.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -900,9 +922,12 @@ mod tests {
         assert_eq!(going(1_499), 2);
         assert_eq!(going(2_000), 5, "1 + 4 per second");
         assert_eq!(app.pacing(2_000), Some(4));
-        // Two leave early: two more may go in their place.
-        app.record_left_paced(held_in);
-        app.record_left_paced(held_in);
+        // Two whose turn had come leave: two more may go in their place.
+        app.record_left_paced(held_in, tickets[0], 2_000);
+        app.record_left_paced(held_in, tickets[1], 2_000);
+        assert_eq!(going(2_000), 7);
+        // One whose turn has not come leaves: nothing goes early.
+        app.record_left_paced(held_in, tickets[9], 2_000);
         assert_eq!(going(2_000), 7);
         assert_eq!(going(3_000), 10);
         assert_eq!(app.pacing(3_000), None, "all of the backlog may go");
@@ -924,6 +949,39 @@ mod tests {
         assert!(app.end_pacing(0));
         assert!(app.may_release(held_in, tickets[2], 0));
         assert!(!app.end_pacing(0));
+    }
+
+    #[test]
+    fn a_paced_release_of_a_second_pause_queues_behind_the_first_backlog() {
+        let app = AppState::new();
+        let may = |pause, tickets: &[Ticket], now| {
+            tickets
+                .iter()
+                .filter(|&&t| app.may_release(pause, t, now))
+                .count()
+        };
+        app.pause_until(0, None);
+        let first_pause = app.phase();
+        let first: Vec<Ticket> = (0..100).map(|_| app.take_ticket()).collect();
+        app.resume_paced(0, 1);
+        assert_eq!(may(first_pause, &first, 1_000), 2);
+        app.pause_until(1_000, None);
+        let second_pause = app.phase();
+        let second: Vec<Ticket> = (0..3).map(|_| app.take_ticket()).collect();
+        assert_eq!(
+            may(first_pause, &first, 2_000),
+            3,
+            "paced while paused again"
+        );
+        app.resume_paced(2_000, 1);
+        assert_eq!(
+            may(first_pause, &first, 2_000),
+            3,
+            "the first backlog keeps its pace"
+        );
+        assert_eq!(may(second_pause, &second, 2_000), 0, "behind it");
+        assert_eq!(may(first_pause, &first, 3_000), 4);
+        assert_eq!(app.pacing(3_000), Some(1));
     }
 
     #[test]

@@ -964,8 +964,9 @@ pub fn paced_release(rate: u64, held: u64, times: &[u64], left_early: u64) {
     let held_in = app.phase();
     let tickets: Vec<Ticket> = (0..held).map(|_| app.take_ticket()).collect();
     assert_eq!(app.resume_paced(5, rate), ResumeOutcome::Resumed { held });
+    // Requests whose turn had come (at the release, the oldest's) leave.
     for _ in 0..left_early {
-        app.record_left_paced(held_in);
+        app.record_left_paced(held_in, Ticket(0), 5);
     }
     let going = |t: u64| -> u64 {
         let may: Vec<bool> = tickets
