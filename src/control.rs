@@ -134,11 +134,8 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 let moved = args.ttl.is_some()
                     && outcome != StopOutcome::StoppedRunning
                     && table.state(app).move_deadline(deadline);
-                let until = Until(if outcome == StopOutcome::StoppedRunning || moved {
-                    lasts
-                } else {
-                    table.state(app).deadline().map(|d| d.saturating_sub(now))
-                });
+                // Whether this call set the deadline or a pause before it did.
+                let until = Until(table.state(app).deadline().map(|d| d.saturating_sub(now)));
                 if outcome == StopOutcome::AlreadyStopped && !moved {
                     return r.send_text(HTTP_NOT_MODIFIED, b"");
                 }

@@ -82,15 +82,20 @@ impl DrainWait {
         if hold::end_pause_at_deadline(r.log(), self.table, self.app, now) {
             hold::release_due_requests();
         }
-        let name = self.table.name(self.app);
         let in_flight = self.table.header().in_flight().count(self.counter);
+        let paused = self.table.state(self.app).is_paused();
+        if paused && in_flight != 0 && now < self.until {
+            return None;
+        }
+        // Over: the name is read (and allocated) only for the answer's log line.
+        let name = self.table.name(self.app);
         let waited = Seconds(now.saturating_sub(self.started));
         let requests = if in_flight == 1 {
             "request"
         } else {
             "requests"
         };
-        if !self.table.state(self.app).is_paused() {
+        if !paused {
             ngx_log_error!(
                 NGX_LOG_WARN,
                 r.log(),
@@ -110,9 +115,6 @@ impl DrainWait {
                 AppLabel(&name)
             );
             return Some(r.send_text(HTTP_OK, ENABLED));
-        }
-        if now < self.until {
-            return None;
         }
         ngx_log_error!(
             NGX_LOG_WARN,

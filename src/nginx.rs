@@ -229,13 +229,7 @@ impl HttpRequest {
     pub fn set_variable(&self, index: ngx_uint_t, text: &'static [u8]) {
         // SAFETY: as in `variable_if_set`; the value is a plain struct and
         // the text outlives the request.
-        let value = unsafe { &mut *self.as_raw().variables.add(index) };
-        value.set_len(text.len() as u32);
-        value.set_valid(1);
-        value.set_no_cacheable(0);
-        value.set_not_found(0);
-        value.set_escape(0);
-        value.data = text.as_ptr().cast_mut();
+        VariableValue(unsafe { &mut *self.as_raw().variables.add(index) }).set(text);
     }
 
     /// As `set_variable`, with a copy of `text` in the request's pool; false

@@ -295,24 +295,15 @@ impl<'a> AppTable<'a> {
     /// Ends an app's pause if its deadline has passed at `now`, as a resume
     /// would; returns how many requests the pause held.
     pub fn end_if_expired(&self, app: AppId, now: u64) -> Option<u64> {
-        match self.state(app).end_if_expired(now)? {
-            ResumeOutcome::Resumed { held } => {
-                self.header.paused_apps.fetch_sub(1, Ordering::AcqRel);
-                self.header.resumes.fetch_add(1, Ordering::AcqRel);
-                Some(held)
-            }
+        match self.counted(self.state(app).end_if_expired(now)?) {
+            ResumeOutcome::Resumed { held } => Some(held),
             ResumeOutcome::NotPaused => None,
         }
     }
 
     /// Resumes an app, releasing what it held at most `rate` per second.
     pub fn resume_paced(&self, app: AppId, now: u64, rate: u64) -> ResumeOutcome {
-        let outcome = self.state(app).resume_paced(now, rate);
-        if let ResumeOutcome::Resumed { .. } = outcome {
-            self.header.paused_apps.fetch_sub(1, Ordering::AcqRel);
-            self.header.resumes.fetch_add(1, Ordering::AcqRel);
-        }
-        outcome
+        self.counted(self.state(app).resume_paced(now, rate))
     }
 
     /// Ends an app's paced release, if one runs: every worker releases the
@@ -327,7 +318,12 @@ impl<'a> AppTable<'a> {
 
     /// Resumes an app; workers holding its requests notice through `resumes`.
     pub fn resume(&self, app: AppId) -> ResumeOutcome {
-        let outcome = self.state(app).resume();
+        self.counted(self.state(app).resume())
+    }
+
+    /// Keeps the zone's figures in step with a resume: one app fewer
+    /// paused, and one more resume for the workers to notice.
+    fn counted(&self, outcome: ResumeOutcome) -> ResumeOutcome {
         if let ResumeOutcome::Resumed { .. } = outcome {
             self.header.paused_apps.fetch_sub(1, Ordering::AcqRel);
             self.header.resumes.fetch_add(1, Ordering::AcqRel);
