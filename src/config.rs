@@ -12,14 +12,12 @@ use std::ffi::{c_char, c_void};
 use std::ptr;
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_http_core_loc_conf_t, ngx_int_t, ngx_shm_zone_t,
-    ngx_str_t, ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_UNSET, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, NGX_CONF_UNSET,
     NGX_LOG_EMERG,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::http::{HttpModuleLocationConf, Merge, MergeConfigError, NgxHttpCoreModule};
-use ngx::{ngx_conf_log_error, ngx_string};
+use ngx::http::{Merge, MergeConfigError};
+use ngx::ngx_conf_log_error;
 
 use crate::variables::VariableIndexes;
 use crate::zone;
@@ -127,67 +125,17 @@ impl LocConf {
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 6] = [
-    ngx_command_t {
-        name: ngx_string!("intermission"),
-        type_: (NGX_HTTP_MAIN_CONF
-            | NGX_HTTP_SRV_CONF
-            | NGX_HTTP_LOC_CONF
-            | NGX_CONF_NOARGS
-            | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(set_intermission),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("intermission_control"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
-        set: Some(set_intermission_control),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("intermission_zone"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(set_intermission_zone),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("intermission_max_held"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
-            as ngx_uint_t,
-        set: Some(nginx_sys::ngx_conf_set_num_slot),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: std::mem::offset_of!(LocConf, max_held),
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("intermission_max_pause"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
-            as ngx_uint_t,
-        set: Some(set_intermission_max_pause),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t::empty(),
-];
-
 /// The directive's arguments after its name.
 ///
 /// # Safety
 /// `cf` must be the configuration being parsed, inside a directive handler.
-unsafe fn arguments<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
+pub unsafe fn arguments<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
     // SAFETY: nginx fills `args` with the directive name and its arguments.
     unsafe { &(*(*cf).args).as_slice::<ngx_str_t>()[1..] }
 }
 
 /// `intermission;`, `intermission on;` or `intermission off;`
-extern "C" fn set_intermission(
+pub extern "C" fn set_intermission(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
@@ -215,35 +163,8 @@ extern "C" fn set_intermission(
     NGX_CONF_OK
 }
 
-/// `intermission_control;`: this location answers the control endpoint.
-extern "C" fn set_intermission_control(
-    cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: nginx passes this module's location configuration.
-    let conf = unsafe { &mut *conf.cast::<LocConf>() };
-    // SAFETY: called in a location block, where the core module's location
-    // configuration exists.
-    let Some(core) = (unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) }) else {
-        return NGX_CONF_ERROR;
-    };
-    let core: &mut ngx_http_core_loc_conf_t = core;
-    if core.handler.is_some() {
-        ngx_conf_log_error!(
-            NGX_LOG_EMERG,
-            cf,
-            "\"intermission_control\" directive: this location already has a content handler"
-        );
-        return NGX_CONF_ERROR;
-    }
-    core.handler = Some(crate::control::handle_control_request);
-    conf.control = true;
-    NGX_CONF_OK
-}
-
 /// `intermission_max_pause TIME;` or `intermission_max_pause off;`
-extern "C" fn set_intermission_max_pause(
+pub extern "C" fn set_intermission_max_pause(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
@@ -275,7 +196,7 @@ extern "C" fn set_intermission_max_pause(
 }
 
 /// `intermission_zone SIZE;`
-extern "C" fn set_intermission_zone(
+pub extern "C" fn set_intermission_zone(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,

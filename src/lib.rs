@@ -1,41 +1,51 @@
 //! ngx_http_intermission_module: pauses an application's traffic during
 //! maintenance and releases the held requests in arrival order.
 //!
-//! Where things live:
-//! - `config`: directives and merging; `variables`: the `$intermission_*`
-//!   variables the module reads;
-//! - `zone`: the shared-memory zone, holding the app table;
-//! - `hold`: parking and releasing requests;
-//! - `in_flight`: counting requests let through, until they finish;
-//! - `control`: the `/_intermission/...` endpoint; `drain`: an enable that
-//!   answers once the app has no request in flight;
-//! - `nginx`: the thin layer over raw nginx request and event structures.
+//! In the order a request meets them:
+//! - `config` (directives and merging) and `variables` (the
+//!   `$intermission_*` variables);
+//! - `request`: the precontent phase handler decides about a request
+//!   (`decide`) and parks it (`park`) when its app is paused;
+//! - `release`: the worker's release engine, which lets held requests go in
+//!   one arrival order across workers, woken by events (`wake_channel`);
+//! - `in_flight`: requests let through are counted until nginx has finished
+//!   with them (the log phase), for drains;
+//! - `worker_slot`: what this process publishes in the zone, reclaimed by
+//!   the others if it dies;
+//! - `control`: the `/_intermission/...` endpoint, and `drain`;
+//! - `zone`: the shared-memory zone; `nginx`: the thin layer over nginx's
+//!   raw structures, where the `unsafe` code lives.
 //!
-//! The logic that needs no nginx (the pause state machine, the app table, the
-//! hold queue, the parsers) is the `intermission-core` crate in `core/`.
+//! Dependencies go one way, down this list. The logic that needs no nginx
+//! (the decision, the pause state machine, the queue, the order window,
+//! the slots, the parsers) is the `intermission-core` crate in `core/`.
 
 use std::ffi::{c_char, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use nginx_sys::{
-    ngx_array_push, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t, ngx_int_t,
-    ngx_log_t, ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE, NGX_LOG_ALERT,
+    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_int_t, ngx_module_t, ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
+    NGX_HTTP_SRV_CONF,
 };
 use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::ngx_string;
 
 mod config;
 mod control;
-mod drain;
-mod hold;
 mod in_flight;
 mod nginx;
 mod panic_probe;
+mod release;
+mod request;
 mod variables;
+mod worker_slot;
 mod zone;
 
 use config::{LocConf, MainConf};
+use nginx::guard_ffi;
 
 struct IntermissionModule;
 
@@ -51,7 +61,11 @@ impl HttpModule for IntermissionModule {
             let Some(main) = IntermissionModule::main_conf_mut(&*cf) else {
                 return Status::NGX_ERROR.0;
             };
-            match variables::declare(cf) {
+            let reporters = variables::Reporters {
+                outcome: release::report_outcome,
+                wait: release::report_wait,
+            };
+            match variables::declare(cf, reporters) {
                 Some(indexes) => main.variables = indexes,
                 None => return Status::NGX_ERROR.0,
             }
@@ -77,7 +91,7 @@ impl HttpModule for IntermissionModule {
             if handler.is_null() {
                 return Status::NGX_ERROR.0;
             }
-            *handler = Some(hold::hold_phase_handler);
+            *handler = Some(request::decide::hold_phase_handler);
             // Count requests out of flight as nginx finishes with them.
             let handler = ngx_array_push(
                 &mut core.phases[nginx_sys::ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers,
@@ -113,6 +127,57 @@ unsafe impl HttpModuleLocationConf for IntermissionModule {
     type LocationConf = LocConf;
 }
 
+/// The module's directives; each is handled where its concern lives.
+static mut COMMANDS: [ngx_command_t; 6] = [
+    ngx_command_t {
+        name: ngx_string!("intermission"),
+        type_: (NGX_HTTP_MAIN_CONF
+            | NGX_HTTP_SRV_CONF
+            | NGX_HTTP_LOC_CONF
+            | NGX_CONF_NOARGS
+            | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(config::set_intermission),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("intermission_control"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(control::set_intermission_control),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("intermission_zone"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(config::set_intermission_zone),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("intermission_max_held"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
+            as ngx_uint_t,
+        set: Some(nginx_sys::ngx_conf_set_num_slot),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: std::mem::offset_of!(LocConf, max_held),
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("intermission_max_pause"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
+            as ngx_uint_t,
+        set: Some(config::set_intermission_max_pause),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t::empty(),
+];
+
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(IntermissionModule::preconfiguration),
     postconfiguration: Some(IntermissionModule::postconfiguration),
@@ -134,9 +199,10 @@ ngx::ngx_modules!(ngx_http_intermission_module);
 pub static mut ngx_http_intermission_module: ngx_module_t = ngx_module_t {
     ctx: ptr::addr_of!(MODULE_CTX).cast_mut().cast(),
     // SAFETY: nginx reads the command table; nothing else touches it.
-    commands: unsafe { ptr::addr_of_mut!(config::COMMANDS[0]) },
+    commands: unsafe { ptr::addr_of_mut!(COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_module: Some(init_module),
+    init_process: Some(init_process),
     exit_process: Some(exit_process),
     ..ngx_module_t::default()
 };
@@ -155,17 +221,36 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     Status::NGX_OK.0
 }
 
-/// Runs in a worker that exits gracefully (not in one that is killed).
+/// Runs in each worker process as it starts: its release engine starts.
+unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the worker's cycle.
+    let Some(cycle) = (unsafe { cycle.as_ref() }) else {
+        return Status::NGX_OK.0;
+    };
+    if !nginx::is_worker_process() && !nginx::is_single_process() {
+        return Status::NGX_OK.0;
+    }
+    if let Some(zone) = IntermissionModule::main_conf(cycle).and_then(MainConf::zone) {
+        guard_ffi(cycle.log, (), || release::start_worker(zone));
+    }
+    Status::NGX_OK.0
+}
+
+/// Runs in a worker that exits (gracefully, or on a fast shutdown; not in
+/// one that is killed).
 unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
     // SAFETY: nginx passes the worker's cycle.
     let Some(cycle) = (unsafe { cycle.as_ref() }) else {
         return;
     };
-    if !nginx::is_worker_process() {
+    if !nginx::is_worker_process() && !nginx::is_single_process() {
         return;
     }
     if let Some(zone) = IntermissionModule::main_conf(cycle).and_then(MainConf::zone) {
-        zone::worker_exits(zone, nginx::worker_number());
+        if nginx::is_worker_process() {
+            zone::worker_exits(zone, nginx::worker_number());
+        }
+        guard_ffi(cycle.log, (), release::stop_worker);
     }
 }
 
@@ -173,25 +258,4 @@ fn module() -> &'static ngx_module_t {
     // SAFETY: nginx writes the module's indexes while loading configuration,
     // before any request; afterwards the descriptor is only read.
     unsafe { &*ptr::addr_of!(ngx_http_intermission_module) }
-}
-
-/// Runs `f` at an FFI boundary: a panic must never unwind into nginx. It is
-/// logged and `fallback` returned instead.
-fn guard_ffi<T>(log: *mut ngx_log_t, fallback: T, f: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(value) => value,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("unknown panic");
-            ngx::ngx_log_error!(
-                NGX_LOG_ALERT,
-                log,
-                "intermission: internal error: {message}"
-            );
-            fallback
-        }
-    }
 }

@@ -6,6 +6,7 @@
 use std::any::TypeId;
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
 use nginx_sys::{
@@ -61,6 +62,12 @@ pub fn worker_processes(cycle: &nginx_sys::ngx_cycle_t) -> usize {
 pub fn is_worker_process() -> bool {
     // SAFETY: a plain integer nginx sets once as the process starts.
     unsafe { nginx_sys::ngx_process == nginx_sys::NGX_PROCESS_WORKER as ngx_uint_t }
+}
+
+/// nginx runs as one process (`master_process off`).
+pub fn is_single_process() -> bool {
+    // SAFETY: a plain integer nginx sets once as the process starts.
+    unsafe { nginx_sys::ngx_process == nginx_sys::NGX_PROCESS_SINGLE as ngx_uint_t }
 }
 
 /// This worker's number, from 0 to `worker_processes` - 1; a worker the
@@ -564,7 +571,7 @@ unsafe fn drop_attached<T: RequestContext>(data: *mut c_void) {
     unsafe {
         // nginx frees requests in many places; a panic here must not unwind
         // into it either (the value is still dropped).
-        crate::guard_ffi(cycle_log(), (), || (*attached).value.on_request_freed());
+        guard_ffi(cycle_log(), (), || (*attached).value.on_request_freed());
         ptr::drop_in_place(attached);
     }
 }
@@ -588,26 +595,32 @@ fn is_attached_cleanup(entry: &ngx_pool_cleanup_t) -> bool {
     entry.handler == Some(ours)
 }
 
-/// Connections this worker can still open (its `worker_connections` left).
-pub fn free_connections() -> usize {
-    // SAFETY: `ngx_cycle` is valid in every worker; the count is only changed
-    // by this worker's own thread.
-    unsafe { (*nginx_sys::ngx_cycle).free_connection_n }
+/// Connections this worker can open now: those free, and the idle
+/// keep-alive connections nginx closes to reuse them when it runs short
+/// (`ngx_drain_connections`).
+pub fn available_connections() -> usize {
+    // SAFETY: `ngx_cycle` is valid in every worker; the counts are only
+    // changed by this worker's own thread.
+    unsafe {
+        let cycle = &*nginx_sys::ngx_cycle;
+        cycle.free_connection_n + cycle.reusable_connections_n
+    }
 }
 
-/// A worker-local timer on nginx's event loop, owning its event.
+/// An event of the worker's own, owning its `ngx_event_t`: posted to run
+/// later in this turn of the event loop or the next, or armed as a timer.
 ///
-/// It has no `Drop`: the one timer lives in the worker's state until the
-/// process exits, and removing it from nginx's timer tree during exit (after a
-/// fast shutdown has freed other timers' memory) would be unsafe.
-pub struct Timer {
+/// It has no `Drop`: the events live in the worker's state until the process
+/// exits, and touching nginx's timer tree or posted queues during exit
+/// (after a fast shutdown has freed other events) would be unsafe.
+pub struct WorkerEvent {
     event: Box<ngx_event_t>,
 }
 
-impl Timer {
-    /// A timer that calls `handler`. It is not cancelable: a worker that shuts
-    /// down gracefully (a reload) waits while it is armed, so the requests it
-    /// watches over are not dropped.
+impl WorkerEvent {
+    /// An event that calls `handler`. As a timer it is not cancelable: a
+    /// worker that shuts down gracefully (a reload) waits while it is
+    /// armed, so the requests it holds are not dropped.
     pub fn new(handler: unsafe extern "C" fn(*mut ngx_event_t)) -> Self {
         // SAFETY: an all-zero `ngx_event_t` is nginx's own idle event state.
         let mut event: Box<ngx_event_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
@@ -615,20 +628,27 @@ impl Timer {
         event.log = cycle_log();
         event.data = ptr::null_mut();
         event.set_cancelable(0);
-        Timer { event }
+        WorkerEvent { event }
     }
 
-    pub fn is_armed(&self) -> bool {
-        self.event.timer_set() != 0
+    /// Runs the handler later in this turn of the event loop, after the
+    /// events already posted (requests woken just before run first).
+    pub fn post(&mut self) {
+        // SAFETY: the event is boxed and lives as long as the worker; posting
+        // an event that is already posted does nothing.
+        unsafe {
+            nginx_sys::ngx_post_event(
+                &mut *self.event,
+                ptr::addr_of_mut!(nginx_sys::ngx_posted_events),
+            )
+        }
     }
 
     /// Runs the handler on the next turn of the event loop, after nginx has
-    /// read the events that are waiting (`ngx_posted_next_events`; a 0 ms
-    /// timer would run again in this turn, since nginx's clock stands still
-    /// within a turn). Independent of the timer.
-    pub fn run_next_turn(&mut self) {
-        // SAFETY: the event is boxed and lives as long as the worker; posting
-        // an event that is already posted does nothing.
+    /// read the events that are waiting (a 0 ms timer would run again in
+    /// this turn, since nginx's clock stands still within a turn).
+    pub fn post_next_turn(&mut self) {
+        // SAFETY: as in `post`.
         unsafe {
             nginx_sys::ngx_post_event(
                 &mut *self.event,
@@ -637,9 +657,122 @@ impl Timer {
         }
     }
 
-    pub fn arm(&mut self, after_ms: u64) {
+    /// The time the timer is armed for, if it is.
+    pub fn armed_at(&self) -> Option<u64> {
+        (self.event.timer_set() != 0).then_some(self.event.timer.key as u64)
+    }
+
+    /// Arms the timer for `at` on nginx's clock (at once if that has
+    /// passed), replacing an earlier setting exactly (nginx's own
+    /// `ngx_add_timer` keeps an old setting less than 300 ms away).
+    pub fn arm_at(&mut self, at: u64) {
+        if self.armed_at() == Some(at) {
+            return;
+        }
+        self.disarm();
+        let after = at.saturating_sub(now_ms());
         // SAFETY: the event is boxed, so its address is stable for as long as
-        // the timer lives; it is only touched from this worker's thread.
-        unsafe { nginx_sys::ngx_add_timer(&mut *self.event, after_ms as _) }
+        // the worker lives; it is only touched from this worker's thread.
+        unsafe { nginx_sys::ngx_add_timer(&mut *self.event, after as _) }
+    }
+
+    pub fn disarm(&mut self) {
+        if self.event.timer_set() != 0 {
+            // SAFETY: the event is in the timer tree (`timer_set`).
+            unsafe { nginx_sys::ngx_del_timer(&mut *self.event) }
+        }
+    }
+}
+
+/// A socket of the worker's own, watched by nginx's event loop like a
+/// connection: its handler runs when the socket is readable, and also when
+/// nginx shuts the worker down gracefully (the connection is marked idle,
+/// so `ngx_close_idle_connections` calls the handler with `close` set; the
+/// socket is not closed unless the handler closes it).
+pub struct WatchedSocket {
+    connection: NonNull<nginx_sys::ngx_connection_t>,
+}
+
+impl WatchedSocket {
+    /// Watches `fd` (non-blocking), which it owns from now on; `None` (and
+    /// the descriptor closed) if nginx has no connection left for it.
+    pub fn watch(fd: i32, handler: unsafe extern "C" fn(*mut ngx_event_t)) -> Option<Self> {
+        let log = cycle_log();
+        // SAFETY: `fd` is an open socket this process owns; nginx takes it
+        // into one of the worker's connections, whose events are set up by
+        // `ngx_get_connection`.
+        unsafe {
+            let Some(c) = nginx_sys::ngx_get_connection(fd, log).as_mut() else {
+                libc_close(fd);
+                return None;
+            };
+            c.log = log;
+            c.data = ptr::null_mut();
+            c.set_idle(1);
+            let read = &mut *c.read;
+            read.log = log;
+            read.handler = Some(handler);
+            (*c.write).log = log;
+            let socket = WatchedSocket {
+                connection: NonNull::from(c),
+            };
+            if nginx_sys::ngx_handle_read_event(read, 0) != Status::NGX_OK.0 {
+                socket.close();
+                return None;
+            }
+            Some(socket)
+        }
+    }
+
+    pub fn fd(&self) -> i32 {
+        // SAFETY: the connection is live until `close`.
+        unsafe { self.connection.as_ref().fd }
+    }
+
+    /// In the handler: true if nginx is shutting the worker down and asked
+    /// the connection to close; the request is taken (the socket stays).
+    pub fn take_close_request(event: *mut ngx_event_t) -> bool {
+        // SAFETY: the handler's event is the read event of the connection
+        // `watch` set up, whose `data` is that connection.
+        unsafe {
+            let Some(c) = (*event).data.cast::<nginx_sys::ngx_connection_t>().as_mut() else {
+                return false;
+            };
+            let asked = c.close() != 0;
+            c.set_close(0);
+            asked
+        }
+    }
+
+    /// Stops watching and closes the socket.
+    pub fn close(self) {
+        // SAFETY: the connection was taken by `watch` and is released once.
+        unsafe { nginx_sys::ngx_close_connection(self.connection.as_ptr()) }
+    }
+}
+
+fn libc_close(fd: i32) {
+    // SAFETY: closing a descriptor this process owns.
+    unsafe { libc::close(fd) };
+}
+
+/// Runs `f` at an FFI boundary: a panic must never unwind into nginx. It is
+/// logged and `fallback` returned instead.
+pub fn guard_ffi<T>(log: *mut ngx_log_t, fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => value,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("unknown panic");
+            ngx::ngx_log_error!(
+                nginx_sys::NGX_LOG_ALERT,
+                log,
+                "intermission: internal error: {message}"
+            );
+            fallback
+        }
     }
 }

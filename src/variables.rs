@@ -20,9 +20,9 @@ use nginx_sys::{
 use ngx::core::Status;
 
 use crate::nginx::{HttpRequest, VariableValue};
+use intermission_core::ids::Millis;
 use intermission_core::in_flight::InFlightCounter;
 use intermission_core::outcome::Outcome;
-use intermission_core::queue::Millis;
 
 /// Indexes of the module's variables, resolved at configuration time.
 #[derive(Debug, Default, Clone, Copy)]
@@ -36,6 +36,20 @@ pub struct VariableIndexes {
     wait: ngx_uint_t,
 }
 
+/// A variable's get handler.
+pub type GetHandler = unsafe extern "C" fn(
+    *mut ngx_http_request_t,
+    *mut ngx_http_variable_value_t,
+    usize,
+) -> ngx_int_t;
+
+/// The get handlers of the reported variables, for a request the module has
+/// written no value for (one held right now: the release engine knows).
+pub struct Reporters {
+    pub outcome: GetHandler,
+    pub wait: GetHandler,
+}
+
 /// `$intermission_interval` is declared only so that configurations written
 /// for the old script stay valid: nothing polls per request here.
 const IGNORED: &str = "intermission_interval";
@@ -44,7 +58,7 @@ const IGNORED: &str = "intermission_interval";
 ///
 /// # Safety
 /// `cf` must be the configuration being parsed, in preconfiguration.
-pub unsafe fn declare(cf: *mut ngx_conf_t) -> Option<VariableIndexes> {
+pub unsafe fn declare(cf: *mut ngx_conf_t, reporters: Reporters) -> Option<VariableIndexes> {
     // SAFETY: forwarded from the caller.
     let index = |name: &str| unsafe { declare_one(cf, name) };
     let indexes = VariableIndexes {
@@ -54,9 +68,9 @@ pub unsafe fn declare(cf: *mut ngx_conf_t) -> Option<VariableIndexes> {
         health_check_path: index("intermission_health_check_path")?,
         privileged_user_agent: index("intermission_privileged_user_agent")?,
         // SAFETY: forwarded from the caller.
-        outcome: unsafe { declare_reported(cf, "intermission_outcome", report_outcome)? },
+        outcome: unsafe { declare_reported(cf, "intermission_outcome", reporters.outcome)? },
         // SAFETY: forwarded from the caller.
-        wait: unsafe { declare_reported(cf, "intermission_wait", report_wait)? },
+        wait: unsafe { declare_reported(cf, "intermission_wait", reporters.wait)? },
     };
     index(IGNORED)?;
     Some(indexes)
@@ -87,11 +101,7 @@ unsafe fn declare_one(cf: *mut ngx_conf_t, name: &str) -> Option<ngx_uint_t> {
 unsafe fn declare_reported(
     cf: *mut ngx_conf_t,
     name: &str,
-    report: unsafe extern "C" fn(
-        *mut ngx_http_request_t,
-        *mut ngx_http_variable_value_t,
-        usize,
-    ) -> ngx_int_t,
+    report: GetHandler,
 ) -> Option<ngx_uint_t> {
     let mut name = ngx_str_t {
         len: name.len(),
@@ -108,45 +118,11 @@ unsafe fn declare_reported(
     }
 }
 
-/// `$intermission_outcome` of a request the module has written none for: a
-/// request held right now ("held", as when its client leaves while held:
-/// the access log runs before the request's context is dropped), or one the
-/// module never saw (not found: "-" in the access log).
-unsafe extern "C" fn report_outcome(
-    r: *mut ngx_http_request_t,
-    v: *mut ngx_http_variable_value_t,
-    _data: usize,
-) -> ngx_int_t {
-    // SAFETY: nginx calls get handlers with a live request and its value.
-    unsafe {
-        report(r, v, |r, value| match crate::hold::held_for(r) {
-            Some(_) => value.set(Outcome::Held.text()),
-            None => value.set_not_found(),
-        })
-    }
-}
-
-/// `$intermission_wait` the module has written none for: how long a request
-/// still held has waited, else empty (the request was not held).
-unsafe extern "C" fn report_wait(
-    r: *mut ngx_http_request_t,
-    v: *mut ngx_http_variable_value_t,
-    _data: usize,
-) -> ngx_int_t {
-    // SAFETY: nginx calls get handlers with a live request and its value.
-    unsafe {
-        report(r, v, |r, value| match crate::hold::held_for(r) {
-            Some(ms) => value.set_copy(r, ms.to_string().as_bytes()),
-            None => value.set(b""),
-        })
-    }
-}
-
 /// Fills in a reported variable's value with `fill`.
 ///
 /// # Safety
 /// As for a get handler: `r` a live request, `v` the value to fill in.
-unsafe fn report(
+pub unsafe fn report(
     r: *mut ngx_http_request_t,
     v: *mut ngx_http_variable_value_t,
     fill: impl FnOnce(&HttpRequest, VariableValue),

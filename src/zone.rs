@@ -1,10 +1,11 @@
-//! The shared-memory zone that holds the app table.
+//! The shared-memory zone: the table header, the worker slots and the app
+//! table (`intermission_core::zone_layout`).
 //!
 //! nginx's master creates the zone before it forks the workers, so the table
 //! sits at the same address in every worker. On `nginx -s reload` a zone of the
 //! same name, size and module is handed to the new configuration with its
-//! contents: the pause state, and the tickets of requests held by the old
-//! workers, carry over.
+//! contents: the pause state, the tickets of requests held by the old workers
+//! and their slots carry over.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -14,6 +15,8 @@ use nginx_sys::{ngx_conf_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_
 use ngx::core::Status;
 
 use intermission_core::app_table::{layout_stamp, AppSlot, AppTable, TableHeader};
+use intermission_core::worker_slots::{WorkerSlot, WorkerSlots};
+use intermission_core::zone_layout::ZoneLayout;
 
 pub const ZONE_NAME: &str = "intermission";
 
@@ -124,36 +127,59 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) ->
     }
 }
 
-/// Lays the table out in the zone's free pages: a header, then as many slots
-/// as fit.
+/// Lays the zone out in its free pages: a header, the worker slots, then as
+/// many app slots as fit.
 ///
 /// # Safety
 /// `pool` must be a freshly initialized slab pool no other process uses yet.
 unsafe fn allocate_table(pool: &mut ngx_slab_pool_t) -> Option<*mut c_void> {
-    let header_size = std::mem::size_of::<TableHeader>();
-    let free_bytes = pool.pfree * page_size();
-    let mut capacity = free_bytes.saturating_sub(header_size) / std::mem::size_of::<AppSlot>();
+    let mut bytes = pool.pfree * page_size();
     // The free-page count is exact, but leave the slab its own bookkeeping if
     // the first try does not fit.
     pool.set_log_nomem(0);
-    while capacity > 0 {
-        let size = header_size + capacity * std::mem::size_of::<AppSlot>();
+    while let Some(layout) = ZoneLayout::for_bytes(bytes) {
         // SAFETY: the pool is valid and unshared (see above).
-        let memory = unsafe { nginx_sys::ngx_slab_calloc_locked(pool, size) };
+        let memory = unsafe { nginx_sys::ngx_slab_calloc_locked(pool, layout.bytes()) };
         if !memory.is_null() {
             pool.set_log_nomem(1);
-            // SAFETY: `memory` is zeroed, page-aligned and `size` bytes long;
-            // an all-zero slot is a free slot.
+            // SAFETY: `memory` is zeroed, page-aligned and `layout.bytes()`
+            // long; an all-zero slot (worker or app) is a free slot, and
+            // the worker slots' tickets are set to "none" by `default`.
             unsafe {
-                memory
-                    .cast::<TableHeader>()
-                    .write(TableHeader::new(capacity))
-            };
+                memory.cast::<TableHeader>().write(TableHeader::new(
+                    layout.apps,
+                    layout.worker_slots,
+                    zone_id(),
+                ));
+                let slots = memory
+                    .cast::<u8>()
+                    .add(layout.worker_slots_offset())
+                    .cast::<WorkerSlot>();
+                for index in 0..layout.worker_slots {
+                    slots.add(index).write(WorkerSlot::default());
+                }
+            }
             return Some(memory);
         }
-        capacity = capacity * 15 / 16;
+        bytes = bytes * 15 / 16;
     }
     None
+}
+
+/// A random number for the zone's id (see `TableHeader::zone_id`).
+fn zone_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if filled == bytes.len() as isize {
+        return u64::from_le_bytes(bytes);
+    }
+    // No entropy to be had: the master's pid and the time differ between
+    // the nginx instances of a host all the same.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    now ^ (u64::from(std::process::id()) << 32)
 }
 
 fn page_size() -> usize {
@@ -175,15 +201,41 @@ pub fn header(zone: &ngx_shm_zone_t) -> Option<&'static TableHeader> {
     unsafe { zone.data.cast::<TableHeader>().as_ref() }
 }
 
+fn layout_of(header: &TableHeader) -> ZoneLayout {
+    ZoneLayout {
+        worker_slots: header.worker_slots(),
+        apps: header.capacity(),
+    }
+}
+
 /// The whole app table behind a header returned by `header`.
 pub fn table(header: &'static TableHeader) -> AppTable<'static> {
-    // SAFETY: `allocate_table` placed `capacity` slots right after the
-    // header, in the same shared mapping; slots are atomics too.
+    let layout = layout_of(header);
+    // SAFETY: `allocate_table` placed `capacity` app slots at the layout's
+    // offset from the header, in the same shared mapping; slots are atomics.
     let slots = unsafe {
-        let first = ptr::from_ref(header).add(1).cast::<AppSlot>();
-        std::slice::from_raw_parts(first, header.capacity())
+        let first = ptr::from_ref(header)
+            .cast::<u8>()
+            .add(layout.apps_offset())
+            .cast::<AppSlot>();
+        std::slice::from_raw_parts(first, layout.apps)
     };
     AppTable::new(header, slots)
+}
+
+/// The worker slots behind a header returned by `header`.
+pub fn worker_slots(header: &'static TableHeader) -> WorkerSlots<'static> {
+    let layout = layout_of(header);
+    // SAFETY: `allocate_table` placed the worker slots right after the
+    // header, in the same shared mapping; they are atomics.
+    let slots = unsafe {
+        let first = ptr::from_ref(header)
+            .cast::<u8>()
+            .add(layout.worker_slots_offset())
+            .cast::<WorkerSlot>();
+        std::slice::from_raw_parts(first, layout.worker_slots)
+    };
+    WorkerSlots::new(slots)
 }
 
 /// The zone's slab mutex, held while an app is added to the table. nginx's

@@ -85,3 +85,158 @@ fn a_killed_worker_does_not_stall_the_other_workers_queues() {
     assert_status(port, "", RESUMED);
     nginx.stop();
 }
+
+/// What a killed worker counted does not outlive it: its requests in flight
+/// and those it held stop counting (so a drain answers as soon as the other
+/// workers' requests are done), and its tickets leave the order, so the
+/// survivors' held requests are released in order.
+#[test]
+fn a_killed_workers_counts_and_place_in_the_order_are_taken_back() {
+    const WORKING: usize = 12;
+    const HELD: usize = 40;
+    let gated = GatedUpstream::start();
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(Config::new().workers(2).reuseport().server(&format!(
+        "{} location /work/ {{ intermission; proxy_pass http://127.0.0.1:{}; }} {} {}",
+        set_app_name("shop"),
+        gated.port(),
+        held_location("/", &upstream, ""),
+        control_location()
+    )));
+    let port = nginx.port();
+    let working: Vec<Pending> = (0..WORKING)
+        .map(|i| Request::get(&format!("/work/{i}")).start(port))
+        .collect();
+    gated.wait_for(WORKING);
+    pause(port, "");
+    let held = start_in_order(port, HELD, |i| seq_request("/item/", i));
+    let figures = counters(port, "");
+    assert_eq!(
+        (figures.in_flight, figures.held_now),
+        (WORKING as u64, HELD as u64)
+    );
+
+    // The victim: a worker with requests both in flight and held.
+    let share = |pid: i32| {
+        (
+            working.iter().filter(|p| p.is_held_by(pid)).count(),
+            held.iter().filter(|p| p.is_held_by(pid)).count(),
+        )
+    };
+    let workers = nginx.worker_pids();
+    let victim = *workers
+        .iter()
+        .find(|&&pid| share(pid).0 > 0 && share(pid).1 > 0)
+        .unwrap_or(&workers[0]);
+    let (victim_working, victim_held) = share(victim);
+    assert!(
+        victim_working > 0 && victim_held > 0 && victim_held < HELD,
+        "the victim should have requests in flight and held, and not all of them \
+         ({victim_working} in flight, {victim_held} held)"
+    );
+    // SAFETY: sending a signal to a child process of this test.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    wait_until(BOUND, "the killed worker to be replaced", || {
+        let now = nginx.worker_pids();
+        !is_alive(victim) && now.len() == 2 && !now.contains(&victim)
+    });
+
+    // The counts return to what the survivor has.
+    let survivors_working = (WORKING - victim_working) as u64;
+    let survivors_held = (HELD - victim_held) as u64;
+    let mut figures = counters(port, "");
+    wait_until(BOUND, "the dead worker's counts to be taken back", || {
+        figures = counters(port, "");
+        figures.in_flight == survivors_working && figures.held_now == survivors_held
+    });
+    nginx.wait_for_error_line("about the reclaimed slot", |line| {
+        line.contains(&format!(
+            "worker process {victim} is gone; its slot is reclaimed"
+        ))
+    });
+
+    // A drain waits for the survivor's requests only.
+    let drain = control_request("POST", "enable?drain=30s").start(port);
+    settle();
+    assert!(
+        !drain.is_answered(),
+        "the drain answered with requests in flight"
+    );
+    gated.open();
+    assert_answer(
+        &drain.finish(),
+        200,
+        PAUSED,
+        "the drain once the survivor's finished",
+    );
+
+    // The survivor's held requests go in order: the dead worker's tickets
+    // hold nothing up.
+    let (lost, survivors): (Vec<Pending>, Vec<Pending>) =
+        held.into_iter().partition(Pending::is_answered);
+    assert_eq!(
+        lost.len(),
+        victim_held,
+        "the victim's clients lost their connections"
+    );
+    resume(port, "");
+    let expected = survivors.len();
+    finish_all_from_upstream(survivors);
+    let hits = upstream.wait_for(expected);
+    assert_eq!(hits.len(), expected);
+    assert_ordered_per_worker(&hits);
+    let seqs = seqs(&hits);
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "one worker, in arrival order: {seqs:?}"
+    );
+    assert_eq!(counters(port, "").held_now, 0);
+    drop(working);
+    nginx.stop();
+}
+
+/// An old worker killed while it holds requests after a reload is not
+/// replaced, so nothing reclaims its slot as a new worker starts: the
+/// workers its place in the order holds up find it gone themselves.
+#[test]
+fn an_old_worker_killed_after_a_reload_does_not_hold_the_order_up() {
+    const BEFORE: usize = 60;
+    const AFTER: usize = 60;
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(2)
+            .reuseport()
+            .server(&app_server("shop", &upstream, "")),
+    );
+    let port = nginx.port();
+    pause(port, "");
+    let before = start_in_order(port, BEFORE, |i| seq_request("/item/", i));
+    let old = nginx.reload();
+    let victim = *old
+        .iter()
+        .find(|&&pid| before.iter().any(|p| p.is_held_by(pid)))
+        .expect("an old worker holds requests");
+    let after = start_in_order(port, AFTER, |i| seq_request("/item/", BEFORE + i));
+    let (lost, survivors): (Vec<Pending>, Vec<Pending>) = before
+        .into_iter()
+        .chain(after)
+        .partition(|p| p.is_held_by(victim));
+    // SAFETY: sending a signal to a child process of this test.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    wait_until(BOUND, "the killed worker to be gone", || !is_alive(victim));
+
+    resume(port, "");
+    let expected = survivors.len();
+    finish_all_from_upstream(survivors);
+    let hits = upstream.wait_for(expected);
+    assert_eq!(hits.len(), expected);
+    assert_ordered_per_worker(&hits);
+    nginx.wait_for_error_line("about the reclaimed slot", |line| {
+        line.contains(&format!(
+            "worker process {victim} is gone; its slot is reclaimed"
+        ))
+    });
+    drop(lost);
+    nginx.stop();
+}

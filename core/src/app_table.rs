@@ -11,8 +11,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::in_flight::InFlight;
+use crate::ids::{name_hash, AppId};
 use crate::pause::{AppState, PauseOutcome, ResumeOutcome, StopOutcome};
+use crate::worker_slots::WorkerSlot;
 
 /// Longest `$app_name` the table stores.
 pub const MAX_APP_NAME_LEN: usize = 128;
@@ -20,15 +21,13 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 5;
+const LAYOUT_VERSION: u64 = 6;
 
 pub fn layout_stamp() -> u64 {
-    (LAYOUT_VERSION << 32) | std::mem::size_of::<AppSlot>() as u64
+    (LAYOUT_VERSION << 48)
+        | ((std::mem::size_of::<AppSlot>() as u64) << 24)
+        | std::mem::size_of::<WorkerSlot>() as u64
 }
-
-/// Index of an app's slot: stable for the life of the zone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AppId(pub u32);
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct TableFull;
@@ -38,13 +37,17 @@ pub struct TableFull;
 #[derive(Debug)]
 pub struct TableHeader {
     layout: AtomicU64,
+    /// App slots.
     capacity: AtomicU64,
+    /// Worker slots (see `worker_slots`), in front of the app slots.
+    worker_slots: AtomicU64,
+    /// Chosen at random as the zone is created: names what belongs to this
+    /// zone outside it (the workers' wake-up sockets), apart from other
+    /// nginx instances on the host. A reload keeps the zone and its id.
+    zone_id: AtomicU64,
     /// How many apps are paused right now: the one value a request reads when
     /// nothing is paused.
     paused_apps: AtomicU64,
-    /// Bumped by every resume, so a worker holding requests notices a resume
-    /// with one read instead of looking at every app.
-    resumes: AtomicU64,
     apps_in_use: AtomicU64,
     /// Bumped by each configuration (nginx start or reload) that takes the
     /// zone over. With `newest_workers`, it lets a worker that is shutting
@@ -59,25 +62,23 @@ pub struct TableHeader {
     /// The newest configuration has more workers than `newest_workers` has
     /// bits: it is taken as running until it is replaced.
     newest_workers_uncounted: AtomicU64,
-    /// Requests let through and not finished, for drains (see `in_flight`).
-    in_flight: InFlight,
 }
 
 const WORKER_WORDS: usize = 16;
 const COUNTED_WORKERS: usize = WORKER_WORDS * 64;
 
 impl TableHeader {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, worker_slots: usize, zone_id: u64) -> Self {
         TableHeader {
             layout: AtomicU64::new(layout_stamp()),
             capacity: AtomicU64::new(capacity as u64),
+            worker_slots: AtomicU64::new(worker_slots as u64),
+            zone_id: AtomicU64::new(zone_id),
             paused_apps: AtomicU64::new(0),
-            resumes: AtomicU64::new(0),
             apps_in_use: AtomicU64::new(0),
             configurations: AtomicU64::new(0),
             newest_workers: Default::default(),
             newest_workers_uncounted: AtomicU64::new(0),
-            in_flight: InFlight::default(),
         }
     }
 
@@ -120,16 +121,20 @@ impl TableHeader {
                     .any(|word| word.load(Ordering::Acquire) != 0))
     }
 
-    pub fn in_flight(&self) -> &InFlight {
-        &self.in_flight
-    }
-
     pub fn layout(&self) -> u64 {
         self.layout.load(Ordering::Relaxed)
     }
 
     pub fn capacity(&self) -> usize {
         self.capacity.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn worker_slots(&self) -> usize {
+        self.worker_slots.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn zone_id(&self) -> u64 {
+        self.zone_id.load(Ordering::Relaxed)
     }
 
     /// True when some app is paused. This is the whole cost of the module for
@@ -171,10 +176,6 @@ impl<'a> AppTable<'a> {
 
     pub fn header(&self) -> &'a TableHeader {
         self.header
-    }
-
-    pub fn resumes(&self) -> u64 {
-        self.header.resumes.load(Ordering::Acquire)
     }
 
     pub fn apps_in_use(&self) -> usize {
@@ -280,14 +281,11 @@ impl<'a> AppTable<'a> {
     }
 
     /// Stops an app at `now` (to end by itself at `deadline` if it was
-    /// running); workers holding its requests notice through `resumes`.
+    /// running).
     pub fn stop_until(&self, app: AppId, now: u64, deadline: Option<u64>) -> StopOutcome {
         let outcome = self.state(app).stop_until(now, deadline);
         if outcome == StopOutcome::StoppedRunning {
             self.header.paused_apps.fetch_add(1, Ordering::AcqRel);
-        }
-        if outcome != StopOutcome::AlreadyStopped {
-            self.header.resumes.fetch_add(1, Ordering::AcqRel);
         }
         outcome
     }
@@ -309,24 +307,18 @@ impl<'a> AppTable<'a> {
     /// Ends an app's paced release, if one runs: every worker releases the
     /// rest of its backlog at its next check.
     pub fn end_pacing(&self, app: AppId, now: u64) -> bool {
-        let ended = self.state(app).end_pacing(now);
-        if ended {
-            self.header.resumes.fetch_add(1, Ordering::AcqRel);
-        }
-        ended
+        self.state(app).end_pacing(now)
     }
 
-    /// Resumes an app; workers holding its requests notice through `resumes`.
+    /// Resumes an app.
     pub fn resume(&self, app: AppId) -> ResumeOutcome {
         self.counted(self.state(app).resume())
     }
 
-    /// Keeps the zone's figures in step with a resume: one app fewer
-    /// paused, and one more resume for the workers to notice.
+    /// Keeps the zone's count of paused apps in step with a resume.
     fn counted(&self, outcome: ResumeOutcome) -> ResumeOutcome {
         if let ResumeOutcome::Resumed { .. } = outcome {
             self.header.paused_apps.fetch_sub(1, Ordering::AcqRel);
-            self.header.resumes.fetch_add(1, Ordering::AcqRel);
         }
         outcome
     }
@@ -359,21 +351,13 @@ fn pack_name(name: &[u8]) -> [u64; NAME_WORDS] {
     words
 }
 
-/// FNV-1a: stable across builds and processes, which the shared table needs
-/// (std's hashers may change between Rust releases).
-pub(crate) fn name_hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
         let slots = (0..capacity).map(|_| AppSlot::default()).collect();
-        (TableHeader::new(capacity), slots)
+        (TableHeader::new(capacity, 1, 0), slots)
     }
 
     #[test]
@@ -461,10 +445,8 @@ mod tests {
         assert!(!table.state(blog).is_paused());
         assert_eq!(table.resume(blog), ResumeOutcome::NotPaused);
         assert!(table.state(shop).is_paused());
-        assert_eq!(table.resumes(), 0);
         assert_eq!(table.resume(shop), ResumeOutcome::Resumed { held: 0 });
         assert!(!table.any_paused());
-        assert_eq!(table.resumes(), 1);
     }
 
     #[test]

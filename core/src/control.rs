@@ -249,7 +249,7 @@ pub struct AppReport<'a> {
     pub deadline: Option<u64>,
     pub held_in_pause: u64,
     pub longest_wait_ms: u64,
-    pub in_flight: u32,
+    pub in_flight: u64,
     pub counters: AppCounters,
 }
 
@@ -348,7 +348,7 @@ pub fn metrics_text(apps: &[AppReport]) -> String {
             "intermission_in_flight",
             "gauge",
             "Requests let through while the app was running and not finished yet.",
-            |a| u64::from(a.in_flight),
+            |a| a.in_flight,
         ),
         (
             "intermission_held",

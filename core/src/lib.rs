@@ -2,20 +2,32 @@
 //! safe Rust, driven by unit tests. The module crate places these types in
 //! nginx's shared memory and worker processes.
 //!
-//! - `pause`: one app's pause state machine (atomics, shared by all workers);
-//! - `app_table`: the table of apps kept in the shared zone;
-//! - `in_flight`: requests let through and not finished, for drains;
-//! - `outcome`: what became of a request, for access logs;
+//! In the order a request meets them:
+//! - `ids`: apps, tickets, phases, times and release reasons, used by all;
+//! - `settings`: parsing what a request's variables say;
+//! - `decision`: what to do with one request of a paused app;
+//! - `pause`: one app's pause state machine (atomics, shared by all
+//!   workers), and `app_table`, the table of apps in the shared zone;
 //! - `queue`: the requests one worker holds, in release order;
-//! - `settings`: parsing what variables say;
-//! - `control`: what the control endpoint understands of a path.
+//! - `order`: the window that keeps one arrival order across workers;
+//! - `worker_slots`: what each worker process publishes to the others (its
+//!   place in each app's order, its counts), reclaimed when it dies;
+//! - `in_flight`: which counter counts a request let through, for drains;
+//! - `outcome`: what became of a request, for access logs;
+//! - `zone_layout`: how the shared zone is divided;
+//! - `control`: what the control endpoint understands and answers.
 
 #![forbid(unsafe_code)]
 
 pub mod app_table;
 pub mod control;
+pub mod decision;
+pub mod ids;
 pub mod in_flight;
+pub mod order;
 pub mod outcome;
 pub mod pause;
 pub mod queue;
 pub mod settings;
+pub mod worker_slots;
+pub mod zone_layout;

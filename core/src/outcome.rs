@@ -6,8 +6,8 @@
 //! counter: there is one static copy of "passed" and of "held" per counter,
 //! and the copy the text points to is the counter. No allocation, no lookup.
 
+use crate::ids::Release;
 use crate::in_flight::{InFlightCounter, IN_FLIGHT_COUNTERS};
-use crate::queue::Release;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

@@ -6,27 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::queue::{Millis, Release};
-
-/// Where an app stands in its pause/resume history.
-///
-/// Every pause and every resume advances the phase by one, so an odd phase is
-/// paused and an even phase is running. A held request remembers the phase it
-/// was held in and is due for release as soon as the app's phase differs from
-/// it, even if the app was resumed and paused again before a worker looked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Phase(pub u64);
-
-impl Phase {
-    pub fn is_paused(self) -> bool {
-        self.0 % 2 == 1
-    }
-}
-
-/// A held request's place in its app's queue: tickets are handed out from one
-/// counter per app, so they order the requests of every worker by arrival.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ticket(pub u64);
+use crate::ids::{Millis, Phase, Release, Ticket};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum PauseOutcome {
@@ -138,10 +118,8 @@ struct SharedCounters {
 /// A reading of an app's counters, for the status endpoint.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AppCounters {
-    /// Held right now, by all workers. A worker that is killed takes its
-    /// requests with it without counting them out, so after a crash this
-    /// stays too high by what that worker held, until the next pause begins
-    /// (it starts again from zero).
+    /// Held right now, by all workers. What a worker that is killed held
+    /// is taken back when its slot is reclaimed (`forget_held`).
     pub held_now: u64,
     /// Released because the app was resumed.
     pub released: u64,
@@ -279,11 +257,6 @@ impl AppState {
             // the app runs, so this is exactly where this pause's tickets start.
             self.first_ticket_of_pause
                 .store(self.next_ticket.load(Ordering::Acquire), Ordering::Release);
-            // Nothing of the last pause is held any more but what a killed
-            // worker took with it, which no one will count out: start again.
-            // (Requests of the last pause still being woken count out as
-            // they go, never below zero.)
-            self.counters.held_now.store(0, Ordering::Relaxed);
             self.first_held_at.store(NOT_HELD, Ordering::Relaxed);
             self.longest_wait_done.store(0, Ordering::Relaxed);
             self.paused_at.store(now, Ordering::Release);
@@ -507,6 +480,29 @@ impl AppState {
         !self.is_paced(held_in) || self.paced_position(ticket) < self.paced_allowance(now, true)
     }
 
+    /// When a request held in `held_in` with `ticket`, which `may_release`
+    /// has just refused at `now`, gets its turn if no request before it
+    /// leaves early: the time its worker sets a timer for. `None` if it is
+    /// not in a paced backlog.
+    pub fn next_turn_at(&self, held_in: Phase, ticket: Ticket, now: Millis) -> Option<Millis> {
+        if !self.is_paced(held_in) {
+            return None;
+        }
+        let pace = &self.pace;
+        let rate = pace.rate.load(Ordering::Acquire).max(1);
+        let dropped = pace.grant.load(Ordering::Acquire) & u64::from(u32::MAX);
+        let left_early = pace.left_early.load(Ordering::Relaxed);
+        // Its turn comes once the turns earned since the start, less those
+        // dropped, reach its place in the backlog less those that left.
+        let turns_needed = (self.paced_position(ticket) + dropped).saturating_sub(left_early);
+        let since_start = (turns_needed.saturating_mul(1000)).div_ceil(rate);
+        let at = pace
+            .started_at
+            .load(Ordering::Relaxed)
+            .saturating_add(since_start);
+        Some(at.max(now + 1))
+    }
+
     /// A paced release has been set (and not ended): workers holding its
     /// backlog look at it at every check, as time lets more go.
     pub fn has_pace(&self) -> bool {
@@ -556,7 +552,7 @@ impl AppState {
             .counters
             .held_now
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                limit.map_or(true, |limit| n < limit).then_some(n + 1)
+                limit.is_none_or(|limit| n < limit).then_some(n + 1)
             });
         if held.is_err() {
             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -591,6 +587,17 @@ impl AppState {
     /// all (out of memory): it passes, and no longer counts.
     pub fn count_out_unheld(&self) {
         self.count_out();
+    }
+
+    /// Requests counted in by a worker that died without counting them out:
+    /// its slot is reclaimed (see `worker_slots`), and they no longer count.
+    pub fn forget_held(&self, requests: u64) {
+        let _ = self
+            .counters
+            .held_now
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(requests))
+            });
     }
 
     fn count_out(&self) {
@@ -648,11 +655,6 @@ impl AppState {
         }
         done.max(now.saturating_sub(first))
     }
-}
-
-/// A request held in `held_in` is due for release once the app has moved on.
-pub fn is_due_for_release(held_in: Phase, now: Phase) -> bool {
-    held_in != now
 }
 
 #[cfg(test)]
@@ -794,20 +796,24 @@ mod tests {
     }
 
     #[test]
-    fn held_now_starts_from_zero_with_each_pause() {
+    fn held_now_is_kept_across_pauses_and_a_dead_workers_share_is_taken_back() {
         let app = AppState::new();
         app.pause();
-        // A worker killed while holding two never counts them out.
         assert!(app.try_record_held(None));
         assert!(app.try_record_held(None));
+        assert!(app.try_record_held(None));
+        // Resumed with a paced release: a new pause begins while the backlog
+        // is still held; it is not forgotten.
         app.resume();
-        assert_eq!(app.counters().held_now, 2);
         app.pause();
-        assert_eq!(app.counters().held_now, 0);
-        assert!(
-            app.try_record_held(Some(1)),
-            "the lost two do not count against the limit"
-        );
+        assert_eq!(app.counters().held_now, 3);
+        // A worker that held two of them was killed: its slot is reclaimed.
+        app.forget_held(2);
+        assert_eq!(app.counters().held_now, 1);
+        assert!(app.try_record_held(Some(2)), "room for one more");
+        assert!(!app.try_record_held(Some(2)));
+        app.forget_held(10);
+        assert_eq!(app.counters().held_now, 0, "never below zero");
     }
 
     #[test]
@@ -828,7 +834,7 @@ mod tests {
         let ticket = app.take_ticket();
         assert_eq!(app.release_reason(ticket), Release::Resumed);
         assert_eq!(app.stop_until(40, None), StopOutcome::StoppedPaused);
-        assert!(is_due_for_release(held_in, app.phase()));
+        assert!(held_in.is_due_at(app.phase()));
         assert!(app.is_paused() && app.is_stopped());
         assert_eq!(app.release_reason(ticket), Release::Stopped);
         app.pause();
@@ -952,6 +958,32 @@ mod tests {
     }
 
     #[test]
+    fn the_next_turn_of_a_paced_request_is_when_the_rate_reaches_it() {
+        let app = AppState::new();
+        app.pause_until(0, None);
+        let held_in = app.phase();
+        let tickets: Vec<Ticket> = (0..5).map(|_| app.take_ticket()).collect();
+        app.resume_paced(1_000, 4);
+        assert!(app.may_release(held_in, tickets[0], 1_000));
+        assert!(!app.may_release(held_in, tickets[1], 1_000));
+        // One every 250 ms: the second at 1,250, the fifth at 2,000.
+        assert_eq!(app.next_turn_at(held_in, tickets[1], 1_000), Some(1_250));
+        assert_eq!(app.next_turn_at(held_in, tickets[4], 1_000), Some(2_000));
+        assert!(!app.may_release(held_in, tickets[1], 1_249));
+        assert!(app.may_release(held_in, tickets[1], 1_250));
+        // One that left early moves the turns of those behind it forward.
+        app.record_left_paced(held_in, tickets[1], 1_250);
+        assert_eq!(app.next_turn_at(held_in, tickets[4], 1_250), Some(1_750));
+        // Never in the past, and none for a request that is not paced.
+        assert_eq!(app.next_turn_at(held_in, tickets[2], 9_000), Some(9_001));
+        app.pause_until(2_000, None);
+        assert_eq!(
+            app.next_turn_at(app.phase(), app.take_ticket(), 2_000),
+            None
+        );
+    }
+
+    #[test]
     fn a_paced_release_of_a_second_pause_queues_behind_the_first_backlog() {
         let app = AppState::new();
         let may = |pause, tickets: &[Ticket], now| {
@@ -989,12 +1021,12 @@ mod tests {
         let app = AppState::new();
         app.pause();
         let held_in = app.phase();
-        assert!(!is_due_for_release(held_in, app.phase()));
+        assert!(!held_in.is_due_at(app.phase()));
         app.resume();
-        assert!(is_due_for_release(held_in, app.phase()));
+        assert!(held_in.is_due_at(app.phase()));
         app.pause();
         assert!(app.is_paused());
-        assert!(is_due_for_release(held_in, app.phase()));
+        assert!(held_in.is_due_at(app.phase()));
     }
 
     #[test]

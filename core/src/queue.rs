@@ -1,21 +1,22 @@
 //! The requests one worker holds, ordered for release.
 //!
 //! Each nginx worker keeps its own queue: a request can only be resumed by the
-//! process that owns its connection. Requests are keyed by app and ticket, so
-//! releasing an app walks its requests in ticket (arrival) order; a second
-//! index by deadline lets the worker find requests that reached their maximum
-//! hold time without looking at the others.
+//! process that owns its connection. Requests are kept per app by ticket, so
+//! an app's requests leave in arrival order; a second index by deadline lets
+//! the worker find requests that reached their maximum hold time without
+//! looking at the others.
+//!
+//! A request released to the upstream is *waking* until its worker has run
+//! it on (its upstream connection is being opened). The queue remembers those
+//! tickets too: until they have woken, they still count as this worker's
+//! place in the app's order (`lowest`), which other workers wait for.
 //!
 //! Generic over the request handle `R`, so unit tests drive it with plain
-//! values; `hold.rs` stores nginx request pointers in it.
+//! values; the module stores nginx request pointers in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::app_table::AppId;
-use crate::pause::{is_due_for_release, Phase, Ticket};
-
-/// Milliseconds on nginx's monotonic clock (`ngx_current_msec`).
-pub type Millis = u64;
+use crate::ids::{AppId, Millis, Phase, Ticket};
 
 #[derive(Debug)]
 struct HeldRequest<R> {
@@ -24,24 +25,41 @@ struct HeldRequest<R> {
     deadline: Millis,
 }
 
-/// Why a request leaves the queue.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub enum Release {
-    /// Its app was resumed.
-    Resumed,
-    /// It was held for its maximum time while the app stayed paused.
-    TimedOut,
-    /// nginx is shutting down for good while the app is paused: it is
-    /// answered 503 rather than dropped with the worker.
-    ShuttingDown,
-    /// Its app was stopped (`.../stop`): it is answered 503 at once.
-    Stopped,
+#[derive(Debug)]
+struct AppQueue<R> {
+    held: BTreeMap<Ticket, HeldRequest<R>>,
+    waking: BTreeSet<Ticket>,
+}
+
+impl<R> Default for AppQueue<R> {
+    fn default() -> Self {
+        AppQueue {
+            held: BTreeMap::new(),
+            waking: BTreeSet::new(),
+        }
+    }
+}
+
+impl<R> AppQueue<R> {
+    fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.waking.is_empty()
+    }
+}
+
+/// A request taken out of the queue.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Taken<R> {
+    pub app: AppId,
+    pub ticket: Ticket,
+    pub held_in: Phase,
+    pub request: R,
 }
 
 #[derive(Debug)]
 pub struct HeldQueue<R> {
-    by_app: BTreeMap<AppId, BTreeMap<Ticket, HeldRequest<R>>>,
+    by_app: BTreeMap<AppId, AppQueue<R>>,
     by_deadline: BTreeSet<(Millis, AppId, Ticket)>,
+    /// Held requests (not those waking).
     len: usize,
 }
 
@@ -56,10 +74,12 @@ impl<R> Default for HeldQueue<R> {
 }
 
 impl<R> HeldQueue<R> {
+    /// Requests held (not counting those waking).
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Nothing held (requests may still be waking).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -72,7 +92,7 @@ impl<R> HeldQueue<R> {
         deadline: Millis,
         request: R,
     ) {
-        let previous = self.by_app.entry(app).or_default().insert(
+        let previous = self.by_app.entry(app).or_default().held.insert(
             ticket,
             HeldRequest {
                 request,
@@ -85,110 +105,166 @@ impl<R> HeldQueue<R> {
         self.len += 1;
     }
 
-    /// Takes a request out of the queue without releasing it (its client went
-    /// away). The requests behind it are not affected.
+    /// Takes a held request out of the queue without releasing it (its
+    /// client went away). The requests behind it are not affected.
     pub fn forget(&mut self, app: AppId, ticket: Ticket) -> Option<R> {
+        self.take(app, ticket).map(|taken| taken.request)
+    }
+
+    /// Takes out, oldest first, the requests of `app` that are due at its
+    /// phase `now` and that `may_go(held_in, ticket)` lets go, at most
+    /// `limit`. Stops at the first one that may not go, so what leaves is
+    /// always the oldest. Tickets and phases rise together, so the due
+    /// requests are a prefix of the app's queue.
+    pub fn take_due(
+        &mut self,
+        app: AppId,
+        now: Phase,
+        limit: usize,
+        mut may_go: impl FnMut(Phase, Ticket) -> bool,
+    ) -> Vec<Taken<R>> {
+        let mut taken = Vec::new();
+        let Some(queue) = self.by_app.get_mut(&app) else {
+            return taken;
+        };
+        while taken.len() < limit {
+            let Some(entry) = queue.held.first_entry() else {
+                break;
+            };
+            let held_in = entry.get().held_in;
+            let ticket = *entry.key();
+            if !held_in.is_due_at(now) || !may_go(held_in, ticket) {
+                break;
+            }
+            let held = entry.remove();
+            self.by_deadline.remove(&(held.deadline, app, ticket));
+            taken.push(Taken {
+                app,
+                ticket,
+                held_in,
+                request: held.request,
+            });
+        }
+        if queue.is_empty() {
+            self.by_app.remove(&app);
+        }
+        self.len -= taken.len();
+        taken
+    }
+
+    /// The oldest held request of `app`: its ticket and the phase it was
+    /// held in.
+    pub fn first(&self, app: AppId) -> Option<(Ticket, Phase)> {
+        let (ticket, held) = self.by_app.get(&app)?.held.first_key_value()?;
+        Some((*ticket, held.held_in))
+    }
+
+    /// Takes a held request out of the queue by its ticket.
+    pub fn take(&mut self, app: AppId, ticket: Ticket) -> Option<Taken<R>> {
         let queue = self.by_app.get_mut(&app)?;
-        let held = queue.remove(&ticket)?;
+        let held = queue.held.remove(&ticket)?;
         if queue.is_empty() {
             self.by_app.remove(&app);
         }
         self.by_deadline.remove(&(held.deadline, app, ticket));
         self.len -= 1;
-        Some(held.request)
+        Some(Taken {
+            app,
+            ticket,
+            held_in: held.held_in,
+            request: held.request,
+        })
     }
 
-    /// Takes out at most `limit` requests whose app has moved past the phase
-    /// they were held in, each app's requests in ticket order. `phase_of`
-    /// reads an app's current phase from the shared zone. Fewer than `limit`
-    /// taken means no more are due; otherwise the next call goes on where this
-    /// one stopped.
-    pub fn release_in_order(
-        &mut self,
-        phase_of: impl FnMut(AppId) -> Phase,
-        limit: usize,
-    ) -> Vec<(AppId, Ticket, R)> {
-        self.release_in_order_paced(phase_of, |_, _, _| true, limit)
-    }
-
-    /// As `release_in_order`, but a due request goes only if `may_go(app,
-    /// held_in, ticket)` says so (a paced release lets the oldest go
-    /// first); the first one of an app that may not go stops that app's
-    /// release, so what goes is always the oldest.
-    pub fn release_in_order_paced(
-        &mut self,
-        mut phase_of: impl FnMut(AppId) -> Phase,
-        mut may_go: impl FnMut(AppId, Phase, Ticket) -> bool,
-        limit: usize,
-    ) -> Vec<(AppId, Ticket, R)> {
-        let mut released = Vec::new();
-        let apps: Vec<AppId> = self.by_app.keys().copied().collect();
-        for app in apps {
-            if released.len() == limit {
-                break;
-            }
-            let now = phase_of(app);
-            let queue = self.by_app.get_mut(&app).expect("listed above");
-            // Tickets and phases rise together, so the due requests are a prefix.
-            while released.len() < limit {
-                let Some(entry) = queue.first_entry() else {
-                    break;
-                };
-                let held_in = entry.get().held_in;
-                if !is_due_for_release(held_in, now) || !may_go(app, held_in, *entry.key()) {
-                    break;
-                }
-                let (ticket, held) = entry.remove_entry();
-                self.by_deadline.remove(&(held.deadline, app, ticket));
-                released.push((app, ticket, held.request));
-            }
-            if queue.is_empty() {
-                self.by_app.remove(&app);
-            }
+    /// The held request whose deadline passed first, if one has by `now`.
+    pub fn next_expired(&self, now: Millis) -> Option<(AppId, Ticket, &R)> {
+        let &(deadline, app, ticket) = self.by_deadline.first()?;
+        if deadline > now {
+            return None;
         }
-        self.len -= released.len();
-        released
+        let held = self.by_app.get(&app)?.held.get(&ticket)?;
+        Some((app, ticket, &held.request))
     }
 
     /// Takes out at most `limit` requests whose deadline has passed, earliest
     /// first.
-    pub fn take_expired(&mut self, now: Millis, limit: usize) -> Vec<(AppId, Ticket, R)> {
+    pub fn take_expired(&mut self, now: Millis, limit: usize) -> Vec<Taken<R>> {
         let mut expired = Vec::new();
-        while let Some(&(deadline, app, ticket)) = self.by_deadline.first() {
-            if deadline > now || expired.len() == limit {
+        while expired.len() < limit {
+            let Some((app, ticket, _)) = self.next_expired(now) else {
                 break;
-            }
-            if let Some(request) = self.forget(app, ticket) {
-                expired.push((app, ticket, request));
-            }
+            };
+            expired.extend(self.take(app, ticket));
         }
         expired
     }
 
     /// Takes out at most `limit` requests whatever their app's phase, each
     /// app's in ticket order: what a worker that is shutting down still holds.
-    pub fn take_all(&mut self, limit: usize) -> Vec<(AppId, Ticket, R)> {
+    pub fn take_all(&mut self, limit: usize) -> Vec<Taken<R>> {
         let mut taken = Vec::new();
-        while taken.len() < limit {
-            let Some(mut queue) = self.by_app.first_entry() else {
-                break;
-            };
-            let app = *queue.key();
-            let Some((ticket, held)) = queue.get_mut().pop_first() else {
-                queue.remove();
-                continue;
-            };
-            if queue.get().is_empty() {
-                queue.remove();
+        let apps: Vec<AppId> = self.apps().collect();
+        for app in apps {
+            let queue = self.by_app.get_mut(&app).expect("listed above");
+            while taken.len() < limit {
+                let Some((ticket, held)) = queue.held.pop_first() else {
+                    break;
+                };
+                self.by_deadline.remove(&(held.deadline, app, ticket));
+                self.len -= 1;
+                taken.push(Taken {
+                    app,
+                    ticket,
+                    held_in: held.held_in,
+                    request: held.request,
+                });
             }
-            self.by_deadline.remove(&(held.deadline, app, ticket));
-            self.len -= 1;
-            taken.push((app, ticket, held.request));
+            if queue.is_empty() {
+                self.by_app.remove(&app);
+            }
         }
         taken
     }
 
-    /// The apps this queue holds requests of.
+    /// A released request of `app` is on its way: until `woke`, it still
+    /// holds its place in the app's order.
+    pub fn mark_waking(&mut self, app: AppId, ticket: Ticket) {
+        self.by_app.entry(app).or_default().waking.insert(ticket);
+    }
+
+    /// A released request has been run on (or freed before it could be).
+    /// True if it was waking.
+    pub fn woke(&mut self, app: AppId, ticket: Ticket) -> bool {
+        let Some(queue) = self.by_app.get_mut(&app) else {
+            return false;
+        };
+        let was_waking = queue.waking.remove(&ticket);
+        if queue.is_empty() {
+            self.by_app.remove(&app);
+        }
+        was_waking
+    }
+
+    /// This worker's place in `app`'s order: the lowest ticket it holds or
+    /// is still waking. `None` when it has nothing of the app.
+    pub fn lowest(&self, app: AppId) -> Option<Ticket> {
+        let queue = self.by_app.get(&app)?;
+        let held = queue.held.first_key_value().map(|(ticket, _)| *ticket);
+        let waking = queue.waking.first().copied();
+        held.into_iter().chain(waking).min()
+    }
+
+    /// How many requests of `app` this worker holds (not counting waking).
+    pub fn held_of(&self, app: AppId) -> usize {
+        self.by_app.get(&app).map_or(0, |queue| queue.held.len())
+    }
+
+    /// Requests released and not yet woken, of every app.
+    pub fn waking(&self) -> usize {
+        self.by_app.values().map(|queue| queue.waking.len()).sum()
+    }
+
+    /// The apps this queue holds (or wakes) requests of.
     pub fn apps(&self) -> impl Iterator<Item = AppId> + '_ {
         self.by_app.keys().copied()
     }
@@ -207,8 +283,12 @@ mod tests {
     const SHOP: AppId = AppId(3);
     const BLOG: AppId = AppId(9);
 
-    fn tickets(released: &[(AppId, Ticket, &'static str)]) -> Vec<u64> {
-        released.iter().map(|(_, t, _)| t.0).collect()
+    fn tickets<R>(taken: &[Taken<R>]) -> Vec<u64> {
+        taken.iter().map(|t| t.ticket.0).collect()
+    }
+
+    fn any(_: Phase, _: Ticket) -> bool {
+        true
     }
 
     #[test]
@@ -217,11 +297,12 @@ mod tests {
         for ticket in [4, 1, 3, 0, 2] {
             queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
         }
-        assert!(queue.release_in_order(|_| Phase(1), ALL).is_empty());
-        let released = queue.release_in_order(|_| Phase(2), ALL);
+        assert!(queue.take_due(SHOP, Phase(1), ALL, any).is_empty());
+        let released = queue.take_due(SHOP, Phase(2), ALL, any);
         assert_eq!(tickets(&released), [0, 1, 2, 3, 4]);
         assert!(queue.is_empty());
         assert_eq!(queue.next_deadline(), None);
+        assert_eq!(queue.apps().count(), 0);
     }
 
     #[test]
@@ -236,9 +317,7 @@ mod tests {
         assert_eq!(queue.len(), 2);
         let rest = queue.take_all(ALL);
         assert_eq!(
-            rest.iter()
-                .map(|(app, t, _)| (*app, t.0))
-                .collect::<Vec<_>>(),
+            rest.iter().map(|t| (t.app, t.ticket.0)).collect::<Vec<_>>(),
             [(SHOP, 2), (BLOG, 7)]
         );
         assert!(queue.is_empty());
@@ -251,10 +330,11 @@ mod tests {
         let mut queue = HeldQueue::default();
         queue.hold(SHOP, Ticket(0), Phase(1), 100, "shop");
         queue.hold(BLOG, Ticket(0), Phase(5), 100, "blog");
-        let released =
-            queue.release_in_order(|app| if app == SHOP { Phase(2) } else { Phase(5) }, ALL);
-        assert_eq!(released, [(SHOP, Ticket(0), "shop")]);
+        let released = queue.take_due(SHOP, Phase(2), ALL, any);
+        assert_eq!(tickets(&released), [0]);
+        assert!(queue.take_due(BLOG, Phase(5), ALL, any).is_empty());
         assert_eq!(queue.len(), 1);
+        assert_eq!(queue.first(BLOG), Some((Ticket(0), Phase(5))));
     }
 
     #[test]
@@ -262,8 +342,8 @@ mod tests {
         let mut queue = HeldQueue::default();
         queue.hold(SHOP, Ticket(0), Phase(1), 100, "old");
         queue.hold(SHOP, Ticket(1), Phase(3), 100, "new");
-        let released = queue.release_in_order(|_| Phase(3), ALL);
-        assert_eq!(released, [(SHOP, Ticket(0), "old")]);
+        let released = queue.take_due(SHOP, Phase(3), ALL, any);
+        assert_eq!(tickets(&released), [0]);
         assert_eq!(queue.len(), 1);
     }
 
@@ -277,7 +357,7 @@ mod tests {
         assert_eq!(queue.forget(SHOP, Ticket(1)), None);
         assert_eq!(queue.len(), 3);
         assert_eq!(
-            tickets(&queue.release_in_order(|_| Phase(2), ALL)),
+            tickets(&queue.take_due(SHOP, Phase(2), ALL, any)),
             [0, 2, 3]
         );
     }
@@ -290,27 +370,39 @@ mod tests {
         queue.hold(BLOG, Ticket(0), Phase(1), 300, "blog");
         assert_eq!(queue.next_deadline(), Some(200));
         assert!(queue.take_expired(199, ALL).is_empty());
+        assert_eq!(queue.next_expired(199), None);
+        assert_eq!(queue.next_expired(200), Some((SHOP, Ticket(1), &"early")));
         let expired = queue.take_expired(300, ALL);
         assert_eq!(
-            expired,
-            [(SHOP, Ticket(1), "early"), (BLOG, Ticket(0), "blog")]
+            expired
+                .iter()
+                .map(|t| (t.app, t.ticket.0, t.request))
+                .collect::<Vec<_>>(),
+            [(SHOP, 1, "early"), (BLOG, 0, "blog")]
         );
         assert_eq!(queue.next_deadline(), Some(500));
-        assert_eq!(tickets(&queue.release_in_order(|_| Phase(2), ALL)), [0]);
+        assert_eq!(tickets(&queue.take_due(SHOP, Phase(2), ALL, any)), [0]);
         assert!(queue.is_empty());
     }
 
     #[test]
-    fn a_paced_release_lets_the_oldest_go_first() {
+    fn a_refused_request_stops_its_app_so_the_oldest_go_first() {
         let mut queue = HeldQueue::default();
         for ticket in 0..5 {
             queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
         }
-        let first_two = |_: AppId, _: Phase, ticket: Ticket| ticket.0 < 2;
-        let released = queue.release_in_order_paced(|_| Phase(2), first_two, ALL);
-        assert_eq!(tickets(&released), [0, 1]);
-        let released = queue.release_in_order_paced(|_| Phase(2), |_, _, _| true, ALL);
-        assert_eq!(tickets(&released), [2, 3, 4]);
+        let first_two = |_: Phase, ticket: Ticket| ticket.0 < 2;
+        assert_eq!(
+            tickets(&queue.take_due(SHOP, Phase(2), ALL, first_two)),
+            [0, 1]
+        );
+        // Ticket 3 would be allowed, but 2 is not: nothing overtakes it.
+        let not_two = |_: Phase, ticket: Ticket| ticket.0 != 2;
+        assert!(queue.take_due(SHOP, Phase(2), ALL, not_two).is_empty());
+        assert_eq!(
+            tickets(&queue.take_due(SHOP, Phase(2), ALL, any)),
+            [2, 3, 4]
+        );
         assert!(queue.is_empty());
     }
 
@@ -320,19 +412,47 @@ mod tests {
         for ticket in [5, 0, 3, 1, 4, 2] {
             queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
         }
-        queue.hold(BLOG, Ticket(0), Phase(1), 1_000, "r");
         let mut batches = Vec::new();
         loop {
-            let batch = queue.release_in_order(|_| Phase(2), 4);
+            let batch = queue.take_due(SHOP, Phase(2), 4, any);
             batches.push(tickets(&batch));
             if batch.len() < 4 {
                 break;
             }
         }
-        // SHOP (AppId 3) before BLOG (AppId 9), each in ticket order.
-        assert_eq!(batches, [vec![0, 1, 2, 3], vec![4, 5, 0]]);
+        assert_eq!(batches, [vec![0, 1, 2, 3], vec![4, 5]]);
         assert!(queue.is_empty());
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn waking_requests_keep_their_place_until_they_woke() {
+        let mut queue = HeldQueue::default();
+        for ticket in [10, 12, 14] {
+            queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
+        }
+        assert_eq!(queue.lowest(SHOP), Some(Ticket(10)));
+        for taken in queue.take_due(SHOP, Phase(2), 2, any) {
+            queue.mark_waking(SHOP, taken.ticket);
+        }
+        assert_eq!((queue.len(), queue.waking()), (1, 2));
+        assert_eq!(queue.held_of(SHOP), 1);
+        assert_eq!(queue.lowest(SHOP), Some(Ticket(10)), "10 is still waking");
+        assert!(queue.woke(SHOP, Ticket(10)));
+        assert!(!queue.woke(SHOP, Ticket(10)), "once");
+        assert_eq!(queue.lowest(SHOP), Some(Ticket(12)));
+        assert!(queue.woke(SHOP, Ticket(12)));
+        assert_eq!(queue.lowest(SHOP), Some(Ticket(14)));
+        // The last held one leaves while another is still waking: the app
+        // stays known until that one woke.
+        let taken = queue.take_due(SHOP, Phase(2), ALL, any);
+        queue.mark_waking(SHOP, taken[0].ticket);
+        assert!(queue.is_empty());
+        assert_eq!(queue.apps().collect::<Vec<_>>(), [SHOP]);
+        assert_eq!(queue.lowest(SHOP), Some(Ticket(14)));
+        assert!(queue.woke(SHOP, Ticket(14)));
+        assert_eq!(queue.lowest(SHOP), None);
+        assert_eq!(queue.apps().count(), 0);
     }
 
     #[test]
@@ -344,6 +464,6 @@ mod tests {
         assert_eq!(tickets(&queue.take_expired(300, 2)), [1, 2]);
         assert_eq!(queue.next_deadline(), Some(300));
         assert_eq!(tickets(&queue.take_expired(300, 2)), [0]);
-        assert!(queue.release_in_order(|_| Phase(2), 0).is_empty());
+        assert!(queue.take_due(SHOP, Phase(2), 0, any).is_empty());
     }
 }

@@ -15,7 +15,7 @@ pub const LONGEST_MAX_TIME_MS: u64 = 86_400_000;
 /// The path that always passes while paused, as with the old script.
 pub const ALWAYS_PASSING_PATH: &[u8] = b"/up";
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum InvalidMaxTime {
     NotANumber,
     Negative,
@@ -145,7 +145,7 @@ pub fn check_app_name(name: &[u8]) -> Result<&[u8], AppNameTooLong> {
 }
 
 /// Why a request of a paused app passes at once.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Exemption {
     HealthCheck,
     PrivilegedUserAgent,

@@ -20,7 +20,7 @@ use proptest::collection::{vec, SizeRange};
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use invariants::{AppTableRun, ExemptionInput, QueueOp, TableOp};
+use invariants::{AppTableRun, ExemptionInput, OrderOp, QueueOp, TableOp};
 
 /// Bytes of any value, of up to `max` bytes.
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -407,5 +407,30 @@ proptest! {
     #[test]
     fn held_requests_leave_once_in_order(ops in vec(queue_op(), 0..64)) {
         invariants::held_queue(&ops);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// One order across workers
+
+fn order_op() -> impl Strategy<Value = OrderOp> {
+    let worker = 0u8..3;
+    prop_oneof![
+        8 => (worker.clone(), prop_oneof![3 => Just(0u8), 1 => 0u8..4])
+            .prop_map(|(worker, skipped)| OrderOp::Hold { worker, skipped }),
+        1 => (worker.clone(), any::<u8>()).prop_map(|(worker, pick)| OrderOp::Leave { worker, pick }),
+        4 => (worker.clone(), 0u8..80).prop_map(|(worker, limit)| OrderOp::Pass { worker, limit }),
+        4 => worker.clone().prop_map(|worker| OrderOp::Wake { worker }),
+        1 => worker.prop_map(|worker| OrderOp::Die { worker }),
+        1 => Just(OrderOp::Resume),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn workers_release_within_the_order_window_and_nothing_is_stuck(
+        ops in vec(order_op(), 0..400)
+    ) {
+        invariants::order_across_workers(&ops);
     }
 }

@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 client: one request per TCP connection, `Connection:
-//! close`, blocking std sockets whose timeouts are only bounds.
+//! close` unless asked to keep the connection alive (then the answer is read
+//! by its length and the connection can stay open, idle, as a browser's
+//! does), blocking std sockets whose timeouts are only bounds.
 //!
 //! A request can be sent and answered at once (`Request::send`) or started and
 //! left waiting (`Request::start` gives a `Pending`): held requests need no
@@ -19,6 +21,7 @@ pub struct Request {
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
     source: Option<Ipv4Addr>,
+    keep_alive: bool,
 }
 
 impl Request {
@@ -29,7 +32,15 @@ impl Request {
             headers: Vec::new(),
             body: Vec::new(),
             source: None,
+            keep_alive: false,
         }
+    }
+
+    /// Sends no `Connection: close`: nginx keeps the connection open after
+    /// its answer (see `Pending::finish_keeping_open`).
+    pub fn keep_alive(mut self) -> Self {
+        self.keep_alive = true;
+        self
     }
 
     pub fn get(target: &str) -> Self {
@@ -60,11 +71,13 @@ impl Request {
     }
 
     fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = format!(
-            "{} {} HTTP/1.1\r\nConnection: close\r\n",
-            self.method, self.target
-        )
-        .into_bytes();
+        let connection = if self.keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        };
+        let mut bytes =
+            format!("{} {} HTTP/1.1\r\n{connection}", self.method, self.target).into_bytes();
         // `localhost` unless the request names its own.
         if !self
             .headers
@@ -101,6 +114,7 @@ impl Request {
             local_port,
             server_port: port,
             body_len: self.body.len(),
+            keep_alive: self.keep_alive,
             what,
         }
     }
@@ -134,6 +148,7 @@ pub struct Pending {
     /// nginx reads a request body only in the content phase: while a request
     /// is held, up to this many bytes may stay unread in its socket.
     body_len: usize,
+    keep_alive: bool,
     what: String,
 }
 
@@ -159,8 +174,21 @@ impl Pending {
         wait_all_read(std::slice::from_ref(self));
     }
 
-    /// Reads the whole answer (nginx closes the connection after it).
-    pub fn finish(mut self) -> Response {
+    /// Reads the whole answer (nginx closes the connection after it, or, for
+    /// a keep-alive request, the answer's length says where it ends).
+    pub fn finish(self) -> Response {
+        self.finish_keeping_open().0
+    }
+
+    /// Reads the whole answer, and returns the connection too: for a
+    /// keep-alive request it stays open and idle until dropped.
+    pub fn finish_keeping_open(mut self) -> (Response, TcpStream) {
+        if self.keep_alive {
+            let response = read_by_length(&mut self.stream).unwrap_or_else(|e| {
+                panic!("{}: no complete answer within {BOUND:?}: {e}", self.what)
+            });
+            return (response, self.stream);
+        }
         let mut raw = Vec::new();
         if let Err(e) = self.stream.read_to_end(&mut raw) {
             panic!(
@@ -169,13 +197,14 @@ impl Pending {
                 String::from_utf8_lossy(&raw)
             );
         }
-        Response::parse(&raw).unwrap_or_else(|| {
+        let response = Response::parse(&raw).unwrap_or_else(|| {
             panic!(
                 "{}: malformed answer {:?}",
                 self.what,
                 String::from_utf8_lossy(&raw)
             )
-        })
+        });
+        (response, self.stream)
     }
 
     /// Whether nginx process `pid` has this connection open (which worker
@@ -218,6 +247,40 @@ pub fn wait_all_read(pending: &[Pending]) {
         unread.len(),
         unread[0].what
     );
+}
+
+/// Reads one answer from a connection that stays open: the head, then as
+/// many body bytes as `Content-Length` says (or the chunks, to the last).
+fn read_by_length(stream: &mut TcpStream) -> std::io::Result<Response> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let body = &raw[end + 4..];
+            let complete = match length {
+                Some(length) => body.len() >= length,
+                None if head.contains("transfer-encoding: chunked") => {
+                    body.windows(5).any(|w| w == b"0\r\n\r\n")
+                }
+                None => true,
+            };
+            if complete {
+                return Response::parse(&raw)
+                    .ok_or_else(|| std::io::Error::other("malformed answer"));
+            }
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Response::parse(&raw)
+                .ok_or_else(|| std::io::Error::other("connection closed before the answer"));
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[derive(Debug, Clone)]

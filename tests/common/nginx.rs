@@ -151,6 +151,7 @@ impl Drop for Prefix {
 pub struct Config {
     workers: usize,
     worker_connections: usize,
+    reuseport: bool,
     http: Vec<String>,
     servers: Vec<String>,
     files: Vec<(String, String)>,
@@ -168,6 +169,7 @@ impl Config {
         Config {
             workers: 1,
             worker_connections: 10000,
+            reuseport: false,
             http: Vec::new(),
             servers: Vec::new(),
             files: Vec::new(),
@@ -181,6 +183,15 @@ impl Config {
 
     pub fn worker_connections(mut self, n: usize) -> Self {
         self.worker_connections = n;
+        self
+    }
+
+    /// `listen ... reuseport`: each worker has its own listening socket and
+    /// the kernel spreads connections over them, so requests sent one after
+    /// another land on every worker (without it, the worker that wakes first
+    /// takes most of them).
+    pub fn reuseport(mut self) -> Self {
+        self.reuseport = true;
         self
     }
 
@@ -209,12 +220,13 @@ impl Config {
         } else {
             ""
         };
+        let reuseport = if self.reuseport { " reuseport" } else { "" };
         let servers: String = self
             .servers
             .iter()
             .zip(ports)
             .map(|(body, port)| {
-                format!("    server {{\n        listen 127.0.0.1:{port} backlog=4096;\n        server_name localhost;\n        {body}\n    }}\n")
+                format!("    server {{\n        listen 127.0.0.1:{port} backlog=4096{reuseport};\n        server_name localhost;\n        {body}\n    }}\n")
             })
             .collect();
         let http_extra = self.http.join("\n    ");

@@ -11,18 +11,20 @@
 //! goes with it.
 
 use nginx_sys::{
-    ngx_event_t, ngx_int_t, ngx_uint_t, NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_NOTICE,
-    NGX_LOG_WARN,
+    ngx_event_t, ngx_int_t, ngx_shm_zone_t, ngx_uint_t, NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::ngx_log_error;
 
-use crate::control::ENABLED;
+use super::ENABLED;
+use crate::nginx::guard_ffi;
 use crate::nginx::{self, HttpRequest, RequestContext, RequestTimer};
-use crate::{guard_ffi, hold, module};
-use intermission_core::app_table::{AppId, AppTable};
+use crate::{module, release, zone};
+use intermission_core::app_table::AppTable;
+use intermission_core::ids::{AppId, Millis};
 use intermission_core::in_flight::InFlightCounter;
-use intermission_core::queue::Millis;
 use intermission_core::settings::{AppLabel, Seconds};
+use intermission_core::worker_slots::WorkerSlots;
 
 /// How often a waiting drain looks at the in-flight count: an answer comes
 /// within this of the last request finishing.
@@ -34,7 +36,9 @@ const HTTP_GATEWAY_TIMEOUT: ngx_uint_t = 504;
 
 /// Attached to a control request while it waits for its app to drain.
 struct DrainWait {
+    zone: &'static ngx_shm_zone_t,
     table: AppTable<'static>,
+    slots: WorkerSlots<'static>,
     app: AppId,
     counter: InFlightCounter,
     started: Millis,
@@ -50,6 +54,7 @@ impl RequestContext for DrainWait {
 /// already) has drained: now if it has, else later (NGX_DONE).
 pub fn answer_when_drained(
     r: &HttpRequest,
+    zone: &'static ngx_shm_zone_t,
     table: AppTable<'static>,
     app: AppId,
     name: &[u8],
@@ -57,7 +62,9 @@ pub fn answer_when_drained(
     now: Millis,
 ) -> ngx_int_t {
     let wait = DrainWait {
+        zone,
         table,
+        slots: zone::worker_slots(table.header()),
         app,
         counter: InFlightCounter::of(name),
         started: now,
@@ -79,10 +86,10 @@ impl DrainWait {
     /// The answer if the wait is over at `now`: drained, timed out, or the
     /// pause ended meanwhile (a disable, or its deadline).
     fn answer(&self, r: &HttpRequest, now: Millis) -> Option<ngx_int_t> {
-        if hold::end_pause_at_deadline(r.log(), self.table, self.app, now) {
-            hold::release_due_requests();
-        }
-        let in_flight = self.table.header().in_flight().count(self.counter);
+        release::end_pause_at_deadline(r.log(), self.zone, self.table, self.app, now);
+        // A worker that died with requests in flight no longer counts.
+        release::reclaim_dead_workers(now);
+        let in_flight = self.slots.in_flight(self.counter);
         let paused = self.table.state(self.app).is_paused();
         if paused && in_flight != 0 && now < self.until {
             return None;

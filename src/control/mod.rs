@@ -1,25 +1,39 @@
 //! The control endpoint: `intermission_control;` in a location answers
-//! `.../status`, `.../enable` and `.../disable` for the app of the control
-//! request itself (its own `$app_name`), so each virtual host's endpoint
-//! controls its own app. `status?format=json` answers the app's counters,
-//! `.../metrics` every app's, for Prometheus.
+//! `.../status`, `.../enable`, `.../disable` and `.../stop` for the app of
+//! the control request itself (its own `$app_name`), so each virtual host's
+//! endpoint controls its own app. `status?format=json` answers the app's
+//! counters, `.../metrics` every app's, for Prometheus.
+//!
+//! Calls that change an app's state take the zone's lock while they do
+//! (control calls are rare), so calls reaching different workers at once
+//! apply one after the other; then every worker is woken to act on it.
+
+mod drain;
+
+use std::ffi::{c_char, c_void};
 
 use nginx_sys::{
-    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_HTTP_GET, NGX_HTTP_HEAD,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_POST,
-    NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK,
+    ngx_command_t, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_http_request_t, ngx_int_t,
+    ngx_shm_zone_t, ngx_uint_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_POST, NGX_LOG_EMERG, NGX_LOG_ERR,
+    NGX_LOG_NOTICE, NGX_OK,
 };
-use ngx::ngx_log_error;
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::http::NgxHttpCoreModule;
+use ngx::{ngx_conf_log_error, ngx_log_error};
 
+use crate::config::LocConf;
+use crate::nginx::guard_ffi;
 use crate::nginx::{self, HttpRequest};
 use crate::panic_probe::{self, Point};
 use crate::zone::{self, ZoneLock, ZONE_NAME};
-use crate::{drain, guard_ffi, hold, IntermissionModule};
-use intermission_core::app_table::{AppId, AppTable, TableFull};
+use crate::{release, IntermissionModule};
+use intermission_core::app_table::{AppTable, TableHeader};
 use intermission_core::control::{
     action_of, metrics_text, status_all_json, status_all_text, Action, AppReport, ControlArgs,
     Format, RunState,
 };
+use intermission_core::ids::AppId;
 use intermission_core::in_flight::InFlightCounter;
 use intermission_core::pause::{AppCounters, PauseOutcome, ResumeOutcome, StopOutcome};
 use intermission_core::settings::{check_app_name, AppLabel, LogSafe, Seconds};
@@ -34,6 +48,33 @@ pub const ENABLED: &[u8] = b"Pause enabled.\n";
 const DISABLED: &[u8] = b"Pause disabled.\n";
 /// Old scripts know only the two answers above; a stop is new, so it says so.
 const STOPPED: &[u8] = b"Stopped.\n";
+
+/// `intermission_control;`: this location answers the control endpoint.
+pub extern "C" fn set_intermission_control(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's location configuration.
+    let conf = unsafe { &mut *conf.cast::<LocConf>() };
+    // SAFETY: called in a location block, where the core module's location
+    // configuration exists.
+    let Some(core) = (unsafe { NgxHttpCoreModule::location_conf_mut(&*cf) }) else {
+        return NGX_CONF_ERROR;
+    };
+    let core: &mut ngx_http_core_loc_conf_t = core;
+    if core.handler.is_some() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"intermission_control\" directive: this location already has a content handler"
+        );
+        return NGX_CONF_ERROR;
+    }
+    core.handler = Some(handle_control_request);
+    conf.control = true;
+    NGX_CONF_OK
+}
 
 /// The content handler of `intermission_control` locations.
 pub extern "C" fn handle_control_request(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -99,21 +140,23 @@ fn control(r: HttpRequest) -> ngx_int_t {
     let now = nginx::now_ms();
     // A pause past its deadline ends before anything else is answered.
     if let Some(app) = table.find(name) {
-        end_if_past_deadline(&r, table, app, now);
+        release::end_pause_at_deadline(r.log(), zone, table, app, now);
     }
 
     match action {
         Action::Status => {
+            // The counts of a worker that died are taken back first.
+            release::reclaim_dead_workers(now);
             let format = args.format_for(r.header_in(b"accept"));
             if args.all {
-                let names = every_app(&r, table, now);
-                let reports = reports_of(table, &names, now);
+                let names = every_app(&r, zone, table, now);
+                let reports = reports_of(header, table, &names, now);
                 return match format {
                     Format::Text => r.send_text(HTTP_OK, status_all_text(&reports).as_bytes()),
                     Format::Json => r.send_json(HTTP_OK, status_all_json(&reports).as_bytes()),
                 };
             }
-            let report = report(table, table.find(name), name, now);
+            let report = report(header, table, table.find(name), name, now);
             match format {
                 Format::Text => r.send_text(
                     HTTP_OK,
@@ -126,90 +169,101 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 Format::Json => r.send_json(HTTP_OK, (report.json() + "\n").as_bytes()),
             }
         }
-        Action::Stop => match table.find_or_add(name, || ZoneLock::acquire(zone)) {
-            Ok(app) => {
-                let lasts = args.ttl.or(location.max_pause());
-                let deadline = lasts.map(|ms| now + ms);
-                let outcome = table.stop_until(app, now, deadline);
-                let moved = args.ttl.is_some()
-                    && outcome != StopOutcome::StoppedRunning
-                    && table.state(app).move_deadline(deadline);
-                // Whether this call set the deadline or a pause before it did.
-                let until = Until(table.state(app).deadline().map(|d| d.saturating_sub(now)));
-                if outcome == StopOutcome::AlreadyStopped && !moved {
-                    return r.send_text(HTTP_NOT_MODIFIED, b"");
-                }
-                ngx_log_error!(
-                    NGX_LOG_NOTICE,
-                    r.log(),
-                    "intermission: {} stopped{until}: answering its requests 503{}",
-                    AppLabel(name),
-                    if outcome == StopOutcome::StoppedPaused {
-                        ", those held included"
-                    } else {
-                        ""
-                    }
-                );
-                // This worker's held requests are answered now; the others'
-                // within one release check.
-                hold::release_due_requests();
-                r.send_text(HTTP_OK, STOPPED)
+        Action::Stop => {
+            let lock = ZoneLock::acquire(zone);
+            let Ok(app) = table.find_or_add(name, || ()) else {
+                drop(lock);
+                return zone_full(&r, name, &table, main.zone_size());
+            };
+            let lasts = args.ttl.or(location.max_pause());
+            let deadline = lasts.map(|ms| now + ms);
+            let outcome = table.stop_until(app, now, deadline);
+            let moved = args.ttl.is_some()
+                && outcome != StopOutcome::StoppedRunning
+                && table.state(app).move_deadline(deadline);
+            // Whether this call set the deadline or a pause before it did.
+            let until = Until(table.state(app).deadline().map(|d| d.saturating_sub(now)));
+            drop(lock);
+            if outcome == StopOutcome::AlreadyStopped && !moved {
+                return r.send_text(HTTP_NOT_MODIFIED, b"");
             }
-            Err(TableFull) => zone_full(&r, name, &table, main.zone_size()),
-        },
-        Action::Enable => match table.find_or_add(name, || ZoneLock::acquire(zone)) {
-            Ok(app) => {
-                let was_stopped = table.state(app).is_stopped();
-                let lasts = args.ttl.or(location.max_pause());
-                let deadline = lasts.map(|ms| now + ms);
-                let until = Until(lasts);
-                let changed = match table.pause_until(app, now, deadline) {
-                    PauseOutcome::Paused => {
-                        ngx_log_error!(
-                            NGX_LOG_NOTICE,
-                            r.log(),
-                            "intermission: {} paused{until}",
-                            AppLabel(name)
-                        );
-                        true
-                    }
-                    // A ttl on a paused app moves its deadline: an ops script
-                    // can keep a long pause alive by calling again.
-                    PauseOutcome::AlreadyPaused
-                        if args.ttl.is_some() && table.state(app).move_deadline(deadline) =>
-                    {
-                        ngx_log_error!(
-                            NGX_LOG_NOTICE,
-                            r.log(),
-                            "intermission: {} stays paused{until}",
-                            AppLabel(name)
-                        );
-                        true
-                    }
-                    PauseOutcome::AlreadyPaused if was_stopped => {
-                        ngx_log_error!(
-                            NGX_LOG_NOTICE,
-                            r.log(),
-                            "intermission: {} was stopped, and is paused now: holding its requests",
-                            AppLabel(name)
-                        );
-                        true
-                    }
-                    PauseOutcome::AlreadyPaused => false,
-                };
-                match args.drain {
-                    // Paused now or before: either way the caller wants to
-                    // know that the app is quiet.
-                    Some(drain) => drain::answer_when_drained(&r, table, app, name, drain, now),
-                    None if changed => r.send_text(HTTP_OK, ENABLED),
-                    None => r.send_text(HTTP_NOT_MODIFIED, b""),
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                r.log(),
+                "intermission: {} stopped{until}: answering its requests 503{}",
+                AppLabel(name),
+                if outcome == StopOutcome::StoppedPaused {
+                    ", those held included"
+                } else {
+                    ""
                 }
+            );
+            release::state_changed();
+            r.send_text(HTTP_OK, STOPPED)
+        }
+        Action::Enable => {
+            let lock = ZoneLock::acquire(zone);
+            let Ok(app) = table.find_or_add(name, || ()) else {
+                drop(lock);
+                return zone_full(&r, name, &table, main.zone_size());
+            };
+            let was_stopped = table.state(app).is_stopped();
+            let lasts = args.ttl.or(location.max_pause());
+            let deadline = lasts.map(|ms| now + ms);
+            let outcome = table.pause_until(app, now, deadline);
+            // A ttl on a paused app moves its deadline: an ops script can
+            // keep a long pause alive by calling again.
+            let moved = outcome == PauseOutcome::AlreadyPaused
+                && args.ttl.is_some()
+                && table.state(app).move_deadline(deadline);
+            drop(lock);
+            let until = Until(lasts);
+            let changed = match outcome {
+                PauseOutcome::Paused => {
+                    ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        r.log(),
+                        "intermission: {} paused{until}",
+                        AppLabel(name)
+                    );
+                    true
+                }
+                PauseOutcome::AlreadyPaused if moved => {
+                    ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        r.log(),
+                        "intermission: {} stays paused{until}",
+                        AppLabel(name)
+                    );
+                    true
+                }
+                PauseOutcome::AlreadyPaused if was_stopped => {
+                    ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        r.log(),
+                        "intermission: {} was stopped, and is paused now: holding its requests",
+                        AppLabel(name)
+                    );
+                    true
+                }
+                PauseOutcome::AlreadyPaused => false,
+            };
+            if changed {
+                // Holding workers set their timers for the new deadline.
+                release::state_changed();
             }
-            Err(TableFull) => zone_full(&r, name, &table, main.zone_size()),
-        },
+            match args.drain {
+                // Paused now or before: either way the caller wants to
+                // know that the app is quiet.
+                Some(drain) => drain::answer_when_drained(&r, zone, table, app, name, drain, now),
+                None if changed => r.send_text(HTTP_OK, ENABLED),
+                None => r.send_text(HTTP_NOT_MODIFIED, b""),
+            }
+        }
         Action::Metrics => {
-            let names = every_app(&r, table, now);
-            let reports = reports_of(table, &names, now);
+            release::reclaim_dead_workers(now);
+            let names = every_app(&r, zone, table, now);
+            let reports = reports_of(header, table, &names, now);
             r.send_body(
                 HTTP_OK,
                 ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8"),
@@ -220,10 +274,16 @@ fn control(r: HttpRequest) -> ngx_int_t {
             let Some(app) = table.find(name) else {
                 return r.send_text(HTTP_NOT_MODIFIED, b"");
             };
+            let lock = ZoneLock::acquire(zone);
             let outcome = match args.rate {
                 Some(rate) => table.resume_paced(app, now, rate),
                 None => table.resume(app),
             };
+            // A plain disable during a paced release lets the rest go.
+            let pacing_ended = outcome == ResumeOutcome::NotPaused
+                && args.rate.is_none()
+                && table.end_pacing(app, now);
+            drop(lock);
             match outcome {
                 ResumeOutcome::Resumed { held } => {
                     ngx_log_error!(
@@ -234,33 +294,20 @@ fn control(r: HttpRequest) -> ngx_int_t {
                         if held == 1 { "" } else { "s" },
                         PacedAt(args.rate)
                     );
-                    // This worker's own requests go now; the others' within
-                    // one release check.
-                    hold::release_due_requests();
-                    r.send_text(HTTP_OK, DISABLED)
                 }
-                // A plain disable during a paced release lets the rest go.
-                ResumeOutcome::NotPaused if args.rate.is_none() && table.end_pacing(app, now) => {
+                ResumeOutcome::NotPaused if pacing_ended => {
                     ngx_log_error!(
                         NGX_LOG_NOTICE,
                         r.log(),
                         "intermission: {} releases the rest of its paced backlog at once",
                         AppLabel(name)
                     );
-                    hold::release_due_requests();
-                    r.send_text(HTTP_OK, DISABLED)
                 }
-                ResumeOutcome::NotPaused => r.send_text(HTTP_NOT_MODIFIED, b""),
+                ResumeOutcome::NotPaused => return r.send_text(HTTP_NOT_MODIFIED, b""),
             }
+            release::state_changed();
+            r.send_text(HTTP_OK, DISABLED)
         }
-    }
-}
-
-/// Ends `app`'s pause if it is past its deadline, and releases what this
-/// worker holds of it at once.
-fn end_if_past_deadline(r: &HttpRequest, table: AppTable<'static>, app: AppId, now: u64) {
-    if hold::end_pause_at_deadline(r.log(), table, app, now) {
-        hold::release_due_requests();
     }
 }
 
@@ -304,35 +351,42 @@ impl std::fmt::Display for Until {
 
 /// Every app in the zone with its name, each pause past its deadline ended
 /// first.
-fn every_app(r: &HttpRequest, table: AppTable<'static>, now: u64) -> Vec<(AppId, Vec<u8>)> {
+fn every_app(
+    r: &HttpRequest,
+    zone: &ngx_shm_zone_t,
+    table: AppTable<'static>,
+    now: u64,
+) -> Vec<(AppId, Vec<u8>)> {
     table
         .apps()
         .map(|app| {
-            end_if_past_deadline(r, table, app, now);
+            release::end_pause_at_deadline(r.log(), zone, table, app, now);
             (app, table.name(app))
         })
         .collect()
 }
 
 fn reports_of<'n>(
+    header: &'static TableHeader,
     table: AppTable<'static>,
     apps: &'n [(AppId, Vec<u8>)],
     now: u64,
 ) -> Vec<AppReport<'n>> {
     apps.iter()
-        .map(|(app, name)| report(table, Some(*app), name, now))
+        .map(|(app, name)| report(header, table, Some(*app), name, now))
         .collect()
 }
 
 /// What the status and metrics say of an app (`None`: never paused, so not
 /// in the table), at `now` on nginx's monotonic clock.
 fn report<'n>(
+    header: &'static TableHeader,
     table: AppTable<'static>,
     app: Option<AppId>,
     name: &'n [u8],
     now: u64,
 ) -> AppReport<'n> {
-    let in_flight = table.header().in_flight().count(InFlightCounter::of(name));
+    let in_flight = zone::worker_slots(header).in_flight(InFlightCounter::of(name));
     let Some(state) = app.map(|app| table.state(app)) else {
         return AppReport {
             name,

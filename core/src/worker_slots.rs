@@ -1,0 +1,521 @@
+//! Per-worker-process slots in the shared zone.
+//!
+//! Everything a worker counts that other processes read (the requests it
+//! has in flight, the requests it holds of each app and the lowest ticket it
+//! still holds or wakes of each) lives in a slot of its own, never in a
+//! counter shared by all workers. A worker that is killed (SIGKILL, the OOM
+//! killer, a crash) cannot count anything out; its slot keeps its figures
+//! until a live process finds the owner gone and *reclaims* the slot: its
+//! held requests are taken off their apps' counts, and its in-flight
+//! requests and its place in every app's order simply stop being read.
+//!
+//! Slot 0 is shared by the workers that found no free slot (more live
+//! worker processes than the zone has slots): they count in flight there,
+//! with atomic adds, and what a dead one counted there is never reclaimed.
+//! They do not publish their place in the order (the slot is not theirs
+//! alone), so their requests go in their own order only.
+//!
+//! Safe Rust over atomics. Which processes are alive is the module's
+//! question (`is_alive`); the layout in shared memory is `zone_layout`'s.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::ids::{AppId, Ticket};
+use crate::in_flight::{InFlightCounter, IN_FLIGHT_COUNTERS};
+
+/// The apps one worker can hold requests of at once with its order and its
+/// counts published. The requests of a 33rd app are held all the same, but
+/// they take no part in the order across workers, and what they count is
+/// not taken back if their worker dies.
+pub const HELD_APPS_PER_WORKER: usize = 32;
+
+const FREE: u64 = 0;
+/// Being reclaimed by another process, or claimed: not read.
+const BUSY: u64 = u64::MAX;
+/// Slot 0: shared by workers without a slot of their own.
+const SHARED: u64 = u64::MAX - 1;
+
+const NO_TICKET: u64 = u64::MAX;
+
+/// A slot's number in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SlotId(pub u32);
+
+/// The shared slot, for workers that found none of their own.
+pub const SHARED_SLOT: SlotId = SlotId(0);
+
+/// One app a worker holds requests of.
+#[repr(C)]
+#[derive(Debug)]
+struct HeldEntry {
+    /// `AppId` + 1; 0 while the entry is free.
+    app: AtomicU64,
+    /// The lowest ticket of the app the worker holds or is still waking:
+    /// the other workers release nothing more than the order window past it.
+    lowest: AtomicU64,
+    /// Requests of the app the worker holds (counted in the app's
+    /// `held_now`).
+    held: AtomicU64,
+}
+
+impl Default for HeldEntry {
+    fn default() -> Self {
+        HeldEntry {
+            app: AtomicU64::new(0),
+            lowest: AtomicU64::new(NO_TICKET),
+            held: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One worker process's slot.
+#[repr(C)]
+#[derive(Debug)]
+pub struct WorkerSlot {
+    /// The owner's pid; `FREE`, `BUSY` or `SHARED`.
+    owner: AtomicU64,
+    /// What the owner's start time was, to tell it from a later process
+    /// that got the same pid (0: unknown).
+    started: AtomicU64,
+    /// A wake-up was sent to the owner and it has not looked yet: further
+    /// senders need not send another.
+    wake_pending: AtomicU64,
+    held: [HeldEntry; HELD_APPS_PER_WORKER],
+    /// Requests in flight, per in-flight counter (see `in_flight`).
+    in_flight: [AtomicU32; IN_FLIGHT_COUNTERS],
+}
+
+impl Default for WorkerSlot {
+    fn default() -> Self {
+        WorkerSlot {
+            owner: AtomicU64::new(FREE),
+            started: AtomicU64::new(0),
+            wake_pending: AtomicU64::new(0),
+            held: std::array::from_fn(|_| HeldEntry::default()),
+            in_flight: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+/// The owner of a claimed slot, as liveness checks need it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u64,
+    /// 0 when not known.
+    pub started: u64,
+}
+
+/// What a worker writes in its own slot (or, without one, the shared slot).
+impl WorkerSlot {
+    /// A request is let through: counted in flight.
+    #[inline]
+    pub fn enter(&self, counter: InFlightCounter) {
+        self.in_flight[counter.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request counted by `enter` is finished. Never below zero.
+    #[inline]
+    pub fn leave(&self, counter: InFlightCounter) {
+        let _ = self.in_flight[counter.index()].fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
+    }
+
+    /// Publishes what the worker holds of `app`: how many requests, and the
+    /// lowest ticket it holds or wakes (`None`: nothing). False if the slot
+    /// has no entry left for another app (the worker then goes on without
+    /// publishing it). Only the owner writes its slot.
+    pub fn publish(&self, app: AppId, held: u64, lowest: Option<Ticket>) -> bool {
+        let key = u64::from(app.0) + 1;
+        let entry = self
+            .held
+            .iter()
+            .find(|entry| entry.app.load(Ordering::Relaxed) == key);
+        let Some(entry) = entry else {
+            if held == 0 && lowest.is_none() {
+                return true;
+            }
+            let Some(free) = self
+                .held
+                .iter()
+                .find(|entry| entry.app.load(Ordering::Relaxed) == 0)
+            else {
+                return false;
+            };
+            free.held.store(held, Ordering::Release);
+            free.lowest
+                .store(lowest.map_or(NO_TICKET, |t| t.0), Ordering::Release);
+            free.app.store(key, Ordering::Release);
+            return true;
+        };
+        entry.held.store(held, Ordering::Release);
+        entry
+            .lowest
+            .store(lowest.map_or(NO_TICKET, |t| t.0), Ordering::SeqCst);
+        if held == 0 && lowest.is_none() {
+            entry.app.store(0, Ordering::Release);
+        }
+        true
+    }
+
+    fn lowest_of(&self, app: AppId) -> Option<Ticket> {
+        let key = u64::from(app.0) + 1;
+        self.held.iter().find_map(|entry| {
+            if entry.app.load(Ordering::Acquire) != key {
+                return None;
+            }
+            let lowest = entry.lowest.load(Ordering::SeqCst);
+            // The owner may have given the entry to another app meanwhile.
+            (entry.app.load(Ordering::Acquire) == key && lowest != NO_TICKET)
+                .then_some(Ticket(lowest))
+        })
+    }
+
+    fn holds(&self, app: AppId) -> bool {
+        let key = u64::from(app.0) + 1;
+        self.held
+            .iter()
+            .any(|entry| entry.app.load(Ordering::Acquire) == key)
+    }
+
+    fn in_flight_of(&self, counter: InFlightCounter) -> u64 {
+        u64::from(self.in_flight[counter.index()].load(Ordering::Relaxed))
+    }
+
+    /// Requests in flight in this slot, of every app.
+    pub fn in_flight_total(&self) -> u64 {
+        self.in_flight
+            .iter()
+            .map(|count| u64::from(count.load(Ordering::Relaxed)))
+            .sum()
+    }
+
+    /// Marks a wake-up as sent; true if the owner had none pending, so the
+    /// sender must actually send one.
+    pub fn mark_wake_pending(&self) -> bool {
+        self.wake_pending.swap(1, Ordering::AcqRel) == 0
+    }
+
+    /// The owner takes its pending wake-up, before it looks at the state:
+    /// whatever changes after this sends a new one.
+    pub fn take_wake(&self) {
+        self.wake_pending.swap(0, Ordering::AcqRel);
+    }
+
+    fn owner(&self) -> Option<Owner> {
+        match self.owner.load(Ordering::Acquire) {
+            FREE | BUSY | SHARED => None,
+            pid => Some(Owner {
+                pid,
+                started: self.started.load(Ordering::Acquire),
+            }),
+        }
+    }
+
+    fn is_read(&self) -> bool {
+        !matches!(self.owner.load(Ordering::Acquire), FREE | BUSY)
+    }
+}
+
+/// The slot table, wherever it lives.
+#[derive(Clone, Copy)]
+pub struct WorkerSlots<'a> {
+    slots: &'a [WorkerSlot],
+}
+
+impl<'a> WorkerSlots<'a> {
+    /// `slots[0]` becomes the shared slot.
+    pub fn new(slots: &'a [WorkerSlot]) -> Self {
+        assert!(!slots.is_empty(), "at least the shared slot");
+        let _ = slots[0]
+            .owner
+            .compare_exchange(FREE, SHARED, Ordering::AcqRel, Ordering::Acquire);
+        WorkerSlots { slots }
+    }
+
+    pub fn get(&self, id: SlotId) -> &'a WorkerSlot {
+        &self.slots[id.0 as usize]
+    }
+
+    /// Slots a worker can have to itself.
+    pub fn capacity(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// Claims a free slot for the process `owner`; `None` if every slot is
+    /// taken (the worker then counts in the shared slot).
+    pub fn claim(&self, owner: Owner) -> Option<SlotId> {
+        (1..self.slots.len()).find_map(|index| {
+            let slot = &self.slots[index];
+            slot.owner
+                .compare_exchange(FREE, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .ok()?;
+            slot.started.store(owner.started, Ordering::Release);
+            slot.wake_pending.store(0, Ordering::Release);
+            slot.owner.store(owner.pid, Ordering::Release);
+            Some(SlotId(index as u32))
+        })
+    }
+
+    /// The owners of the claimed slots (not the shared one), for liveness
+    /// checks and for waking every worker.
+    pub fn owners(&self) -> impl Iterator<Item = (SlotId, Owner)> + 'a {
+        let slots = self.slots;
+        (1..slots.len())
+            .filter_map(move |index| Some((SlotId(index as u32), slots[index].owner()?)))
+    }
+
+    /// Gives a slot back: what its owner held is taken off its apps' counts
+    /// (`forget_held(app, requests)`), its in-flight counts and its place in
+    /// every order are dropped, and the slot is free again. `owner` must be
+    /// the slot's owner: a worker leaving, or one found dead by another
+    /// process. Exactly one caller reclaims a given owner's slot; false for
+    /// the others.
+    pub fn reclaim(
+        &self,
+        id: SlotId,
+        owner: Owner,
+        mut forget_held: impl FnMut(AppId, u64),
+    ) -> bool {
+        let Some(slot) = self.slots.get(id.0 as usize).filter(|_| id != SHARED_SLOT) else {
+            return false;
+        };
+        if slot
+            .owner
+            .compare_exchange(owner.pid, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        for entry in &slot.held {
+            let key = entry.app.swap(0, Ordering::AcqRel);
+            let held = entry.held.swap(0, Ordering::AcqRel);
+            entry.lowest.store(NO_TICKET, Ordering::Release);
+            if key != 0 && held != 0 {
+                forget_held(AppId((key - 1) as u32), held);
+            }
+        }
+        for count in &slot.in_flight {
+            count.store(0, Ordering::Relaxed);
+        }
+        slot.started.store(0, Ordering::Relaxed);
+        slot.wake_pending.store(0, Ordering::Relaxed);
+        slot.owner.store(FREE, Ordering::Release);
+        true
+    }
+
+    /// Requests in flight under `counter`, in every slot still read (a dead
+    /// worker's count until its slot is reclaimed).
+    pub fn in_flight(&self, counter: InFlightCounter) -> u64 {
+        self.slots
+            .iter()
+            .filter(|slot| slot.is_read())
+            .map(|slot| slot.in_flight_of(counter))
+            .sum()
+    }
+
+    /// The lowest ticket of `app` that a worker other than `me` still holds
+    /// or wakes: the order window starts there.
+    pub fn lowest_elsewhere(&self, app: AppId, me: SlotId) -> Option<Ticket> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|&(index, slot)| index != me.0 as usize && slot.owner().is_some())
+            .filter_map(|(_, slot)| slot.lowest_of(app))
+            .min()
+    }
+
+    /// The slots other than `me` whose owner holds (or wakes) requests of
+    /// `app`: the workers to wake when this one's place in the order moves.
+    pub fn holders_of(&self, app: AppId, me: SlotId) -> impl Iterator<Item = SlotId> + 'a {
+        let slots = self.slots;
+        (1..slots.len())
+            .filter(move |&index| index != me.0 as usize)
+            .filter(move |&index| slots[index].owner().is_some() && slots[index].holds(app))
+            .map(|index| SlotId(index as u32))
+    }
+
+    /// The owner of `id`, if it is claimed.
+    pub fn owner_of(&self, id: SlotId) -> Option<Owner> {
+        self.slots.get(id.0 as usize)?.owner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slots(n: usize) -> Vec<WorkerSlot> {
+        (0..n).map(|_| WorkerSlot::default()).collect()
+    }
+
+    const A: Owner = Owner {
+        pid: 100,
+        started: 7,
+    };
+    const B: Owner = Owner {
+        pid: 200,
+        started: 8,
+    };
+    const SHOP: AppId = AppId(5);
+    const BLOG: AppId = AppId(6);
+
+    #[test]
+    fn workers_claim_their_own_slots_until_there_are_none() {
+        let memory = slots(3);
+        let table = WorkerSlots::new(&memory);
+        assert_eq!(table.capacity(), 2);
+        let a = table.claim(A).unwrap();
+        let b = table.claim(B).unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a, SHARED_SLOT);
+        assert_eq!(
+            table.claim(Owner {
+                pid: 300,
+                started: 0
+            }),
+            None
+        );
+        let mut owners: Vec<_> = table.owners().collect();
+        owners.sort_by_key(|(id, _)| *id);
+        assert_eq!(owners, [(a, A), (b, B)]);
+        assert_eq!(table.owner_of(SHARED_SLOT), None);
+    }
+
+    #[test]
+    fn in_flight_is_the_sum_of_every_slot_and_a_reclaimed_slot_drops_out() {
+        let memory = slots(4);
+        let table = WorkerSlots::new(&memory);
+        let a = table.claim(A).unwrap();
+        let b = table.claim(B).unwrap();
+        let shop = InFlightCounter::of(b"shop");
+        table.get(a).enter(shop);
+        table.get(a).enter(shop);
+        table.get(b).enter(shop);
+        table.get(SHARED_SLOT).enter(shop);
+        assert_eq!(table.in_flight(shop), 4);
+        table.get(b).leave(shop);
+        table.get(b).leave(shop);
+        assert_eq!(table.in_flight(shop), 3, "never below zero");
+        // A dies with two in flight: they count until its slot is reclaimed.
+        assert!(table.reclaim(a, A, |_, _| panic!("held nothing")));
+        assert!(!table.reclaim(a, A, |_, _| ()), "only once");
+        assert_eq!(table.in_flight(shop), 1);
+        // The slot is free, and starts from zero for its next owner.
+        let c = table
+            .claim(Owner {
+                pid: 300,
+                started: 1,
+            })
+            .unwrap();
+        assert_eq!(c, a);
+        assert_eq!(table.in_flight(shop), 1);
+    }
+
+    #[test]
+    fn a_reclaimed_slot_gives_back_what_its_owner_held() {
+        let memory = slots(3);
+        let table = WorkerSlots::new(&memory);
+        let a = table.claim(A).unwrap();
+        assert!(table.get(a).publish(SHOP, 3, Some(Ticket(10))));
+        assert!(table.get(a).publish(BLOG, 1, Some(Ticket(2))));
+        assert!(table.get(a).publish(BLOG, 0, None), "blog left");
+        let mut forgotten = Vec::new();
+        assert!(
+            !table.reclaim(a, B, |app, n| forgotten.push((app, n))),
+            "not B's"
+        );
+        assert!(table.reclaim(a, A, |app, n| forgotten.push((app, n))));
+        assert_eq!(forgotten, [(SHOP, 3)]);
+        assert_eq!(table.lowest_elsewhere(SHOP, SHARED_SLOT), None);
+    }
+
+    #[test]
+    fn the_order_starts_at_the_lowest_ticket_held_elsewhere() {
+        let memory = slots(4);
+        let table = WorkerSlots::new(&memory);
+        let a = table.claim(A).unwrap();
+        let b = table.claim(B).unwrap();
+        let c = table
+            .claim(Owner {
+                pid: 300,
+                started: 0,
+            })
+            .unwrap();
+        table.get(a).publish(SHOP, 2, Some(Ticket(4)));
+        table.get(b).publish(SHOP, 5, Some(Ticket(9)));
+        table.get(b).publish(BLOG, 1, Some(Ticket(1)));
+        assert_eq!(table.lowest_elsewhere(SHOP, a), Some(Ticket(9)));
+        assert_eq!(table.lowest_elsewhere(SHOP, b), Some(Ticket(4)));
+        assert_eq!(table.lowest_elsewhere(SHOP, c), Some(Ticket(4)));
+        assert_eq!(table.lowest_elsewhere(BLOG, b), None);
+        let holders: Vec<_> = table.holders_of(SHOP, c).collect();
+        assert_eq!(holders, [a, b]);
+        // A moves on; then it holds nothing more of the shop.
+        table.get(a).publish(SHOP, 0, Some(Ticket(6)));
+        assert_eq!(table.lowest_elsewhere(SHOP, b), Some(Ticket(6)));
+        table.get(a).publish(SHOP, 0, None);
+        assert_eq!(table.lowest_elsewhere(SHOP, b), None);
+        assert_eq!(table.holders_of(SHOP, c).collect::<Vec<_>>(), [b]);
+    }
+
+    #[test]
+    fn a_worker_with_more_apps_than_entries_goes_on_unpublished() {
+        let memory = slots(2);
+        let table = WorkerSlots::new(&memory);
+        let a = table.claim(A).unwrap();
+        for app in 0..HELD_APPS_PER_WORKER as u32 {
+            assert!(table.get(a).publish(AppId(app), 1, Some(Ticket(0))));
+        }
+        assert!(!table.get(a).publish(AppId(999), 1, Some(Ticket(0))));
+        // One app leaves: room again.
+        table.get(a).publish(AppId(0), 0, None);
+        assert!(table.get(a).publish(AppId(999), 1, Some(Ticket(0))));
+    }
+
+    #[test]
+    fn a_wake_up_is_sent_once_until_the_owner_takes_it() {
+        let memory = slots(2);
+        let table = WorkerSlots::new(&memory);
+        let a = table.get(table.claim(A).unwrap());
+        assert!(a.mark_wake_pending());
+        assert!(!a.mark_wake_pending(), "one is on its way");
+        a.take_wake();
+        assert!(a.mark_wake_pending());
+    }
+
+    #[test]
+    fn racing_reclaimers_reclaim_once_and_counts_stay_exact() {
+        let memory: std::sync::Arc<Vec<WorkerSlot>> = std::sync::Arc::new(slots(3));
+        for round in 0..200 {
+            let table = WorkerSlots::new(&memory);
+            let owner = Owner {
+                pid: 1_000 + round,
+                started: 1,
+            };
+            let id = table.claim(owner).unwrap();
+            table.get(id).publish(SHOP, 4, Some(Ticket(round)));
+            let forgotten = std::sync::Arc::new(AtomicU64::new(0));
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let memory = memory.clone();
+                    let forgotten = forgotten.clone();
+                    std::thread::spawn(move || {
+                        WorkerSlots::new(&memory).reclaim(id, owner, |_, n| {
+                            forgotten.fetch_add(n, Ordering::Relaxed);
+                        })
+                    })
+                })
+                .collect();
+            let reclaimed = threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|&done| done)
+                .count();
+            assert_eq!(reclaimed, 1, "round {round}");
+            assert_eq!(forgotten.load(Ordering::Relaxed), 4);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! What the module keeps with a request it holds, for the life of the
+//! request: which app and ticket, when and in which pause it was held, and
+//! once it is let go, why.
+
+use std::cell::Cell;
+
+use nginx_sys::{ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t};
+
+use crate::module;
+use crate::nginx::{self, HttpRequest, RequestContext};
+use crate::variables::report;
+use intermission_core::ids::{AppId, Millis, Phase, Release, Ticket};
+use intermission_core::in_flight::InFlightCounter;
+use intermission_core::outcome::Outcome;
+use intermission_core::settings::OnTimeout;
+
+/// Attached to every request this module held.
+pub struct HoldContext {
+    /// `None` while held; then why it was let go.
+    pub(super) released: Cell<Option<Release>>,
+    /// Released, and its write event has run (it went on with its phases).
+    pub(super) woken: Cell<bool>,
+    /// Released to the upstream: counted in the engine's requests in
+    /// progress until it is freed.
+    pub(super) upstream: Cell<bool>,
+    pub(super) app: AppId,
+    pub(super) ticket: Ticket,
+    /// The app's phase when it was held: which pause (and paced release).
+    pub(super) held_in: Phase,
+    pub(super) held_since: Millis,
+    /// What it gets if its `$intermission_max_time` passes while still paused.
+    pub(super) on_timeout: OnTimeout,
+    /// Counts it in flight once a resume lets it through.
+    pub(super) in_flight: InFlightCounter,
+}
+
+impl HoldContext {
+    pub fn new(
+        app: AppId,
+        ticket: Ticket,
+        held_in: Phase,
+        held_since: Millis,
+        on_timeout: OnTimeout,
+        in_flight: InFlightCounter,
+    ) -> Self {
+        HoldContext {
+            released: Cell::new(None),
+            woken: Cell::new(false),
+            upstream: Cell::new(false),
+            app,
+            ticket,
+            held_in,
+            held_since,
+            on_timeout,
+            in_flight,
+        }
+    }
+
+    /// `None` while the request is held; then why it was let go.
+    pub fn released(&self) -> Option<Release> {
+        self.released.get()
+    }
+
+    pub fn on_timeout(&self) -> OnTimeout {
+        self.on_timeout
+    }
+
+    /// The request's write event ran after its release: returns true the
+    /// first time (the engine's count of requests waking goes down once).
+    pub fn take_woken(&self) -> bool {
+        self.released.get().is_some() && !self.woken.replace(true)
+    }
+
+    pub fn app(&self) -> AppId {
+        self.app
+    }
+
+    pub fn ticket(&self) -> Ticket {
+        self.ticket
+    }
+
+    pub fn held_in(&self) -> Phase {
+        self.held_in
+    }
+}
+
+impl RequestContext for HoldContext {
+    fn on_request_freed(&self) {
+        if self.upstream.get() {
+            super::upstream_request_ended();
+        }
+        match self.released.get() {
+            // Its client went away (nginx finalized it with 499) or its
+            // connection was closed: it leaves the queue without delaying
+            // the requests behind it.
+            None => super::client_gone(self),
+            // Released, but freed before its wake-up ran: it opens no
+            // upstream connection.
+            Some(_) if !self.woken.get() => super::woke(self.app, self.ticket),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The request this module holds, if it is held right now, and how long it
+/// has waited.
+pub fn held_for(r: &HttpRequest) -> Option<Millis> {
+    let ctx = r.context::<HoldContext>(module())?;
+    ctx.released
+        .get()
+        .is_none()
+        .then(|| nginx::now_ms().saturating_sub(ctx.held_since))
+}
+
+/// `$intermission_outcome` of a request the module has written none for: a
+/// request held right now ("held", as when its client leaves while held:
+/// the access log runs before the request's context is dropped), or one the
+/// module never saw (not found: "-" in the access log).
+pub unsafe extern "C" fn report_outcome(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx calls get handlers with a live request and its value.
+    unsafe {
+        report(r, v, |r, value| match held_for(r) {
+            Some(_) => value.set(Outcome::Held.text()),
+            None => value.set_not_found(),
+        })
+    }
+}
+
+/// `$intermission_wait` the module has written none for: how long a request
+/// still held has waited, else empty (the request was not held).
+pub unsafe extern "C" fn report_wait(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx calls get handlers with a live request and its value.
+    unsafe {
+        report(r, v, |r, value| match held_for(r) {
+            Some(ms) => value.set_copy(r, ms.to_string().as_bytes()),
+            None => value.set(b""),
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! The precontent phase handler: where every request of a location with
+//! `intermission` meets the module.
+//!
+//! While nothing is paused it is counted in flight and goes on. A request of
+//! a paused app is looked at (`intermission_core::decision`) and passes,
+//! is answered at once, or is parked (`park`) for the release engine. A
+//! parked request comes back here when it is let go, and passes on or gets
+//! the answer its release calls for.
+
+use nginx_sys::{
+    ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_LOG_ERR, NGX_LOG_WARN,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
+use ngx::log::DebugMask;
+use ngx::{ngx_log_debug, ngx_log_error};
+
+use super::park;
+use crate::config::MainConf;
+use crate::in_flight::let_through;
+use crate::nginx::guard_ffi;
+use crate::nginx::{self, HttpRequest};
+use crate::panic_probe::{self, Point};
+use crate::release::{self, HoldContext};
+use crate::{module, zone, IntermissionModule};
+use intermission_core::decision::{
+    after_release, decide, AfterRelease, Answer, PausedRequest, Verdict,
+};
+use intermission_core::in_flight::InFlightCounter;
+use intermission_core::outcome::Outcome;
+use intermission_core::settings::{
+    check_app_name, AppLabel, ExemptionCheck, LogSafe, DEFAULT_MAX_TIME_MS,
+};
+
+const PASS: ngx_int_t = NGX_DECLINED as ngx_int_t;
+const PARK: ngx_int_t = NGX_AGAIN as ngx_int_t;
+
+/// The precontent phase handler of every location.
+pub extern "C" fn hold_phase_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls phase handlers with a live request.
+    let Some(r) = (unsafe { HttpRequest::from_raw(r) }) else {
+        return PASS;
+    };
+    // A panic must not unwind into nginx: the request is answered 500 rather
+    // than let through to an upstream that may be under maintenance.
+    guard_ffi(r.log(), NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
+        handle(r)
+    })
+}
+
+fn handle(r: HttpRequest) -> ngx_int_t {
+    panic_probe::panic_if_asked(&r, Point::Hold);
+    let Some(location) = IntermissionModule::location_conf(r.as_raw()).filter(|l| l.holds()) else {
+        return PASS;
+    };
+    let Some(main) = IntermissionModule::main_conf(r.as_raw()) else {
+        return PASS;
+    };
+    let Some(zone) = main.zone() else {
+        return PASS;
+    };
+    let Some(header) = zone::header(zone) else {
+        return PASS;
+    };
+    if !r.is_main() {
+        return PASS;
+    }
+    // While nothing is paused: one load, and the request is counted in flight.
+    if !header.any_paused() {
+        return let_through(&r, main);
+    }
+    if let Some(ctx) = r.context::<HoldContext>(module()) {
+        // Held once already: while held, it stays parked; once let go (or
+        // after an internal redirect that followed), it goes on or gets the
+        // answer its release calls for.
+        return match ctx.released() {
+            None => PARK,
+            Some(why) => match after_release(why, ctx.on_timeout()) {
+                AfterRelease::Pass => PASS,
+                AfterRelease::Answer(answer) => answer_now(&r, answer),
+            },
+        };
+    }
+    // Let through, rejected or answered once already: an internal redirect
+    // brought it back, and what was decided stands.
+    if main.variables.outcome_recorded(&r) {
+        return PASS;
+    }
+    let table = zone::table(header);
+    let vars = main.variables.read(&r);
+    let name = match check_app_name(vars.app_name) {
+        Ok(name) => name,
+        Err(too_long) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "intermission: {too_long}, the request is not held"
+            );
+            return let_through(&r, main);
+        }
+    };
+    let Some(app) = table.find(name) else {
+        return let_through(&r, main);
+    };
+    let state = table.state(app);
+    // Read once: a resume after this point releases the request at the next
+    // pass, because its phase will no longer match.
+    let phase = state.phase();
+    if !phase.is_paused() {
+        return let_through(&r, main);
+    }
+    let now = nginx::now_ms();
+    if release::end_pause_at_deadline(r.log(), zone, table, app, now) {
+        return let_through(&r, main);
+    }
+
+    let decision = decide(&PausedRequest {
+        stopped: state.is_stopped(),
+        exemption: ExemptionCheck {
+            uri: r.uri(),
+            user_agent: r.user_agent(),
+            health_check_path: vars.health_check_path,
+            privileged_user_agent: vars.privileged_user_agent,
+        },
+        max_time: vars.max_time,
+        on_timeout: vars.on_timeout,
+        shutting_down: release::shutting_down_for_good(),
+    });
+    if let Some(invalid) = decision.invalid_max_time {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            r.log(),
+            "intermission: invalid $intermission_max_time \"{}\" ({invalid}), using the default of {} s",
+            LogSafe(vars.max_time.unwrap_or_default()),
+            DEFAULT_MAX_TIME_MS / 1000
+        );
+    }
+    if decision.invalid_on_timeout {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            r.log(),
+            "intermission: invalid $intermission_on_timeout \"{}\" (not \"pass\", \"503\" or \"504\"), using \"pass\"",
+            LogSafe(vars.on_timeout.unwrap_or_default())
+        );
+    }
+    match decision.verdict {
+        Verdict::Bypass(why) => {
+            ngx_log_debug!(mask: DebugMask::Http, r.log(), "intermission: {why:?}: passes while paused");
+            bypass(&r, main)
+        }
+        Verdict::Answer(answer) => {
+            if answer == Answer::STOPPED {
+                state.record_refused_while_stopped();
+            } else if answer == Answer::SHUTDOWN {
+                state.record_refused_at_shutdown();
+            }
+            main.variables.record_outcome(&r, answer.outcome, None);
+            answer_now(&r, answer)
+        }
+        Verdict::Hold {
+            max_time,
+            on_timeout,
+        } => {
+            if !release::is_running() {
+                // A worker whose engine could not start holds nothing.
+                return bypass(&r, main);
+            }
+            if !state.try_record_held(location.max_held()) {
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    r.log(),
+                    "intermission: {} already holds its intermission_max_held of {} requests, answering 503",
+                    AppLabel(name),
+                    location.max_held().unwrap_or_default()
+                );
+                main.variables.record_outcome(&r, Outcome::Rejected, None);
+                return answer_now(&r, Answer::REJECTED);
+            }
+            let ticket = state.take_ticket();
+            let held = park::park(
+                &r,
+                HoldContext::new(
+                    app,
+                    ticket,
+                    phase,
+                    now,
+                    on_timeout,
+                    InFlightCounter::of(name),
+                ),
+                now + max_time,
+            );
+            if !held {
+                state.count_out_unheld();
+                ngx_log_error!(
+                    NGX_LOG_ERR,
+                    r.log(),
+                    "intermission: out of memory, the request is not held"
+                );
+                return bypass(&r, main);
+            }
+            state.record_hold_time(now);
+            main.variables.record_outcome(&r, Outcome::Held, None);
+            ngx_log_debug!(
+                mask: DebugMask::Http,
+                r.log(),
+                "intermission: holding request, ticket {} of {}, for at most {max_time} ms",
+                ticket.0,
+                AppLabel(name)
+            );
+            PARK
+        }
+    }
+}
+
+/// Lets a request of a paused app through without holding it.
+fn bypass(r: &HttpRequest, main: &MainConf) -> ngx_int_t {
+    main.variables.record_outcome(r, Outcome::Bypassed, None);
+    PASS
+}
+
+/// An answer of the module's own, through nginx's error handling (so
+/// `error_page` applies): what the phase handler returns.
+fn answer_now(r: &HttpRequest, answer: Answer) -> ngx_int_t {
+    if let Some(retry_after) = answer.retry_after {
+        // Without the header (out of memory) the answer is still given.
+        r.add_response_header("Retry-After", retry_after);
+    }
+    answer.status as ngx_int_t
+}
