@@ -18,7 +18,7 @@ pub struct OrderStats {
     pub in_order_share_per_worker: f64,
 }
 
-/// Order statistics for arrivals sorted by accept position.
+/// Order statistics for arrivals in the order the upstream saw them.
 pub fn order_stats(arrivals: &[Arrival]) -> OrderStats {
     if arrivals.is_empty() {
         return OrderStats::default();
@@ -75,6 +75,7 @@ mod tests {
                 accepted: i as u64,
                 seq,
                 worker,
+                arrived: i as u64,
             })
             .collect()
     }

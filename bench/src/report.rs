@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::runs::{Pass, Throughput};
-use crate::servers::{Proxy, Setup};
-use crate::suite::{Passes, Plan, ThroughputRow};
+use crate::servers::{Proxy, Setup, Shape};
+use crate::suite::{Passes, Plan, ThroughputRow, HOLDING_WORKERS};
 
 pub struct Report {
     pub machine: String,
@@ -21,6 +21,8 @@ pub struct Report {
     pub workers: Vec<Passes>,
     /// Released by `disable?rate=`, 2 workers (`plan.paced`).
     pub paced: Vec<Pass>,
+    /// One worker with most of its `worker_connections` held (`plan.pressure`).
+    pub pressure: Vec<Passes>,
     pub duration: Duration,
 }
 
@@ -33,6 +35,7 @@ impl Report {
             release: vec![],
             workers: vec![],
             paced: vec![],
+            pressure: vec![],
             duration: Duration::ZERO,
         }
     }
@@ -134,10 +137,16 @@ fn paired_ratio(a: &[Pass], b: &[Pass], figure: impl Fn(&Pass) -> Option<f64>) -
     )
 }
 
-fn find(rows: &[Passes], held: usize, workers: usize, proxy: Option<Proxy>) -> Option<&Passes> {
+fn find(rows: &[Passes], held: usize, shape: Shape, proxy: Option<Proxy>) -> Option<&Passes> {
     rows.iter()
-        .find(|p| p.held == held && p.workers == workers && p.proxy == proxy)
+        .find(|p| p.held == held && p.shape == shape && p.proxy == proxy)
 }
+
+/// The module's order target across workers: `ORDER_WINDOW`.
+const ORDER_TARGET: usize = 64;
+
+/// The module's holding CPU target, per 10 s held.
+const HOLD_CPU_TARGET: f64 = 0.01;
 
 fn failures(passes: &[Pass]) -> String {
     let failed: usize = passes.iter().map(|p| p.failed + p.leaked).sum();
@@ -225,22 +234,24 @@ pub fn markdown(report: &Report) -> String {
 
     let _ = writeln!(
         md,
-        "\n**Holding** for {:.0} s (1 nginx worker; HAProxy with 1 thread)\n",
+        "\n**Holding** for {:.0} s (nginx workers; HAProxy with as many threads). CPU of every \
+         worker (HAProxy: its process) while holding, per 10 s held.\n",
         plan.hold.as_secs_f64()
     );
     let _ = writeln!(
         md,
-        "| Held | Holder | CPU s per 10 s held | target < 0.1 | bytes per held request | target |"
+        "| Held | Workers | Holder | CPU s per 10 s held | target < {HOLD_CPU_TARGET} | bytes per held request | target |"
     );
-    let _ = writeln!(md, "|---:|---|---:|---|---:|---|");
+    let _ = writeln!(md, "|---:|---:|---|---:|---|---:|---|");
+    let one = Shape::workers(1);
     for &n in &plan.held_counts {
         let mem = |proxy| {
-            find(&report.release, n, 1, Some(proxy))
+            find(&report.release, n, one, Some(proxy))
                 .and_then(|p| median_of(&p.passes, |p| p.bytes_per_held))
         };
         let (haproxy_mem, floor_mem) = (mem(Proxy::Haproxy), mem(Proxy::LimitReq));
         for proxy in [Proxy::Module, Proxy::LimitReq, Proxy::Haproxy] {
-            let Some(passes) = find(&report.release, n, 1, Some(proxy)) else {
+            let Some(passes) = find(&report.release, n, one, Some(proxy)) else {
                 continue;
             };
             let cpu = median_of(&passes.passes, |p| p.hold_cpu_per_10s.map(secs));
@@ -249,7 +260,7 @@ pub fn markdown(report: &Report) -> String {
                 let vs_haproxy = bytes.zip(haproxy_mem).map(|(b, h)| b / h);
                 let vs_floor = bytes.zip(floor_mem).map(|(b, f)| b / f);
                 (
-                    verdict(cpu.map(|c| c < 0.1)).to_owned(),
+                    verdict(cpu.map(|c| c < HOLD_CPU_TARGET)).to_owned(),
                     format!(
                         "{} HAProxy's (≤ 1.00: {}); {} limit_req's (≤ 1.10: {})",
                         ratio(vs_haproxy),
@@ -263,10 +274,30 @@ pub fn markdown(report: &Report) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {n} | {} | {} | {cpu_target} | {} | {mem_target} |",
+                "| {n} | 1 | {} | {} | {cpu_target} | {} | {mem_target} |",
                 proxy.label(),
                 cpu.map_or("–".into(), |c| format!("{c:.3}")),
                 bytes.map_or("–".into(), |b| format!("{b:.0}")),
+            );
+        }
+    }
+    if let Some(&n) = plan.held_counts.last() {
+        let shape = Shape::workers(HOLDING_WORKERS);
+        for proxy in [Proxy::Module, Proxy::Haproxy] {
+            let Some(passes) = find(&report.workers, n, shape, Some(proxy)) else {
+                continue;
+            };
+            let cpu = median_of(&passes.passes, |p| p.hold_cpu_per_10s.map(secs));
+            let target = if proxy == Proxy::Module {
+                verdict(cpu.map(|c| c < HOLD_CPU_TARGET))
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                md,
+                "| {n} | {HOLDING_WORKERS} | {} | {} | {target} | | |",
+                proxy.label(),
+                cpu.map_or("–".into(), |c| format!("{c:.3}")),
             );
         }
     }
@@ -280,13 +311,13 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(md, "| Held | Released by | first | last | last ÷ burst | module ÷ HAProxy | target ≤ 0.75 | failed | in arrival order | farthest out of place |");
     let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|");
     for &n in &plan.held_counts {
-        let burst = find(&report.release, n, 1, None);
-        let haproxy = find(&report.release, n, 1, Some(Proxy::Haproxy));
+        let burst = find(&report.release, n, one, None);
+        let haproxy = find(&report.release, n, one, Some(Proxy::Haproxy));
         for (label, passes) in [
             ("burst, no pause", burst),
             (
                 Proxy::Module.label(),
-                find(&report.release, n, 1, Some(Proxy::Module)),
+                find(&report.release, n, one, Some(Proxy::Module)),
             ),
             (Proxy::Haproxy.label(), haproxy),
         ] {
@@ -320,37 +351,56 @@ pub fn markdown(report: &Report) -> String {
     if let Some(n) = plan.held_counts.last() {
         let _ = writeln!(
             md,
-            "\n**Several workers** (HAProxy: as many threads): {n} held for 1 s, then released. The module's \
-             order target is arrival order within each worker; across workers, each releases its own share \
-             at its own pace.\n"
+            "\n**Several workers** (HAProxy: as many threads; nginx listens with `reuseport`): {n} held, \
+             then released; upstream connections one per request, or kept alive and reused \
+             (nginx's `keepalive`, HAProxy's `http-reuse always`). Order at the upstream: by \
+             connection, or by request when connections are reused. The module's order target is \
+             every request within {ORDER_TARGET} places of its arrival position, across all workers.\n"
         );
-        let _ = writeln!(md, "| Workers | Released by | first | last | last ÷ burst | failed | in arrival order | within each worker | farthest out of place |");
-        let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "| Workers | Upstream connections | Released by | first | last | last ÷ burst | module ÷ HAProxy | target ≤ 0.75 | failed | in arrival order | farthest out of place | target ≤ {ORDER_TARGET} |");
+        let _ = writeln!(
+            md,
+            "|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|"
+        );
         for &w in &plan.worker_counts {
-            let burst = find(&report.workers, *n, w, None);
-            let rows = [
-                burst,
-                find(&report.workers, *n, w, Some(Proxy::Module)),
-                find(&report.workers, *n, w, Some(Proxy::Haproxy)),
-            ];
-            for passes in rows.into_iter().flatten() {
-                let vs_burst = burst.and_then(|b| paired_ratio(&passes.passes, &b.passes, last));
-                let (in_order, per_worker, displaced) = order(&passes.passes);
-                // HAProxy's threads do not say which of them sent a request.
-                let per_worker = if passes.proxy == Some(Proxy::Haproxy) {
-                    "–".into()
-                } else {
-                    per_worker
-                };
-                let _ = writeln!(
-                    md,
-                    "| {w} | {} | {} | {} | {} | {} | {in_order} | {per_worker} | {displaced} |",
-                    passes.proxy.map_or("burst, no pause", Proxy::label),
-                    ms(median_of(&passes.passes, first)),
-                    ms(median_of(&passes.passes, last)),
-                    ratio(vs_burst),
-                    failures(&passes.passes),
-                );
+            for keepalive in [false, true] {
+                let shape = Shape::workers(w).keepalive(keepalive);
+                let burst = find(&report.workers, *n, shape, None);
+                let haproxy = find(&report.workers, *n, shape, Some(Proxy::Haproxy));
+                let rows = [
+                    burst,
+                    find(&report.workers, *n, shape, Some(Proxy::Module)),
+                    haproxy,
+                ];
+                for passes in rows.into_iter().flatten() {
+                    let is_module = passes.proxy == Some(Proxy::Module);
+                    let vs_burst =
+                        burst.and_then(|b| paired_ratio(&passes.passes, &b.passes, last));
+                    let vs_haproxy = is_module
+                        .then(|| {
+                            haproxy.and_then(|h| paired_ratio(&passes.passes, &h.passes, last))
+                        })
+                        .flatten();
+                    let (in_order, _, displaced) = order(&passes.passes);
+                    let farthest = passes.passes.iter().map(|p| p.order.max_displacement).max();
+                    let _ = writeln!(
+                        md,
+                        "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {in_order} | {displaced} | {} |",
+                        if keepalive { "kept alive" } else { "one per request" },
+                        passes.proxy.map_or("burst, no pause", Proxy::label),
+                        ms(median_of(&passes.passes, first)),
+                        ms(median_of(&passes.passes, last)),
+                        ratio(vs_burst),
+                        ratio(vs_haproxy),
+                        if is_module { verdict(vs_haproxy.map(|r| r <= 0.75)) } else { "" },
+                        failures(&passes.passes),
+                        if is_module {
+                            verdict(farthest.map(|d| d <= ORDER_TARGET))
+                        } else {
+                            ""
+                        },
+                    );
+                }
             }
         }
     }
@@ -382,10 +432,32 @@ pub fn markdown(report: &Report) -> String {
         );
     }
 
+    if !report.pressure.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n**Connection pressure** (1 nginx worker, most of its `worker_connections` taken by the \
+             requests it holds): time from `disable` to the first and last answer.\n"
+        );
+        let _ = writeln!(md, "| worker_connections | Held | first | last | failed |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|");
+        for passes in &report.pressure {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                passes.shape.connections.unwrap_or(0),
+                passes.held,
+                ms(median_of(&passes.passes, first)),
+                ms(median_of(&passes.passes, last)),
+                failures(&passes.passes),
+            );
+        }
+    }
+
     let mut errors: Vec<&String> = report
         .release
         .iter()
         .chain(&report.workers)
+        .chain(&report.pressure)
         .flat_map(|p| p.passes.iter().flat_map(|p| &p.errors))
         .chain(report.paced.iter().flat_map(|p| &p.errors))
         .collect();
@@ -421,7 +493,7 @@ pub fn svg(report: &Report) -> String {
     ]
     .into_iter()
     .filter_map(|(proxy, colour, label)| {
-        let passes = &find(&report.release, n, 1, proxy)?.passes;
+        let passes = &find(&report.release, n, Shape::workers(1), proxy)?.passes;
         let mut by_last: Vec<&Pass> = passes.iter().filter(|p| p.last().is_some()).collect();
         by_last.sort_by_key(|p| p.last());
         Some((colour, label, *by_last.get(by_last.len() / 2)?))

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::load::{self, Answer, InFlight};
 use crate::order::{order_stats, OrderStats};
 use crate::proc_stats;
-use crate::servers::{release_slots, Proxy, Server, Setup, HOST};
+use crate::servers::{release_slots, Proxy, Server, Setup, Shape, HOST};
 use crate::upstream::parse_order;
 
 /// A free port on 127.0.0.1 (the kernel's pick; released before use).
@@ -104,9 +104,14 @@ impl Pass {
     }
 }
 
-async fn upstream_order(setup: &Setup) -> io::Result<Vec<crate::upstream::Arrival>> {
+/// What the upstream saw since the last call: by connection, or by request
+/// when requests shared connections (`keepalive`).
+async fn upstream_order(
+    setup: &Setup,
+    keepalive: bool,
+) -> io::Result<Vec<crate::upstream::Arrival>> {
     let (_, body) = load::get(setup.upstream, HOST, "/__order").await?;
-    Ok(parse_order(&body))
+    Ok(parse_order(&body, keepalive))
 }
 
 fn settle_time(n: usize) -> Duration {
@@ -161,9 +166,9 @@ pub async fn control(server: &Server, action: &str) -> io::Result<()> {
 
 /// `n` requests sent at once to nginx with the module loaded and not paused:
 /// the time the upstream path itself needs, which no release can beat.
-pub async fn burst(setup: &Setup, workers: usize, n: usize) -> io::Result<Pass> {
-    let server = Server::start(setup, Proxy::Module, workers, free_addr()?, "burst")?;
-    upstream_order(setup).await?;
+pub async fn burst(setup: &Setup, shape: Shape, n: usize) -> io::Result<Pass> {
+    let server = Server::start(setup, Proxy::Module, shape, free_addr()?, "burst")?;
+    upstream_order(setup, shape.keepalive).await?;
     let streams = load::connect_all(server.listen, n).await?;
     tokio::time::sleep(settle_time(n)).await;
     let pids = server.measured_pids();
@@ -174,7 +179,7 @@ pub async fn burst(setup: &Setup, workers: usize, n: usize) -> io::Result<Pass> 
         ..Pass::default()
     };
     collect(setup, &mut pass, started, cpu_before, &pids, inflight).await;
-    pass.order = order_stats(&upstream_order(setup).await?);
+    pass.order = order_stats(&upstream_order(setup, shape.keepalive).await?);
     pass.errors = server.error_lines();
     Ok(pass)
 }
@@ -184,37 +189,37 @@ pub async fn burst(setup: &Setup, workers: usize, n: usize) -> io::Result<Pass> 
 pub async fn hold_and_release(
     setup: &Setup,
     proxy: Proxy,
-    workers: usize,
+    shape: Shape,
     n: usize,
     hold: Duration,
 ) -> io::Result<Pass> {
-    hold_and_release_by(setup, proxy, workers, n, hold, "disable").await
+    hold_and_release_by(setup, proxy, shape, n, hold, "disable").await
 }
 
 /// `n` requests held by the module for `hold`, then released by
 /// `disable?rate=RATE`.
 pub async fn paced_release(
     setup: &Setup,
-    workers: usize,
+    shape: Shape,
     n: usize,
     hold: Duration,
     rate: u64,
 ) -> io::Result<Pass> {
     let disable = format!("disable?rate={rate}");
-    hold_and_release_by(setup, Proxy::Module, workers, n, hold, &disable).await
+    hold_and_release_by(setup, Proxy::Module, shape, n, hold, &disable).await
 }
 
 /// `hold_and_release`, the module releasing by the control call `disable`.
 async fn hold_and_release_by(
     setup: &Setup,
     proxy: Proxy,
-    workers: usize,
+    shape: Shape,
     n: usize,
     hold: Duration,
     disable: &str,
 ) -> io::Result<Pass> {
-    let server = Server::start(setup, proxy, workers, free_addr()?, "hold")?;
-    upstream_order(setup).await?;
+    let server = Server::start(setup, proxy, shape, free_addr()?, "hold")?;
+    upstream_order(setup, shape.keepalive).await?;
     let mut slot_holder = None;
     match proxy {
         Proxy::Module => {
@@ -249,7 +254,7 @@ async fn hold_and_release_by(
     };
     pass.hold_cpu_per_10s = Some((cpu_end - cpu_start).mul_f64(10.0 / hold.as_secs_f64()));
     pass.bytes_per_held = Some(rss_holding.saturating_sub(rss_before) as f64 / n as f64);
-    pass.leaked = upstream_order(setup).await?.len();
+    pass.leaked = upstream_order(setup, shape.keepalive).await?.len();
     if proxy == Proxy::LimitReq {
         // Nothing to release: stopping nginx closes the parked connections.
         pass.errors = server.error_lines();
@@ -278,7 +283,7 @@ async fn hold_and_release_by(
     }
     collect(setup, &mut pass, started, cpu_before, &pids, inflight).await;
     drop(slot_holder);
-    pass.order = order_stats(&upstream_order(setup).await?);
+    pass.order = order_stats(&upstream_order(setup, shape.keepalive).await?);
     pass.errors = server.error_lines();
     Ok(pass)
 }

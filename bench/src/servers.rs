@@ -51,6 +51,40 @@ pub struct Setup {
 }
 
 /// A running proxy; stopped (and its clients disconnected) on drop.
+/// How a proxy under test is set up, beyond which proxy it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// nginx workers, or HAProxy threads.
+    pub workers: usize,
+    /// Upstream connections kept alive and reused (nginx's `keepalive` in an
+    /// `upstream` block, HAProxy's connection reuse), as production
+    /// configurations have it; else one connection per request.
+    pub keepalive: bool,
+    /// nginx's `worker_connections`; `None`: as many as descriptors allow.
+    pub connections: Option<usize>,
+}
+
+impl Shape {
+    pub fn workers(workers: usize) -> Shape {
+        Shape {
+            workers,
+            keepalive: false,
+            connections: None,
+        }
+    }
+
+    pub fn keepalive(self, keepalive: bool) -> Shape {
+        Shape { keepalive, ..self }
+    }
+
+    pub fn connections(self, connections: usize) -> Shape {
+        Shape {
+            connections: Some(connections),
+            ..self
+        }
+    }
+}
+
 pub struct Server {
     child: Child,
     pub proxy: Proxy,
@@ -71,10 +105,11 @@ impl Server {
     pub fn start(
         setup: &Setup,
         proxy: Proxy,
-        workers: usize,
+        shape: Shape,
         listen: SocketAddr,
         name: &str,
     ) -> io::Result<Server> {
+        let workers = shape.workers;
         let dir = setup.work_dir.join(name);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("logs"))?;
@@ -87,7 +122,7 @@ impl Server {
             Proxy::Haproxy => {
                 fs::write(
                     dir.join("haproxy.cfg"),
-                    haproxy_config(setup, workers, listen, &dir),
+                    haproxy_config(setup, shape, listen, &dir),
                 )?;
                 let mut c = Command::new(&setup.haproxy);
                 c.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
@@ -96,7 +131,7 @@ impl Server {
             _ => {
                 fs::write(
                     dir.join("nginx.conf"),
-                    nginx_config(setup, proxy, workers, listen),
+                    nginx_config(setup, proxy, shape, listen),
                 )?;
                 let mut c = Command::new(&setup.nginx);
                 c.arg("-p").arg(&dir).arg("-c").arg(dir.join("nginx.conf"));
@@ -193,14 +228,32 @@ impl Drop for Server {
     }
 }
 
-fn nginx_config(setup: &Setup, proxy: Proxy, workers: usize, listen: SocketAddr) -> String {
+fn nginx_config(setup: &Setup, proxy: Proxy, shape: Shape, listen: SocketAddr) -> String {
     let mut conf = String::new();
     if proxy == Proxy::Module {
         let _ = writeln!(conf, "load_module {};", setup.module.display());
     }
+    let workers = shape.workers;
     // Held requests need a descriptor each, and another at release for their
     // upstream connection; a few are left for logs and listeners.
-    let connections = setup.fd_limit.saturating_sub(64);
+    let connections = shape
+        .connections
+        .map_or(setup.fd_limit.saturating_sub(64), |c| c as u64);
+    // With several workers, each gets its own listening socket, as busy
+    // sites configure: connections spread over every worker.
+    let reuseport = if workers > 1 { " reuseport" } else { "" };
+    let (upstream_block, upstream, keepalive) = if shape.keepalive {
+        (
+            format!(
+                "upstream backend {{ server {}; keepalive 512; }}",
+                setup.upstream
+            ),
+            "backend".to_owned(),
+            "proxy_http_version 1.1; proxy_set_header Connection \"\";",
+        )
+    } else {
+        (String::new(), setup.upstream.to_string(), "")
+    };
     let _ = write!(
         conf,
         "worker_processes {workers};
@@ -213,12 +266,14 @@ events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     {limit_req_zone}
+    {upstream_block}
     server {{
-        listen {listen} backlog=65535;
+        listen {listen} backlog=65535{reuseport};
         {hold}
         location {STATIC_PATH} {{ root html; }}
         location / {{
             proxy_set_header X-Worker $pid;
+            {keepalive}
             proxy_pass http://{upstream};
         }}
         {control}
@@ -226,7 +281,6 @@ http {{
 }}
 ",
         fd_limit = setup.fd_limit,
-        upstream = setup.upstream,
         limit_req_zone = if proxy == Proxy::LimitReq {
             // One key for every request, 1 request a minute: all but the first wait.
             "limit_req_zone $server_port zone=hold:1m rate=1r/m;"
@@ -253,7 +307,15 @@ http {{
 /// maxconn on the admin socket releases the queue. `timeout queue` must
 /// outlast the pause or HAProxy answers 503.
 /// `threads` plays the part of nginx's worker count.
-fn haproxy_config(setup: &Setup, threads: usize, listen: SocketAddr, dir: &Path) -> String {
+fn haproxy_config(setup: &Setup, shape: Shape, listen: SocketAddr, dir: &Path) -> String {
+    let threads = shape.workers;
+    // One server connection per request, or connections kept and reused by
+    // any request (nginx's `keepalive` pool does the same).
+    let server_connections = if shape.keepalive {
+        "http-reuse always"
+    } else {
+        "option http-server-close"
+    };
     // HAProxy sizes for two descriptors per connection, but a queued client
     // has only one: allow as many clients as descriptors, and keep the
     // release within them (`release_slots`). Without `no strict-limits`
@@ -272,6 +334,7 @@ defaults
     timeout client 300s
     timeout server 300s
     timeout queue 300s
+    {server_connections}
 frontend bench
     bind {listen} backlog 65535
     maxconn {maxconn}

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use crate::load;
 use crate::proc_stats;
 use crate::runs;
-use crate::servers::{lines_at_levels, Proxy, Server, Setup, HOST, PROXIED_PATH};
+use crate::servers::{lines_at_levels, Proxy, Server, Setup, Shape, HOST, PROXIED_PATH};
 
 pub const DEFAULT_CYCLES: usize = 1_000;
 pub const DEFAULT_CLIENTS: usize = 48;
@@ -553,7 +553,13 @@ async fn quiet_rss(load: &Load, server: &Server) -> u64 {
 
 /// Runs the soak, prints its summary and fails if any check did.
 pub async fn run(setup: &Setup, plan: Plan) -> io::Result<()> {
-    let server = Server::start(setup, Proxy::Module, WORKERS, runs::free_addr()?, "soak")?;
+    let server = Server::start(
+        setup,
+        Proxy::Module,
+        Shape::workers(WORKERS),
+        runs::free_addr()?,
+        "soak",
+    )?;
     let workers_before = server.measured_pids();
     let started = Instant::now();
     let load = Load::start(server.listen, plan.clients);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::report::{self, Report};
 use crate::runs::{self, Pass, Throughput};
-use crate::servers::{Proxy, Server, Setup, PROXIED_PATH, STATIC_PATH};
+use crate::servers::{Proxy, Server, Setup, Shape, PROXIED_PATH, STATIC_PATH};
 
 /// How much of everything a run does.
 #[derive(Clone, Debug)]
@@ -25,7 +25,13 @@ pub struct Plan {
     pub wrk_repetitions: usize,
     /// Held, and the rate of `disable?rate=`, for the paced release.
     pub paced: (usize, u64),
+    /// `worker_connections` and requests held on the one worker, for the
+    /// release under connection pressure.
+    pub pressure: Vec<(usize, usize)>,
 }
+
+/// The worker count whose holding CPU the report shows against its target.
+pub const HOLDING_WORKERS: usize = 2;
 
 impl Plan {
     pub fn new(quick: bool) -> Plan {
@@ -39,6 +45,7 @@ impl Plan {
                 wrk_secs: 2,
                 wrk_repetitions: 1,
                 paced: (500, 1_000),
+                pressure: vec![(64, 40), (768, 740)],
             }
         } else {
             Plan {
@@ -50,6 +57,7 @@ impl Plan {
                 wrk_secs: 5,
                 wrk_repetitions: 5,
                 paced: (2_000, 1_000),
+                pressure: vec![(64, 40), (768, 740)],
             }
         }
     }
@@ -62,10 +70,10 @@ pub struct ThroughputRow {
     pub module: Vec<Throughput>,
 }
 
-/// Every pass of one proxy at one held count (and worker count).
+/// Every pass of one proxy at one held count and shape.
 pub struct Passes {
     pub held: usize,
-    pub workers: usize,
+    pub shape: Shape,
     pub proxy: Option<Proxy>, // None: the no-pause burst
     pub passes: Vec<Pass>,
 }
@@ -79,9 +87,10 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
         report.throughput.push(throughput(setup, &plan, path)?);
     }
     for &n in &plan.held_counts {
+        let one = Shape::workers(1);
         let mut burst = Passes {
             held: n,
-            workers: 1,
+            shape: one,
             proxy: None,
             passes: vec![],
         };
@@ -89,7 +98,7 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
             .into_iter()
             .map(|p| Passes {
                 held: n,
-                workers: 1,
+                shape: one,
                 proxy: Some(p),
                 passes: vec![],
             })
@@ -100,12 +109,12 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
                 rep + 1,
                 plan.repetitions
             );
-            burst.passes.push(runs::burst(setup, 1, n).await?);
+            burst.passes.push(runs::burst(setup, one, n).await?);
             for passes in &mut held {
                 let proxy = passes.proxy.expect("a proxy");
                 passes
                     .passes
-                    .push(runs::hold_and_release(setup, proxy, 1, n, plan.hold).await?);
+                    .push(runs::hold_and_release(setup, proxy, one, n, plan.hold).await?);
             }
         }
         report.release.push(burst);
@@ -113,38 +122,52 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
     }
     let n = *plan.held_counts.last().expect("a held count");
     for &workers in &plan.worker_counts {
-        let mut burst = Passes {
-            held: n,
-            workers,
-            proxy: None,
-            passes: vec![],
-        };
-        let mut held: Vec<Passes> = [Proxy::Module, Proxy::Haproxy]
-            .into_iter()
-            .map(|p| Passes {
+        for keepalive in [false, true] {
+            let shape = Shape::workers(workers).keepalive(keepalive);
+            let mut burst = Passes {
                 held: n,
-                workers,
-                proxy: Some(p),
+                shape,
+                proxy: None,
                 passes: vec![],
-            })
-            .collect();
-        for rep in 0..plan.repetitions {
-            eprintln!(
-                "bench: {workers} workers, repetition {}/{}",
-                rep + 1,
-                plan.repetitions
-            );
-            burst.passes.push(runs::burst(setup, workers, n).await?);
-            for passes in &mut held {
-                let proxy = passes.proxy.expect("a proxy");
-                passes.passes.push(
-                    runs::hold_and_release(setup, proxy, workers, n, Duration::from_secs(1))
-                        .await?,
+            };
+            let mut held: Vec<Passes> = [Proxy::Module, Proxy::Haproxy]
+                .into_iter()
+                .map(|p| Passes {
+                    held: n,
+                    shape,
+                    proxy: Some(p),
+                    passes: vec![],
+                })
+                .collect();
+            // The holding figure with several workers is taken over the
+            // whole hold time; the other passes hold one second.
+            let hold = if workers == HOLDING_WORKERS && !keepalive {
+                plan.hold
+            } else {
+                Duration::from_secs(1)
+            };
+            for rep in 0..plan.repetitions {
+                eprintln!(
+                    "bench: {workers} workers{}, repetition {}/{}",
+                    if keepalive {
+                        ", upstream keep-alive"
+                    } else {
+                        ""
+                    },
+                    rep + 1,
+                    plan.repetitions
                 );
+                burst.passes.push(runs::burst(setup, shape, n).await?);
+                for passes in &mut held {
+                    let proxy = passes.proxy.expect("a proxy");
+                    passes
+                        .passes
+                        .push(runs::hold_and_release(setup, proxy, shape, n, hold).await?);
+                }
             }
+            report.workers.push(burst);
+            report.workers.extend(held);
         }
-        report.workers.push(burst);
-        report.workers.extend(held);
     }
     let (n, rate) = plan.paced;
     for rep in 0..plan.repetitions {
@@ -153,9 +176,30 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
             rep + 1,
             plan.repetitions
         );
-        report
-            .paced
-            .push(runs::paced_release(setup, 2, n, Duration::from_secs(1), rate).await?);
+        report.paced.push(
+            runs::paced_release(setup, Shape::workers(2), n, Duration::from_secs(1), rate).await?,
+        );
+    }
+    for &(connections, n) in &plan.pressure {
+        let shape = Shape::workers(1).connections(connections);
+        let mut passes = Passes {
+            held: n,
+            shape,
+            proxy: Some(Proxy::Module),
+            passes: vec![],
+        };
+        for rep in 0..plan.repetitions {
+            eprintln!(
+                "bench: {n} held in {connections} connections, repetition {}/{}",
+                rep + 1,
+                plan.repetitions
+            );
+            passes.passes.push(
+                runs::hold_and_release(setup, Proxy::Module, shape, n, Duration::from_secs(1))
+                    .await?,
+            );
+        }
+        report.pressure.push(passes);
     }
     report.duration = started.elapsed();
     report::write(&report, out)
@@ -169,8 +213,15 @@ fn throughput(setup: &Setup, plan: &Plan, path: &'static str) -> io::Result<Thro
         plain: vec![],
         module: vec![],
     };
-    let plain = Server::start(setup, Proxy::PlainNginx, 1, runs::free_addr()?, "wrk-plain")?;
-    let module = Server::start(setup, Proxy::Module, 1, runs::free_addr()?, "wrk-module")?;
+    let one = Shape::workers(1);
+    let plain = Server::start(
+        setup,
+        Proxy::PlainNginx,
+        one,
+        runs::free_addr()?,
+        "wrk-plain",
+    )?;
+    let module = Server::start(setup, Proxy::Module, one, runs::free_addr()?, "wrk-module")?;
     let url = |s: &Server| format!("http://{}{path}", s.listen);
     // One warm-up each, not counted.
     runs::wrk(&url(&plain), 1)?;

@@ -1,12 +1,15 @@
 //! The upstream every configuration under test proxies to: a small HTTP/1.1
 //! server on one thread that records the order in which requests reach it.
 //!
-//! Order is the order of `accept()`: the kernel queues connections in the order
-//! their handshakes completed, which is the order the proxy called `connect()`.
-//! Both proxies open a new upstream connection per request here (nginx's
-//! default HTTP/1.0 to upstreams, and this server closes every connection after
-//! its answer), so accept order is the order the proxy released requests in,
-//! with no noise from this server's own scheduling.
+//! Order is the order of `accept()` when every request comes on a connection
+//! of its own: the kernel queues connections in the order their handshakes
+//! completed, which is the order the proxy called `connect()`, with no noise
+//! from this server's own scheduling. A request that asks to close (nginx's
+//! default HTTP/1.0 to upstreams, HAProxy's `http-server-close`) gets its
+//! connection closed after its answer. A request that does not may be
+//! followed by others on the same connection (nginx's `keepalive`, HAProxy's
+//! connection reuse): then the order is the order requests were read
+//! (`arrived`).
 //!
 //! Paths:
 //! - `/r/<seq>`: answered `200`, and `<seq>` (the client's send position) is
@@ -28,12 +31,17 @@ use tokio::net::{TcpSocket, TcpStream};
 const LISTEN_BACKLOG: u32 = 65535;
 const ANSWER: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+const ANSWER_KEEP_ALIVE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arrival {
+    /// The position of its connection in accept order.
     pub accepted: u64,
     pub seq: u64,
     pub worker: u64,
+    /// Its position among the requests read.
+    pub arrived: u64,
 }
 
 type Log = Rc<RefCell<Vec<Arrival>>>;
@@ -71,48 +79,68 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
-    let head = loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            break String::from_utf8_lossy(&buf[..end]).into_owned();
-        }
-        if buf.len() > 64 * 1024 {
+    loop {
+        let head = loop {
+            if let Some(end) = find(&buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                buf.drain(..end + 4);
+                break head;
+            }
+            if buf.len() > 64 * 1024 {
+                return;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let mut request_line = head.split(' ');
+        let target = request_line.nth(1).unwrap_or("");
+        let http_1_0 = head
+            .lines()
+            .next()
+            .is_some_and(|line| line.ends_with("HTTP/1.0"));
+        let closes = http_1_0
+            || header(&head, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        if target == "/__hang" {
+            // Wait for the peer to give up; never answer.
+            while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
             return;
         }
-    };
-    let target = head.split(' ').nth(1).unwrap_or("");
-    if target == "/__hang" {
-        // Wait for the peer to give up; never answer.
-        while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
-        return;
+        if target == "/__order" {
+            let arrivals = std::mem::take(&mut *log.borrow_mut());
+            let body: String = arrivals
+                .iter()
+                .map(|a| format!("{} {} {} {}\n", a.accepted, a.seq, a.worker, a.arrived))
+                .collect();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+            return;
+        }
+        if let Some(seq) = target.strip_prefix("/r/").and_then(|s| s.parse().ok()) {
+            let worker = header(&head, "x-worker")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(0);
+            let mut log = log.borrow_mut();
+            let arrived = log.len() as u64;
+            log.push(Arrival {
+                accepted,
+                seq,
+                worker,
+                arrived,
+            });
+        }
+        if closes {
+            let _ = stream.write_all(ANSWER).await;
+            return;
+        }
+        if stream.write_all(ANSWER_KEEP_ALIVE).await.is_err() {
+            return;
+        }
     }
-    if target == "/__order" {
-        let arrivals = std::mem::take(&mut *log.borrow_mut());
-        let body: String = arrivals
-            .iter()
-            .map(|a| format!("{} {} {}\n", a.accepted, a.seq, a.worker))
-            .collect();
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(reply.as_bytes()).await;
-        return;
-    }
-    if let Some(seq) = target.strip_prefix("/r/").and_then(|s| s.parse().ok()) {
-        let worker = header(&head, "x-worker")
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(0);
-        log.borrow_mut().push(Arrival {
-            accepted,
-            seq,
-            worker,
-        });
-    }
-    let _ = stream.write_all(ANSWER).await;
 }
 
 /// Where `needle` first occurs in `haystack`.
@@ -128,8 +156,9 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Parses an `/__order` answer body, sorted by accept position.
-pub fn parse_order(body: &str) -> Vec<Arrival> {
+/// Parses an `/__order` answer body, sorted by accept position (by arrival
+/// with `by_arrival`: requests shared connections).
+pub fn parse_order(body: &str, by_arrival: bool) -> Vec<Arrival> {
     let mut arrivals: Vec<Arrival> = body
         .lines()
         .filter_map(|line| {
@@ -138,10 +167,15 @@ pub fn parse_order(body: &str) -> Vec<Arrival> {
                 accepted: fields.next()??,
                 seq: fields.next()??,
                 worker: fields.next()??,
+                arrived: fields.next()??,
             })
         })
         .collect();
-    arrivals.sort_by_key(|a| a.accepted);
+    if by_arrival {
+        arrivals.sort_by_key(|a| a.arrived);
+    } else {
+        arrivals.sort_by_key(|a| a.accepted);
+    }
     arrivals
 }
 
@@ -150,11 +184,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn order_lines_are_sorted_by_accept_position() {
-        let arrivals = parse_order("2 7 11\n0 5 10\n1 6 11\njunk\n");
-        let seqs: Vec<u64> = arrivals.iter().map(|a| a.seq).collect();
-        assert_eq!(seqs, [5, 6, 7]);
-        assert_eq!(arrivals[0].worker, 10);
+    fn order_lines_are_sorted_by_accept_position_or_arrival() {
+        let body = "2 7 11 0\n0 5 10 2\n1 6 11 1\njunk\n";
+        let seqs = |arrivals: Vec<Arrival>| arrivals.iter().map(|a| a.seq).collect::<Vec<_>>();
+        let by_accept = parse_order(body, false);
+        assert_eq!(by_accept[0].worker, 10);
+        assert_eq!(seqs(by_accept), [5, 6, 7]);
+        assert_eq!(seqs(parse_order(body, true)), [7, 6, 5]);
     }
 
     #[test]

@@ -111,6 +111,11 @@ struct Engine {
     /// Requests this worker released to the upstream that nginx has not
     /// freed yet: each will free connections as it ends.
     upstream_in_progress: usize,
+    /// Requests let go whose write event has not run yet (for any reason).
+    /// While there are some, the timer stays set: a worker that is shutting
+    /// down exits once it has no timer left, and nginx before 1.23 checks
+    /// that before it runs the events posted in the same turn.
+    posted: usize,
     /// A wake-up found no one listening: its owner may be gone.
     suspect_dead: bool,
     last_reclaim_check: Option<Millis>,
@@ -172,6 +177,7 @@ pub fn start_worker(zone: &'static ngx_shm_zone_t) {
         channel,
         blocked_since: None,
         upstream_in_progress: 0,
+        posted: 0,
         suspect_dead: false,
         last_reclaim_check: None,
         shutdown_noted: false,
@@ -279,6 +285,10 @@ pub fn reclaim_dead_workers(now: Millis) {
 /// A released request has been run on (or was freed before it could be).
 pub fn woke(app: AppId, ticket: Ticket) {
     with_engine(|engine| {
+        engine.posted = engine.posted.saturating_sub(1);
+        if engine.posted == 0 {
+            engine.schedule(nginx::now_ms(), None);
+        }
         if engine.queue.woke(app, ticket) {
             engine.dirty.insert(app);
             // Publish after this turn's wake-ups have all run.
@@ -397,13 +407,16 @@ impl Engine {
     /// Looks at the queue and takes out what may go now; arranges for the
     /// next look.
     fn pass(&mut self, now: Millis) -> Vec<Going> {
-        if self
+        let blocked_long = self
             .blocked_since
-            .is_some_and(|since| now >= since + BLOCKED_CHECK_MS)
-            || self.suspect_dead
-        {
+            .is_some_and(|since| now >= since + BLOCKED_CHECK_MS);
+        if blocked_long || self.suspect_dead {
             self.suspect_dead = false;
             self.reclaim_dead_if_due(now, 0);
+            if blocked_long {
+                // Checked: the next check, if still blocked, is a while off.
+                self.blocked_since = Some(now);
+            }
         }
         self.publish_dirty();
         let mut going = Vec::new();
@@ -416,6 +429,7 @@ impl Engine {
                 });
             }
             self.publish_dirty();
+            self.posted += going.len();
             self.schedule(now, None);
             return going;
         }
@@ -624,11 +638,15 @@ impl Engine {
 
     /// Sets the timer for the earliest real deadline: of a held request,
     /// of a held app's pause, or `also` (a paced turn, a liveness check).
-    /// With nothing held it is not set, so a worker retired by a reload
-    /// can exit.
+    /// With nothing held (and nothing let go still to run) it is not set,
+    /// so a worker retired by a reload can exit.
     fn schedule(&mut self, now: Millis, also: Option<Millis>) {
         if self.queue.is_empty() {
-            self.timer.disarm();
+            if self.posted == 0 {
+                self.timer.disarm();
+            } else if self.timer.armed_at().is_none() {
+                self.timer.arm_at(now + 1);
+            }
             return;
         }
         let mut at = earliest(self.queue.next_deadline(), also);
@@ -681,15 +699,23 @@ fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
 unsafe extern "C" fn on_wake_up(event: *mut ngx_event_t) {
     guard_ffi(nginx::cycle_log(), (), || {
         // A graceful shutdown asks the channel to close: it stays open (a
-        // reload keeps the worker holding), and the pass below decides.
-        WatchedSocket::take_close_request(event);
+        // reload keeps the worker holding), and a pass decides. nginx calls
+        // this then from outside its event loop, where what is posted now
+        // would wait for the next event (before 1.23): the pass runs on the
+        // loop's next turn instead, which does not wait.
+        let shutting_down = WatchedSocket::take_close_request(event);
         with_engine(|engine| {
             if let Some(channel) = &engine.channel {
                 channel.drain();
             }
             engine.membership.slot().take_wake();
+            if shutting_down {
+                engine.later.post_next_turn();
+            }
         });
-        run_pass();
+        if !shutting_down {
+            run_pass();
+        }
     })
 }
 
