@@ -64,6 +64,7 @@ impl HttpModule for IntermissionModule {
             let reporters = variables::Reporters {
                 outcome: release::report_outcome,
                 wait: release::report_wait,
+                ticket: release::report_ticket,
             };
             match variables::declare(cf, reporters) {
                 Some(indexes) => main.variables = indexes,

@@ -15,7 +15,7 @@
 use nginx_sys::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_get_variable_index, ngx_http_request_t,
     ngx_http_variable_value_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_VAR_CHANGEABLE,
+    NGX_HTTP_VAR_CHANGEABLE, NGX_HTTP_VAR_NOCACHEABLE,
 };
 use ngx::core::Status;
 
@@ -48,6 +48,7 @@ pub type GetHandler = unsafe extern "C" fn(
 pub struct Reporters {
     pub outcome: GetHandler,
     pub wait: GetHandler,
+    pub ticket: GetHandler,
 }
 
 /// `$intermission_interval` is declared only so that configurations written
@@ -72,6 +73,17 @@ pub unsafe fn declare(cf: *mut ngx_conf_t, reporters: Reporters) -> Option<Varia
         // SAFETY: forwarded from the caller.
         wait: unsafe { declare_reported(cf, "intermission_wait", reporters.wait)? },
     };
+    // SAFETY: nginx copies the name; `cf` is valid per the caller. Its value
+    // changes once the request is held, so nginx must not cache it earlier.
+    unsafe {
+        let mut name = ngx_str_t {
+            len: "intermission_ticket".len(),
+            data: "intermission_ticket".as_ptr().cast_mut(),
+        };
+        let variable = ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t)
+            .as_mut()?;
+        variable.get_handler = Some(reporters.ticket);
+    }
     index(IGNORED)?;
     Some(indexes)
 }

@@ -24,11 +24,30 @@ const ORDER_WINDOW: usize = intermission_core::order::ORDER_WINDOW as usize;
 /// (175 to 220 places here with the window taken out).
 const FARTHEST: usize = 2 * ORDER_WINDOW;
 
+/// The usual shop on `workers` workers with `reuseport`; the upstream is
+/// told each held request's ticket (`$intermission_ticket`).
 fn spread_shop(workers: usize, upstream: &Upstream) -> Config {
     Config::new()
         .workers(workers)
         .reuseport()
-        .server(&app_server("shop", upstream, ""))
+        .server(&app_server(
+            "shop",
+            upstream,
+            "proxy_set_header X-Ticket $intermission_ticket;",
+        ))
+}
+
+/// Each request was held with the ticket of its arrival position: nginx
+/// received them in the order they were sent.
+fn assert_tickets_follow_arrival(hits: &[Hit]) {
+    for hit in hits {
+        assert_eq!(
+            hit.header("x-ticket"),
+            Some(hit.seq().to_string().as_str()),
+            "the ticket of request {}",
+            hit.seq()
+        );
+    }
 }
 
 /// The farthest any request landed at the upstream from its place in the
@@ -60,6 +79,7 @@ fn release_in_one_order(workers: usize) {
     finish_all_from_upstream(held);
     let hits = upstream.wait_for(HELD);
     assert_each_seq_once(&hits, HELD);
+    assert_tickets_follow_arrival(&hits);
     let holders = workers_that_held(&hits);
     assert!(
         holders.len() >= 2,
@@ -105,6 +125,7 @@ fn old_and_new_workers_release_in_one_order_after_a_reload() {
     finish_all_from_upstream(held);
     let hits = upstream.wait_for(BEFORE + AFTER);
     assert_each_seq_once(&hits, BEFORE + AFTER);
+    assert_tickets_follow_arrival(&hits);
     let old: BTreeSet<String> = old_workers.iter().map(i32::to_string).collect();
     let holders = workers_that_held(&hits);
     assert!(

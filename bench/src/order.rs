@@ -14,6 +14,9 @@ pub struct OrderStats {
     pub in_order_share: f64,
     /// The farthest any request landed from its send position.
     pub max_displacement: usize,
+    /// The farthest any request landed from its place in the order nginx
+    /// received them (its ticket), when every request carried one.
+    pub max_displacement_from_arrival: Option<usize>,
     /// `in_order_share` counted within each nginx worker separately.
     pub in_order_share_per_worker: f64,
 }
@@ -33,6 +36,11 @@ pub fn order_stats(arrivals: &[Arrival]) -> OrderStats {
         seen: seqs.len(),
         in_order_share: longest_increasing(&seqs) as f64 / seqs.len() as f64,
         max_displacement: max_displacement(&seqs),
+        max_displacement_from_arrival: arrivals
+            .iter()
+            .map(|a| a.ticket)
+            .collect::<Option<Vec<u64>>>()
+            .map(|tickets| max_displacement(&tickets)),
         in_order_share_per_worker: per_worker as f64 / seqs.len() as f64,
     }
 }
@@ -76,6 +84,7 @@ mod tests {
                 seq,
                 worker,
                 arrived: i as u64,
+                ticket: None,
             })
             .collect()
     }
@@ -103,6 +112,20 @@ mod tests {
         let stats = order_stats(&arrivals(&[0, 2, 1, 3], &[7, 8, 7, 8]));
         assert_eq!(stats.in_order_share_per_worker, 1.0);
         assert_eq!(stats.max_displacement, 1);
+    }
+
+    #[test]
+    fn displacement_from_arrival_uses_the_tickets_when_all_have_one() {
+        let mut seen = arrivals(&[1, 0, 2], &[7, 7, 7]);
+        assert_eq!(order_stats(&seen).max_displacement_from_arrival, None);
+        for (a, ticket) in seen.iter_mut().zip([0, 1, 2]) {
+            a.ticket = Some(ticket);
+        }
+        let stats = order_stats(&seen);
+        assert_eq!(
+            (stats.max_displacement, stats.max_displacement_from_arrival),
+            (1, Some(0))
+        );
     }
 
     #[test]

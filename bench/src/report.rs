@@ -382,10 +382,15 @@ pub fn markdown(report: &Report) -> String {
                         })
                         .flatten();
                     let (in_order, _, displaced) = order(&passes.passes);
-                    let farthest = passes.passes.iter().map(|p| p.order.max_displacement).max();
+                    let from_arrival = passes
+                        .passes
+                        .iter()
+                        .map(|p| p.order.max_displacement_from_arrival)
+                        .collect::<Option<Vec<usize>>>()
+                        .and_then(|d| d.into_iter().max());
                     let _ = writeln!(
                         md,
-                        "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {in_order} | {displaced} | {} |",
+                        "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {in_order} | {displaced} | {} | {} |",
                         if keepalive { "kept alive" } else { "one per request" },
                         passes.proxy.map_or("burst, no pause", Proxy::label),
                         ms(median_of(&passes.passes, first)),
@@ -394,8 +399,9 @@ pub fn markdown(report: &Report) -> String {
                         ratio(vs_haproxy),
                         if is_module { verdict(vs_haproxy.map(|r| r <= 0.75)) } else { "" },
                         failures(&passes.passes),
+                        from_arrival.map_or("–".into(), |d| d.to_string()),
                         if is_module {
-                            verdict(farthest.map(|d| d <= ORDER_TARGET))
+                            verdict(from_arrival.map(|d| d <= ORDER_TARGET))
                         } else {
                             ""
                         },

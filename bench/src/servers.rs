@@ -288,7 +288,10 @@ http {{
             ""
         },
         hold = match proxy {
-            Proxy::Module => "intermission;",
+            // The upstream is told each held request's place in the order
+            // nginx received them, to tell the module's order from the
+            // order nginx's workers read requests in.
+            Proxy::Module => "intermission; proxy_set_header X-Ticket $intermission_ticket;",
             Proxy::LimitReq => "limit_req zone=hold burst=100000;",
             _ => "",
         },

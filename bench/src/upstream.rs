@@ -42,6 +42,9 @@ pub struct Arrival {
     pub worker: u64,
     /// Its position among the requests read.
     pub arrived: u64,
+    /// Its `X-Ticket` header, if any: its place in the order nginx received
+    /// the requests (`$intermission_ticket`).
+    pub ticket: Option<u64>,
 }
 
 type Log = Rc<RefCell<Vec<Arrival>>>;
@@ -111,7 +114,13 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
             let arrivals = std::mem::take(&mut *log.borrow_mut());
             let body: String = arrivals
                 .iter()
-                .map(|a| format!("{} {} {} {}\n", a.accepted, a.seq, a.worker, a.arrived))
+                .map(|a| {
+                    let ticket = a.ticket.map_or("-".to_owned(), |t| t.to_string());
+                    format!(
+                        "{} {} {} {} {ticket}\n",
+                        a.accepted, a.seq, a.worker, a.arrived
+                    )
+                })
                 .collect();
             let reply = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -124,6 +133,7 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
             let worker = header(&head, "x-worker")
                 .and_then(|w| w.parse().ok())
                 .unwrap_or(0);
+            let ticket = header(&head, "x-ticket").and_then(|t| t.parse().ok());
             let mut log = log.borrow_mut();
             let arrived = log.len() as u64;
             log.push(Arrival {
@@ -131,6 +141,7 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
                 seq,
                 worker,
                 arrived,
+                ticket,
             });
         }
         if closes {
@@ -162,12 +173,18 @@ pub fn parse_order(body: &str, by_arrival: bool) -> Vec<Arrival> {
     let mut arrivals: Vec<Arrival> = body
         .lines()
         .filter_map(|line| {
-            let mut fields = line.split(' ').map(|f| f.parse::<u64>().ok());
+            let mut fields = line.split(' ');
+            let mut number = || fields.next()?.parse::<u64>().ok();
+            let arrival = Arrival {
+                accepted: number()?,
+                seq: number()?,
+                worker: number()?,
+                arrived: number()?,
+                ticket: None,
+            };
             Some(Arrival {
-                accepted: fields.next()??,
-                seq: fields.next()??,
-                worker: fields.next()??,
-                arrived: fields.next()??,
+                ticket: number(),
+                ..arrival
             })
         })
         .collect();
@@ -185,12 +202,13 @@ mod tests {
 
     #[test]
     fn order_lines_are_sorted_by_accept_position_or_arrival() {
-        let body = "2 7 11 0\n0 5 10 2\n1 6 11 1\njunk\n";
+        let body = "2 7 11 0 -\n0 5 10 2 -\n1 6 11 1 3\njunk\n";
         let seqs = |arrivals: Vec<Arrival>| arrivals.iter().map(|a| a.seq).collect::<Vec<_>>();
         let by_accept = parse_order(body, false);
         assert_eq!(by_accept[0].worker, 10);
         assert_eq!(seqs(by_accept), [5, 6, 7]);
         assert_eq!(seqs(parse_order(body, true)), [7, 6, 5]);
+        assert_eq!(parse_order(body, false)[1].ticket, Some(3));
     }
 
     #[test]

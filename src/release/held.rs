@@ -145,3 +145,21 @@ pub unsafe extern "C" fn report_wait(
         })
     }
 }
+
+/// `$intermission_ticket`: the place of a request the module held in its
+/// app's arrival order (a number from the app's ticket counter, shared by
+/// all workers), so that logs and upstreams can check the order; not found
+/// for a request that was not held.
+pub unsafe extern "C" fn report_ticket(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx calls get handlers with a live request and its value.
+    unsafe {
+        report(r, v, |r, value| match r.context::<HoldContext>(module()) {
+            Some(ctx) => value.set_copy(r, ctx.ticket.0.to_string().as_bytes()),
+            None => value.set_not_found(),
+        })
+    }
+}

@@ -56,7 +56,7 @@ use crate::nginx::{self, HttpRequest, WatchedSocket, WorkerEvent};
 use crate::worker_slot::{counting_slot, Membership};
 use crate::zone::{self, ZoneLock};
 use crate::{module, IntermissionModule};
-pub use held::{report_outcome, report_wait, HoldContext};
+pub use held::{report_outcome, report_ticket, report_wait, HoldContext};
 use intermission_core::app_table::{AppTable, TableHeader};
 use intermission_core::decision::after_release;
 use intermission_core::ids::{AppId, Millis, Phase, Release, Ticket};
