@@ -11,7 +11,10 @@ use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nginx_sys::{ngx_conf_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t, NGX_LOG_EMERG};
+use nginx_sys::{
+    ngx_conf_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t, NGX_LOG_EMERG,
+    NGX_LOG_NOTICE,
+};
 use ngx::core::Status;
 
 use intermission_core::app_table::{layout_stamp, AppSlot, AppTable, TableHeader};
@@ -114,6 +117,17 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) ->
         Some(header) => {
             pool.data = header;
             zone.data = header;
+            // SAFETY: just written by `allocate_table`.
+            let header = unsafe { &*header.cast::<TableHeader>() };
+            ngx::ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log,
+                "intermission: the shared zone \"{ZONE_NAME}\" ({} KB) has room for {} apps \
+                 and {} worker processes",
+                zone.shm.size / 1024,
+                header.capacity(),
+                header.worker_slots() - 1
+            );
             Status::NGX_OK.0
         }
         None => {
