@@ -355,12 +355,17 @@ pub fn markdown(report: &Report) -> String {
              then released; upstream connections one per request, or kept alive and reused \
              (nginx's `keepalive`, HAProxy's `http-reuse always`). Order at the upstream: by \
              connection, or by request when connections are reused. The module's order target is \
-             every request within {ORDER_TARGET} places of its arrival position, across all workers.\n"
+             every request within {ORDER_TARGET} places of its arrival position, across all workers. \
+             *In send order* and *farthest out of place* compare with the order the client sent the \
+             requests in, which the workers of nginx (or HAProxy's threads) do not read in exactly; \
+             *from arrival at nginx* compares with the order nginx received them in, the module's \
+             tickets (`$intermission_ticket`, passed to the upstream), which is what the module \
+             keeps.\n"
         );
-        let _ = writeln!(md, "| Workers | Upstream connections | Released by | first | last | last ÷ burst | module ÷ HAProxy | target ≤ 0.75 | failed | in arrival order | farthest out of place | target ≤ {ORDER_TARGET} |");
+        let _ = writeln!(md, "| Workers | Upstream connections | Released by | first | last | last ÷ burst | module ÷ HAProxy | target ≤ 0.75 | failed | in send order | farthest out of place | from arrival at nginx | target ≤ {ORDER_TARGET} |");
         let _ = writeln!(
             md,
-            "|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|"
+            "|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
         );
         for &w in &plan.worker_counts {
             for keepalive in [false, true] {

@@ -273,6 +273,7 @@ http {{
         location {STATIC_PATH} {{ root html; }}
         location / {{
             proxy_set_header X-Worker $pid;
+            {ticket}
             {keepalive}
             proxy_pass http://{upstream};
         }}
@@ -288,12 +289,17 @@ http {{
             ""
         },
         hold = match proxy {
-            // The upstream is told each held request's place in the order
-            // nginx received them, to tell the module's order from the
-            // order nginx's workers read requests in.
-            Proxy::Module => "intermission; proxy_set_header X-Ticket $intermission_ticket;",
+            Proxy::Module => "intermission;",
             Proxy::LimitReq => "limit_req zone=hold burst=100000;",
             _ => "",
+        },
+        // The upstream is told each held request's place in the order nginx
+        // received them, to tell the module's order from the order nginx's
+        // workers happened to read the requests in.
+        ticket = if proxy == Proxy::Module {
+            "proxy_set_header X-Ticket $intermission_ticket;"
+        } else {
+            ""
         },
         control = if proxy == Proxy::Module {
             "location /_intermission { allow 127.0.0.1; deny all; intermission_control; }"
