@@ -67,11 +67,15 @@ use intermission_core::settings::{AppLabel, OnTimeout, Seconds};
 use intermission_core::worker_slots::SlotId;
 use wake_channel::{Sent, WakeChannel};
 
-/// The most requests released in one pass. Measured with 10,000 held on one
-/// worker (scripts/bench): batches of 1,024 put the first answer 225 ms
-/// after the resume, 256 about 35 ms, 64 about 5-15 ms, with the last
-/// answer unchanged within the noise (nginx's own proxying).
-const RELEASE_BATCH: usize = 64;
+/// The most requests released in one pass (one turn of the event loop).
+/// Measured with 10,000 held (`intermission-bench one`, two runs each):
+/// batches of 16 answered the first request 2-10 ms after the resume and
+/// the last as soon as batches of 64 did (1.2-1.4 s on one worker against
+/// 1.6 s; 0.6-0.7 s on 2 and 4 workers with upstream keep-alive), and kept
+/// the order at the upstream tighter with keep-alive: a released request
+/// that reuses an idle upstream connection overtakes one that must open a
+/// new one, by up to a batch (19-36 places against 46-74 with 64).
+const RELEASE_BATCH: usize = 16;
 
 /// A worker blocked this long by another worker's place in the order checks
 /// whether that worker is alive (a killed worker that the master does not
