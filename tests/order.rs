@@ -73,7 +73,7 @@ fn release_in_one_order(workers: usize) {
     let nginx = Nginx::start(spread_shop(workers, &upstream));
     let port = nginx.port();
     pause(port, "");
-    let held = start_in_order(port, HELD, |i| seq_request("/item/", i));
+    let held = hold_in_order(port, HELD, |i| seq_request("/item/", i));
     assert_still_held(&held);
     resume(port, "");
     finish_all_from_upstream(held);
@@ -115,9 +115,9 @@ fn old_and_new_workers_release_in_one_order_after_a_reload() {
     let nginx = Nginx::start(config.clone());
     let port = nginx.port();
     pause(port, "");
-    let mut held = start_in_order(port, BEFORE, |i| seq_request("/item/", i));
+    let mut held = hold_in_order(port, BEFORE, |i| seq_request("/item/", i));
     let old_workers = nginx.reload();
-    held.extend(start_in_order(port, AFTER, |i| {
+    held.extend(hold_in_order(port, AFTER, |i| {
         seq_request("/item/", BEFORE + i)
     }));
     assert_still_held(&held);

@@ -51,13 +51,26 @@ fn request(seq: usize, host: &str) -> Vec<u8> {
 
 /// Opens `n` connections one after another and sends request `i` on the
 /// `i`-th before opening the next, so the send order is the order of the index.
-pub async fn send_in_order(addr: SocketAddr, host: &str, n: usize) -> io::Result<InFlight> {
+/// With `gap`, waits that long after each request: near its
+/// `worker_connections`, nginx closes connections it has accepted but not
+/// read a request from yet to make room for new ones ("reusing
+/// connections"), which a gap long enough for it to read each request
+/// avoids.
+pub async fn send_in_order(
+    addr: SocketAddr,
+    host: &str,
+    n: usize,
+    gap: Option<Duration>,
+) -> io::Result<InFlight> {
     let mut tasks = Vec::with_capacity(n);
     for seq in 0..n {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         stream.write_all(&request(seq, host)).await?;
         tasks.push(tokio::task::spawn_local(read_answer(stream)));
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap).await;
+        }
     }
     Ok(InFlight { tasks })
 }

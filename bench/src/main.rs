@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--out DIR] [--work-dir DIR]
-//! intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS [keepalive] --nginx PATH --module PATH ...
+//! intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS [keepalive] [connections=N] --nginx PATH --module PATH ...
 //! intermission-bench soak [--cycles N] [--clients N] [--seed N] --nginx PATH --module PATH [--work-dir DIR]
 //! intermission-bench upstream ADDR
 //! ```
@@ -38,7 +38,7 @@ use servers::{Proxy, Setup, Shape};
 fn usage() -> ! {
     eprintln!(
         "usage: intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--out DIR] [--work-dir DIR]\n\
-         \x20      intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS [keepalive] --nginx PATH --module PATH [...]\n\
+         \x20      intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS [keepalive] [connections=N] --nginx PATH --module PATH [...]\n\
          \x20      intermission-bench soak [--cycles N] [--clients N] [--seed N] --nginx PATH --module PATH [--work-dir DIR]\n\
          \x20      intermission-bench upstream ADDR"
     );
@@ -203,15 +203,25 @@ fn absolute(path: PathBuf) -> PathBuf {
 }
 
 async fn one(setup: &Setup, args: &[String]) -> std::io::Result<()> {
-    let (what, n, workers, hold, keepalive) = match args {
-        [what, n, workers, hold] => (what, n, workers, hold, false),
-        [what, n, workers, hold, k] if k == "keepalive" => (what, n, workers, hold, true),
-        _ => usage(),
+    let [what, n, workers, hold, options @ ..] = args else {
+        usage()
     };
+    let mut keepalive = false;
+    let mut connections = None;
+    for option in options {
+        match option.split_once('=') {
+            None if option == "keepalive" => keepalive = true,
+            Some(("connections", c)) => connections = Some(c.parse().unwrap_or_else(|_| usage())),
+            _ => usage(),
+        }
+    }
     let n: usize = n.parse().unwrap_or_else(|_| usage());
     let workers: usize = workers.parse().unwrap_or_else(|_| usage());
     let hold = Duration::from_secs_f64(hold.parse().unwrap_or_else(|_| usage()));
-    let shape = Shape::workers(workers).keepalive(keepalive);
+    let mut shape = Shape::workers(workers).keepalive(keepalive);
+    if let Some(connections) = connections {
+        shape = shape.connections(connections);
+    }
     let pass = match what.as_str() {
         "burst" => runs::burst(setup, shape, n).await?,
         "module" => runs::hold_and_release(setup, Proxy::Module, shape, n, hold).await?,

@@ -242,7 +242,11 @@ async fn hold_and_release_by(
     }
     let pids = server.measured_pids();
     let (_, rss_before) = proc_stats::totals(&pids);
-    let inflight = load::send_in_order(server.listen, HOST, n).await?;
+    // Close to the connection limit, one request at a time (see
+    // `send_in_order`): the release is what is measured, not how nginx
+    // makes room for new connections.
+    let gap = shape.connections.map(|_| Duration::from_millis(1));
+    let inflight = load::send_in_order(server.listen, HOST, n, gap).await?;
     tokio::time::sleep(settle_time(n)).await;
     let (cpu_start, rss_holding) = proc_stats::totals(&pids);
     tokio::time::sleep(hold).await;

@@ -149,6 +149,29 @@ pub struct Counters {
     pub deadline: String,
 }
 
+/// Starts `n` requests of the control endpoint's app one after another, each
+/// once the app counts it held (`held_now` rises by one): their tickets are
+/// then the order they were sent in, whichever worker holds each. That nginx
+/// has read a request is not enough with several workers: the worker that
+/// read it may be descheduled before it takes its ticket, while another
+/// worker takes one for the next request (seen under valgrind).
+pub fn hold_in_order(
+    port: u16,
+    n: usize,
+    make: impl Fn(usize) -> super::Request,
+) -> Vec<super::Pending> {
+    let before = counters(port, "").held_now;
+    (0..n)
+        .map(|i| {
+            let pending = make(i).start(port);
+            super::wait_until(super::BOUND, "the request to be held", || {
+                counters(port, "").held_now > before + i as u64
+            });
+            pending
+        })
+        .collect()
+}
+
 /// `status?format=json`, with `query` added to the query string (`app=a`).
 pub fn counters(port: u16, query: &str) -> Counters {
     let separator = if query.is_empty() { "" } else { "&" };
