@@ -180,20 +180,17 @@ unsafe fn allocate_table(pool: &mut ngx_slab_pool_t) -> Option<*mut c_void> {
     None
 }
 
-/// A random number for the zone's id (see `TableHeader::zone_id`).
+/// A random number for the zone's id (see `TableHeader::zone_id`): std's
+/// hasher keys come from the system's entropy, and the pid and the time
+/// differ between the nginx instances of a host all the same.
 fn zone_id() -> u64 {
-    let mut bytes = [0u8; 8];
-    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
-    let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if filled == bytes.len() as isize {
-        return u64::from_le_bytes(bytes);
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
     }
-    // No entropy to be had: the master's pid and the time differ between
-    // the nginx instances of a host all the same.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    now ^ (u64::from(std::process::id()) << 32)
+    hasher.finish()
 }
 
 fn page_size() -> usize {

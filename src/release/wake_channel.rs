@@ -18,6 +18,7 @@
 
 use std::io;
 use std::os::fd::IntoRawFd;
+#[cfg(target_os = "linux")]
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
@@ -44,8 +45,20 @@ pub struct WakeChannel {
     sender: UnixDatagram,
 }
 
+#[cfg(target_os = "linux")]
 fn address(zone_id: u64, slot: SlotId) -> io::Result<SocketAddr> {
     SocketAddr::from_abstract_name(format!("nginx-intermission/{zone_id:016x}/{}", slot.0))
+}
+
+/// Abstract socket names are Linux's: elsewhere the channel does not open,
+/// and a worker that holds requests looks at the zone every
+/// `UNWAKEABLE_CHECK_MS` instead (see `release`).
+#[cfg(not(target_os = "linux"))]
+fn address(_zone_id: u64, _slot: SlotId) -> io::Result<SocketAddr> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "wake-up sockets need Linux's abstract socket names",
+    ))
 }
 
 impl WakeChannel {
