@@ -47,10 +47,12 @@ vendored_build() {
 }
 
 # Builds the module in release mode against the vendored nginx (vendored_build)
-# and the benchmark tool; sets VENDORED_NGINX, VENDORED_MODULE and BENCH (the
-# tool's binary). Like vendored_build, call it directly, not in a subshell.
+# and the benchmark tool and the command line; sets VENDORED_NGINX,
+# VENDORED_MODULE, BENCH (the tool's binary) and CLI (the command line's).
+# Like vendored_build, call it directly, not in a subshell.
 bench_build() {
     vendored_build --release || return 1
-    (cd "$ROOT" && cargo build --release -p intermission-bench) || return 1
+    (cd "$ROOT" && cargo build --release -p intermission-bench -p intermission-cli) || return 1
     BENCH=$ROOT/target/release/intermission-bench
+    CLI=$ROOT/target/release/intermission
 }

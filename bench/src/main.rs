@@ -1,8 +1,8 @@
 //! intermission-bench: the benchmark scripts/bench drives.
 //!
 //! ```text
-//! intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--out DIR] [--work-dir DIR]
-//! intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS [keepalive] [connections=N] --nginx PATH --module PATH ...
+//! intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--cli PATH] [--out DIR] [--work-dir DIR]
+//! intermission-bench one (module|haproxy|limit_req|burst|fleet) N WORKERS HOLD_SECS [keepalive] [connections=N] --nginx PATH --module PATH ...
 //! intermission-bench soak [--cycles N] [--clients N] [--seed N] --nginx PATH --module PATH [--work-dir DIR]
 //! intermission-bench upstream ADDR
 //! ```
@@ -18,6 +18,7 @@
 //! runtime): the machine has two cores, shared with nginx or HAProxy, and one
 //! thread each keeps the three from competing more than they must.
 
+mod fleet;
 mod load;
 mod order;
 mod proc_stats;
@@ -37,8 +38,8 @@ use servers::{Proxy, Setup, Shape};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--out DIR] [--work-dir DIR]\n\
-         \x20      intermission-bench one (module|haproxy|limit_req|burst) N WORKERS HOLD_SECS [keepalive] [connections=N] --nginx PATH --module PATH [...]\n\
+        "usage: intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--cli PATH] [--out DIR] [--work-dir DIR]\n\
+         \x20      intermission-bench one (module|haproxy|limit_req|burst|fleet) N WORKERS HOLD_SECS [keepalive] [connections=N] --nginx PATH --module PATH [...]\n\
          \x20      intermission-bench soak [--cycles N] [--clients N] [--seed N] --nginx PATH --module PATH [--work-dir DIR]\n\
          \x20      intermission-bench upstream ADDR"
     );
@@ -51,6 +52,7 @@ struct Options {
     nginx: Option<PathBuf>,
     module: Option<PathBuf>,
     haproxy: PathBuf,
+    cli: Option<PathBuf>,
     out: PathBuf,
     work_dir: PathBuf,
     soak: soak::Plan,
@@ -63,6 +65,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> Options {
         nginx: None,
         module: None,
         haproxy: PathBuf::from("/usr/sbin/haproxy"),
+        cli: None,
         out: PathBuf::from("target/bench/results"),
         work_dir: PathBuf::from("target/bench/work"),
         soak: soak::Plan {
@@ -79,6 +82,7 @@ fn parse_options(args: impl Iterator<Item = String>) -> Options {
             "--nginx" => options.nginx = Some(value().into()),
             "--module" => options.module = Some(value().into()),
             "--haproxy" => options.haproxy = value().into(),
+            "--cli" => options.cli = Some(value().into()),
             "--out" => options.out = value().into(),
             "--work-dir" => options.work_dir = value().into(),
             "--cycles" => options.soak.cycles = positive(&value()) as usize,
@@ -175,6 +179,7 @@ fn main() {
         nginx: absolute(nginx),
         module: absolute(module),
         haproxy: options.haproxy.clone(),
+        cli: options.cli.clone().map(absolute),
         work_dir: absolute(options.work_dir.clone()),
         upstream: upstream_addr,
         upstream_pid: _upstream.0.id(),
@@ -221,6 +226,11 @@ async fn one(setup: &Setup, args: &[String]) -> std::io::Result<()> {
     let mut shape = Shape::workers(workers).keepalive(keepalive);
     if let Some(connections) = connections {
         shape = shape.connections(connections);
+    }
+    if what == "fleet" {
+        let times = fleet::fleet(setup, n, 3)?;
+        println!("fleet of {n}: {times:?}");
+        return Ok(());
     }
     let pass = match what.as_str() {
         "burst" => runs::burst(setup, shape, n).await?,

@@ -23,6 +23,8 @@ pub struct Report {
     pub paced: Vec<Pass>,
     /// One worker with most of its `worker_connections` held (`plan.pressure`).
     pub pressure: Vec<Passes>,
+    /// The command line on fleets of nginx (`plan.fleet_sizes`).
+    pub fleet: Vec<crate::fleet::FleetTimes>,
     pub duration: Duration,
 }
 
@@ -36,6 +38,7 @@ impl Report {
             workers: vec![],
             paced: vec![],
             pressure: vec![],
+            fleet: vec![],
             duration: Duration::ZERO,
         }
     }
@@ -460,6 +463,50 @@ pub fn markdown(report: &Report) -> String {
                 ms(median_of(&passes.passes, first)),
                 ms(median_of(&passes.passes, last)),
                 failures(&passes.passes),
+            );
+        }
+    }
+
+    if !report.fleet.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n**Fleet** (the `intermission` command line, on one nginx with one worker per host, all on \
+             loopback): wall time of `pause` and `resume` of every host, all or nothing, and of a `pause` \
+             with one more host that is down (refused at once), which rolls the others back. Targets: 100 \
+             hosts under 0.3 s each way, 500 under 1.5 s.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| Hosts | pause | resume | pause, one down, rolled back | target | failures |"
+        );
+        let _ = writeln!(md, "|---:|---:|---:|---:|---|---|");
+        for times in &report.fleet {
+            let median_of = |d: &[Duration]| median(d.iter().map(|d| d.as_secs_f64()).collect());
+            let (pause, resume, rolled) = (
+                median_of(&times.pause),
+                median_of(&times.resume),
+                median_of(&times.rolled_back),
+            );
+            let limit = match times.hosts {
+                100 => Some(0.3),
+                500 => Some(1.5),
+                _ => None,
+            };
+            let target = limit.map_or(String::new(), |limit| {
+                verdict(pause.zip(resume).map(|(p, r)| p < limit && r < limit)).to_owned()
+            });
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {target} | {} |",
+                times.hosts,
+                ms(pause),
+                ms(resume),
+                ms(rolled),
+                if times.failures.is_empty() {
+                    "0".to_owned()
+                } else {
+                    format!("**{}**", times.failures.join("; "))
+                },
             );
         }
     }

@@ -43,6 +43,8 @@ pub struct Setup {
     pub nginx: PathBuf,
     pub module: PathBuf,
     pub haproxy: PathBuf,
+    /// The `intermission` command line, for the fleet runs.
+    pub cli: Option<PathBuf>,
     pub work_dir: PathBuf,
     pub upstream: SocketAddr,
     pub upstream_pid: u32,

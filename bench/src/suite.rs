@@ -28,6 +28,8 @@ pub struct Plan {
     /// `worker_connections` and requests held on the one worker, for the
     /// release under connection pressure.
     pub pressure: Vec<(usize, usize)>,
+    /// How many nginx the command line pauses and resumes at once.
+    pub fleet_sizes: Vec<usize>,
 }
 
 /// The worker count whose holding CPU the report shows against its target.
@@ -46,6 +48,7 @@ impl Plan {
                 wrk_repetitions: 1,
                 paced: (500, 1_000),
                 pressure: vec![(64, 40), (768, 740)],
+                fleet_sizes: vec![10, 100],
             }
         } else {
             Plan {
@@ -58,6 +61,7 @@ impl Plan {
                 wrk_repetitions: 5,
                 paced: (2_000, 1_000),
                 pressure: vec![(64, 40), (768, 740)],
+                fleet_sizes: vec![10, 100, 500],
             }
         }
     }
@@ -200,6 +204,17 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
             );
         }
         report.pressure.push(passes);
+    }
+    if setup.cli.is_some() {
+        for &hosts in &plan.fleet_sizes {
+            eprintln!(
+                "bench: a fleet of {hosts} nginx, {} repetition(s)",
+                plan.repetitions
+            );
+            report
+                .fleet
+                .push(crate::fleet::fleet(setup, hosts, plan.repetitions)?);
+        }
     }
     report.duration = started.elapsed();
     report::write(&report, out)

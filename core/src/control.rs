@@ -223,6 +223,11 @@ fn parse_time_arg(name: &'static str, value: &[u8], seen: &mut bool) -> Result<u
 
 /// Whether an app runs, holds its requests, or answers them 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum RunState {
     Running,
     Paused,
@@ -285,6 +290,29 @@ impl AppReport<'_> {
         );
         json
     }
+}
+
+/// One app's JSON status as the control endpoint answers it (`AppReport::json`),
+/// as its clients (the ops command line) read it: one type for both sides,
+/// so that they cannot drift apart. With the `serde` feature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct StatusAnswer {
+    pub app: String,
+    pub state: RunState,
+    /// RFC 3339, UTC.
+    pub since: Option<String>,
+    pub deadline: Option<String>,
+    pub held_now: u64,
+    pub held_in_pause: u64,
+    pub longest_wait_ms: u64,
+    pub in_flight: u64,
+    pub released: u64,
+    pub timed_out: u64,
+    pub clients_gone: u64,
+    pub rejected: u64,
+    pub stopped: u64,
+    pub refused_at_shutdown: u64,
 }
 
 /// `status?all&format=json`: every app, in one object.
@@ -447,6 +475,49 @@ fn push_json_string(json: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn the_status_json_reads_back_as_the_shared_status_type() {
+        let report = AppReport {
+            name: b"shop",
+            state: RunState::Stopped,
+            since: Some(1_795_000_000_000),
+            deadline: None,
+            held_in_pause: 4,
+            longest_wait_ms: 1_500,
+            in_flight: 3,
+            counters: AppCounters {
+                held_now: 2,
+                released: 5,
+                timed_out: 1,
+                clients_gone: 6,
+                refused_at_shutdown: 7,
+                rejected: 8,
+                stopped: 9,
+            },
+        };
+        let answer: StatusAnswer = serde_json::from_str(&report.json()).unwrap();
+        assert_eq!(
+            answer,
+            StatusAnswer {
+                app: "shop".into(),
+                state: RunState::Stopped,
+                since: Some(rfc3339(1_795_000_000_000)),
+                deadline: None,
+                held_now: 2,
+                held_in_pause: 4,
+                longest_wait_ms: 1_500,
+                in_flight: 3,
+                released: 5,
+                timed_out: 1,
+                clients_gone: 6,
+                rejected: 8,
+                stopped: 9,
+                refused_at_shutdown: 7,
+            }
+        );
+    }
 
     fn report(name: &[u8], state: RunState) -> AppReport<'_> {
         AppReport {
