@@ -8,17 +8,23 @@
 //! however it ended (a client that left, an upstream error, an internal
 //! redirect on the way). The counter that counted it is remembered in its
 //! `$intermission_outcome` (see `variables.rs`), so nothing is allocated.
+//!
+//! A request whose upstream switches protocols (101: a WebSocket) may stay
+//! open for hours: a header filter moves it from the count drains wait for
+//! to the app's `upgraded` count as its 101 goes out.
 
-use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_DECLINED, NGX_OK};
+use nginx_sys::{
+    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_DECLINED, NGX_HTTP_SWITCHING_PROTOCOLS, NGX_OK,
+};
 use ngx::http::HttpModuleMainConf;
 
 use crate::config::MainConf;
-use crate::nginx::guard_ffi;
 use crate::nginx::HttpRequest;
+use crate::nginx::{self, guard_ffi};
 use crate::worker_slot::counting_slot;
 use crate::{release, IntermissionModule};
-use intermission_core::in_flight::InFlightCounter;
-use intermission_core::outcome::Outcome;
+use intermission_core::app_table::TableHeader;
+use intermission_core::outcome::{Counted, Outcome};
 use intermission_core::settings::check_app_name;
 
 /// Lets a request through, counting it in flight. A request the module has
@@ -26,18 +32,14 @@ use intermission_core::settings::check_app_name;
 /// released) goes on as it is. The path of every request while nothing is
 /// paused: a variable lookup, a hash of the app name, one atomic add on the
 /// worker's own slot and a pointer written into the request.
-pub fn let_through(r: &HttpRequest, main: &MainConf) -> ngx_int_t {
+pub fn let_through(r: &HttpRequest, main: &MainConf, header: &TableHeader) -> ngx_int_t {
     if !main.variables.outcome_recorded(r) {
         // A name too long to be an app is let through uncounted: it can be
         // neither paused nor drained (the paused path logs it).
         let counted = check_app_name(main.variables.app_name(r))
             .ok()
             .zip(counting_slot())
-            .map(|(name, slot)| {
-                let counter = InFlightCounter::of(name);
-                slot.enter(counter);
-                counter
-            });
+            .map(|(name, slot)| Counted::by(slot.enter(header.name_key().app_key(name))));
         main.variables.record_outcome(r, Outcome::Passed, counted);
     }
     NGX_DECLINED as ngx_int_t
@@ -60,11 +62,52 @@ pub extern "C" fn request_finished(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(main) = IntermissionModule::main_conf(r.as_raw()) else {
             return NGX_OK as ngx_int_t;
         };
-        if let Some(counter) = main.variables.counted_in_flight(&r) {
+        if let Some((_, counted)) = main.variables.counted_in_flight(&r) {
             if let Some(slot) = counting_slot() {
-                slot.leave(counter);
+                slot.leave(counted.counter, counted.upgraded);
             }
         }
         NGX_OK as ngx_int_t
     })
+}
+
+/// The module's header filter: sees every answer's status as it goes out.
+pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls header filters with a live request.
+    if let Some(request) = unsafe { HttpRequest::from_raw(r) } {
+        guard_ffi(request.log(), (), || {
+            if let Some(main) = IntermissionModule::main_conf(request.as_raw()) {
+                answer_going_out(&request, main);
+            }
+        });
+    }
+    // SAFETY: as nginx called this filter.
+    unsafe { nginx::next_header_filter(r) }
+}
+
+/// The header filter's part: a main request counted in flight whose answer
+/// switches protocols (101) leaves the count drains wait for and is
+/// counted as upgraded until it ends. Every other answer: one comparison.
+#[inline]
+pub fn answer_going_out(r: &HttpRequest, main: &MainConf) {
+    if r.status() != NGX_HTTP_SWITCHING_PROTOCOLS as ngx_uint_t || !r.is_main() {
+        return;
+    }
+    let Some((outcome, counted)) = main.variables.counted_in_flight(r) else {
+        return;
+    };
+    if counted.upgraded {
+        return;
+    }
+    if let Some(slot) = counting_slot() {
+        slot.upgrade(counted.counter);
+        main.variables.record_outcome(
+            r,
+            outcome,
+            Some(Counted {
+                upgraded: true,
+                ..counted
+            }),
+        );
+    }
 }

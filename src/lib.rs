@@ -102,6 +102,8 @@ impl HttpModule for IntermissionModule {
                 return Status::NGX_ERROR.0;
             }
             *handler = Some(in_flight::request_finished);
+            // Requests that switch protocols leave the drains' count.
+            nginx::push_header_filter(in_flight::header_filter);
         }
         Status::NGX_OK.0
     }

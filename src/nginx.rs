@@ -18,6 +18,48 @@ use nginx_sys::{
 };
 use ngx::core::Status;
 
+/// A header filter, as nginx chains them.
+pub type HeaderFilter = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+
+/// The header filter that was first in nginx's chain before this module's.
+static NEXT_HEADER_FILTER: std::sync::atomic::AtomicPtr<c_void> =
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Puts `filter` first in nginx's chain of header filters; it must end by
+/// calling `next_header_filter`.
+///
+/// # Safety
+/// Only in postconfiguration, where nginx's own modules chain theirs.
+pub unsafe fn push_header_filter(filter: HeaderFilter) {
+    // SAFETY: nginx reads and writes the chain's head only while it reads
+    // the configuration, in one thread (the caller's contract).
+    unsafe {
+        let next = nginx_sys::ngx_http_top_header_filter;
+        NEXT_HEADER_FILTER.store(
+            next.map_or(ptr::null_mut(), |f| f as *mut c_void),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        nginx_sys::ngx_http_top_header_filter = Some(filter);
+    }
+}
+
+/// Passes the response header on to the next filter in nginx's chain.
+///
+/// # Safety
+/// `r` as nginx passed it to the calling header filter.
+pub unsafe fn next_header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    let next = NEXT_HEADER_FILTER.load(std::sync::atomic::Ordering::Relaxed);
+    if next.is_null() {
+        return nginx_sys::NGX_OK as ngx_int_t;
+    }
+    // SAFETY: stored by `push_header_filter` from nginx's own chain: a
+    // header filter function.
+    unsafe {
+        let next: HeaderFilter = std::mem::transmute::<*mut c_void, HeaderFilter>(next);
+        next(r)
+    }
+}
+
 /// nginx's monotonic millisecond clock, as of the current event-loop turn.
 pub fn now_ms() -> u64 {
     // SAFETY: a plain integer nginx updates between event-loop turns, in this
@@ -131,6 +173,11 @@ impl HttpRequest {
     pub fn log(&self) -> *mut ngx_log_t {
         // SAFETY: every request has a connection with a log.
         unsafe { (*self.as_raw().connection).log }
+    }
+
+    /// The status of the answer, once one is set.
+    pub fn status(&self) -> ngx_uint_t {
+        self.as_raw().headers_out.status
     }
 
     pub fn method(&self) -> ngx_uint_t {

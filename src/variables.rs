@@ -21,8 +21,7 @@ use ngx::core::Status;
 
 use crate::nginx::{HttpRequest, VariableValue};
 use intermission_core::ids::Millis;
-use intermission_core::in_flight::InFlightCounter;
-use intermission_core::outcome::Outcome;
+use intermission_core::outcome::{Counted, Outcome};
 
 /// Indexes of the module's variables, resolved at configuration time.
 #[derive(Debug, Default, Clone, Copy)]
@@ -190,12 +189,7 @@ impl VariableIndexes {
 impl VariableIndexes {
     /// Records `outcome`; `counted` is the in-flight counter that counted
     /// the request, for the end of the request to count it out.
-    pub fn record_outcome(
-        &self,
-        r: &HttpRequest,
-        outcome: Outcome,
-        counted: Option<InFlightCounter>,
-    ) {
+    pub fn record_outcome(&self, r: &HttpRequest, outcome: Outcome, counted: Option<Counted>) {
         r.set_variable(self.outcome, outcome.text_counted_by(counted));
     }
 
@@ -205,9 +199,9 @@ impl VariableIndexes {
         r.variable_if_set(self.outcome).is_some()
     }
 
-    /// The in-flight counter that counted this request, if one did.
-    pub fn counted_in_flight(&self, r: &HttpRequest) -> Option<InFlightCounter> {
-        Outcome::counter_of_text(r.variable_if_set(self.outcome)?)
+    /// How this request is counted in flight, if it is, and its outcome.
+    pub fn counted_in_flight(&self, r: &HttpRequest) -> Option<(Outcome, Counted)> {
+        Outcome::counted_of_text(r.variable_if_set(self.outcome)?)
     }
 
     /// Records how long a held request waited, in milliseconds.

@@ -108,8 +108,10 @@ impl Membership {
                     NGX_LOG_NOTICE,
                     log,
                     "intermission: worker process {} is gone; its slot is reclaimed: \
-                     {held} held and {in_flight} in-flight requests no longer counted",
-                    owner.pid
+                     {held} held, {} in-flight and {} upgraded requests no longer counted",
+                    owner.pid,
+                    in_flight.requests,
+                    in_flight.upgraded
                 );
             }
         }

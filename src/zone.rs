@@ -18,6 +18,7 @@ use nginx_sys::{
 use ngx::core::Status;
 
 use intermission_core::app_table::{layout_stamp, AppSlot, AppTable, TableHeader};
+use intermission_core::in_flight::NameKey;
 use intermission_core::worker_slots::{WorkerSlot, WorkerSlots};
 use intermission_core::zone_layout::ZoneLayout;
 
@@ -164,6 +165,7 @@ unsafe fn allocate_table(pool: &mut ngx_slab_pool_t) -> Option<*mut c_void> {
                     layout.apps,
                     layout.worker_slots,
                     zone_id(),
+                    name_key(),
                 ));
                 let slots = memory
                     .cast::<u8>()
@@ -191,6 +193,19 @@ fn zone_id() -> u64 {
         hasher.write_u128(now.as_nanos());
     }
     hasher.finish()
+}
+
+/// The secret key of the hash of app names (see
+/// `intermission_core::in_flight`): two draws of std's random hasher keys,
+/// which come from the system's entropy.
+fn name_key() -> NameKey {
+    use std::hash::{BuildHasher, Hasher};
+    let draw = |salt: u64| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(salt);
+        hasher.finish()
+    };
+    NameKey([draw(1), draw(2)])
 }
 
 fn page_size() -> usize {

@@ -148,24 +148,34 @@ fn clients_that_leave_get_499_and_do_not_delay_the_others() {
     nginx.stop();
 }
 
-/// A disable followed at once by an enable still releases what the first
-/// pause held (even if a worker looks only after the second pause began),
-/// and the second pause holds new requests.
+/// A disable followed at once by an enable: whatever the first pause held
+/// that had not gone yet (a worker may look only after the second pause
+/// began) is held by the second pause, since a pause lets nothing through;
+/// the next disable releases it with the second pause's requests, each
+/// exactly once.
 #[test]
-fn disable_then_enable_at_once_still_releases() {
+fn disable_then_enable_at_once_holds_what_had_not_gone_until_the_next_disable() {
     let (nginx, upstream) = start_shop(4, "");
     let port = nginx.port();
     pause(port, "");
-    let first = start_in_order(port, 6, |i| seq_request("/item/", i));
+    let mut held = start_in_order(port, 6, |i| seq_request("/item/", i));
     resume(port, "");
     pause(port, "");
-    finish_all_from_upstream(first);
-    let second = start_in_order(port, 2, |i| seq_request("/item/", 6 + i));
-    assert_still_held(&second);
-    assert_eq!(upstream.count(), 6);
+    settle();
+    let gone = upstream.count();
+    held.extend(start_in_order(port, 2, |i| seq_request("/item/", 6 + i)));
+    settle();
+    assert_eq!(
+        upstream.count(),
+        gone,
+        "nothing reaches the upstream during the second pause"
+    );
+    assert_eq!(counters(port, "").held_now, (8 - gone) as u64);
     resume(port, "");
-    finish_all_from_upstream(second);
+    finish_all_from_upstream(held);
     assert_each_seq_once(&upstream.wait_for(8), 8);
+    settle();
+    assert_eq!(upstream.count(), 8);
     nginx.stop();
 }
 

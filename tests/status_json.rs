@@ -47,12 +47,23 @@ fn accept_asks_for_json_and_format_text_wins() {
         Some("application/json"),
         "{asked:?}"
     );
-    assert!(
-        asked
-            .text()
-            .starts_with("{\"app\":\"shop\",\"state\":\"running\""),
+    let parsed: serde_json::Value = serde_json::from_slice(&asked.body).expect("JSON");
+    assert_eq!(
+        (parsed["app"].as_str(), parsed["state"].as_str()),
+        (Some("shop"), Some("running")),
         "{asked:?}"
     );
+    for refused in [
+        "application/json;q=0",
+        "text/plain, application/json; q=0.000",
+    ] {
+        assert_answer(
+            &json(refused, ""),
+            200,
+            RESUMED,
+            &format!("{refused}: a weight of 0 refuses JSON"),
+        );
+    }
     assert_answer(
         &json("application/json", "?format=text"),
         200,
@@ -125,18 +136,16 @@ fn all_lists_every_app_and_takes_no_value() {
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort_unstable();
     assert_eq!(lines, ["blog stopped", "shop running"], "{text:?}");
-    let json = control(port, "status?all&format=json").text();
-    assert!(json.starts_with("{\"apps\":[{\"app\":\""), "{json}");
-    assert!(
-        json.contains("{\"app\":\"shop\",\"state\":\"running\""),
-        "{json}"
-    );
-    assert!(
-        json.contains("{\"app\":\"blog\",\"state\":\"stopped\""),
-        "{json}"
-    );
-    assert_eq!(json.matches("{\"app\":").count(), 2, "{json}");
-    assert!(json.ends_with("}]}\n"), "{json}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&control(port, "status?all&format=json").body).expect("JSON");
+    let mut apps: Vec<(&str, &str)> = json["apps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no apps in {json}"))
+        .iter()
+        .map(|app| (app["app"].as_str().unwrap(), app["state"].as_str().unwrap()))
+        .collect();
+    apps.sort_unstable();
+    assert_eq!(apps, [("blog", "stopped"), ("shop", "running")], "{json}");
 
     for (query, expected) in [
         (
@@ -149,10 +158,41 @@ fn all_lists_every_app_and_takes_no_value() {
         ),
         (
             "enable?all",
-            "intermission: the \"all\" argument does not apply to Enable\n",
+            "intermission: the \"all\" argument does not apply to enable\n",
         ),
     ] {
         assert_answer(&control(port, query), 400, expected, query);
     }
+    nginx.stop();
+}
+
+/// A UTF-8 app name is the same text in the JSON status (read by a JSON
+/// parser), the text status and the metrics.
+#[test]
+fn utf8_app_names_are_text_in_every_answer() {
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(Config::new().server(&app_server("\"café ☕\"", &upstream, "")));
+    let port = nginx.port();
+    pause(port, "");
+    let figures = counters(port, "");
+    assert_eq!(
+        (figures.app.as_str(), figures.state.as_str()),
+        ("café ☕", "paused")
+    );
+    let all: serde_json::Value =
+        serde_json::from_slice(&control(port, "status?all&format=json").body).expect("JSON");
+    assert_eq!(all["apps"][0]["app"], "café ☕", "{all}");
+    assert_answer(
+        &control(port, "status?all"),
+        200,
+        "café ☕ paused\n",
+        "status?all as text",
+    );
+    let metrics = control(port, "metrics").text();
+    assert!(
+        metrics.contains("intermission_paused{app=\"café ☕\"} 1\n"),
+        "{metrics}"
+    );
+    resume(port, "");
     nginx.stop();
 }

@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ids::{name_hash, AppId};
+use crate::in_flight::NameKey;
 use crate::pause::{AppState, PauseOutcome, ResumeOutcome, StopOutcome};
 use crate::worker_slots::WorkerSlot;
 
@@ -21,12 +22,17 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 6;
+const LAYOUT_VERSION: u64 = 7;
 
+/// The version and the sizes of the three parts of the zone (header, worker
+/// slot, app slot), 16 bits each: a reload into a build where any of them
+/// differs refuses the old zone.
 pub fn layout_stamp() -> u64 {
+    let size = |bytes: usize| bytes as u64 & 0xffff;
     (LAYOUT_VERSION << 48)
-        | ((std::mem::size_of::<AppSlot>() as u64) << 24)
-        | std::mem::size_of::<WorkerSlot>() as u64
+        | (size(std::mem::size_of::<TableHeader>()) << 32)
+        | (size(std::mem::size_of::<AppSlot>()) << 16)
+        | size(std::mem::size_of::<WorkerSlot>())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -45,6 +51,9 @@ pub struct TableHeader {
     /// zone outside it (the workers' wake-up sockets), apart from other
     /// nginx instances on the host. A reload keeps the zone and its id.
     zone_id: AtomicU64,
+    /// The secret key of the hash that finds an app's in-flight counts
+    /// (`in_flight`), drawn as the zone is created.
+    name_key: [AtomicU64; 2],
     /// How many apps are paused right now: the one value a request reads when
     /// nothing is paused.
     paused_apps: AtomicU64,
@@ -68,12 +77,13 @@ const WORKER_WORDS: usize = 16;
 const COUNTED_WORKERS: usize = WORKER_WORDS * 64;
 
 impl TableHeader {
-    pub fn new(capacity: usize, worker_slots: usize, zone_id: u64) -> Self {
+    pub fn new(capacity: usize, worker_slots: usize, zone_id: u64, name_key: NameKey) -> Self {
         TableHeader {
             layout: AtomicU64::new(layout_stamp()),
             capacity: AtomicU64::new(capacity as u64),
             worker_slots: AtomicU64::new(worker_slots as u64),
             zone_id: AtomicU64::new(zone_id),
+            name_key: name_key.0.map(AtomicU64::new),
             paused_apps: AtomicU64::new(0),
             apps_in_use: AtomicU64::new(0),
             configurations: AtomicU64::new(0),
@@ -135,6 +145,12 @@ impl TableHeader {
 
     pub fn zone_id(&self) -> u64 {
         self.zone_id.load(Ordering::Relaxed)
+    }
+
+    /// The key of the hash of app names for in-flight counting.
+    #[inline]
+    pub fn name_key(&self) -> NameKey {
+        NameKey([&self.name_key[0], &self.name_key[1]].map(|word| word.load(Ordering::Relaxed)))
     }
 
     /// True when some app is paused. This is the whole cost of the module for
@@ -315,10 +331,15 @@ impl<'a> AppTable<'a> {
         self.counted(self.state(app).resume())
     }
 
-    /// Keeps the zone's count of paused apps in step with a resume.
+    /// Keeps the zone's count of paused apps in step with a resume. Never
+    /// below zero: a count that wrapped would read as "something is
+    /// paused" for every request from then on.
     fn counted(&self, outcome: ResumeOutcome) -> ResumeOutcome {
         if let ResumeOutcome::Resumed { .. } = outcome {
-            self.header.paused_apps.fetch_sub(1, Ordering::AcqRel);
+            let _ =
+                self.header
+                    .paused_apps
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         }
         outcome
     }
@@ -357,7 +378,39 @@ mod tests {
 
     fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
         let slots = (0..capacity).map(|_| AppSlot::default()).collect();
-        (TableHeader::new(capacity, 1, 0), slots)
+        (TableHeader::new(capacity, 1, 0, NameKey([1, 2])), slots)
+    }
+
+    #[test]
+    fn the_layout_stamp_covers_every_part_of_the_zone() {
+        let stamp = layout_stamp();
+        let field = |shift: u32| (stamp >> shift) & 0xffff;
+        assert_eq!(field(48), LAYOUT_VERSION);
+        assert_eq!(field(32), std::mem::size_of::<TableHeader>() as u64);
+        assert_eq!(field(16), std::mem::size_of::<AppSlot>() as u64);
+        assert_eq!(field(0), std::mem::size_of::<WorkerSlot>() as u64);
+    }
+
+    #[test]
+    fn the_count_of_paused_apps_never_wraps_below_zero() {
+        let (header, slots) = table_of(4);
+        let table = AppTable::new(&header, &slots);
+        let shop = table.find_or_add(b"shop", || ()).unwrap();
+        // Paused behind the table's back (its count not raised), then
+        // resumed through the table: the count stays at zero.
+        table.state(shop).pause();
+        assert!(matches!(table.resume(shop), ResumeOutcome::Resumed { .. }));
+        assert!(!header.any_paused());
+        assert_eq!(table.pause(shop), PauseOutcome::Paused);
+        assert!(header.any_paused(), "one pause is counted again");
+        assert!(matches!(table.resume(shop), ResumeOutcome::Resumed { .. }));
+        assert!(!header.any_paused());
+    }
+
+    #[test]
+    fn the_name_key_is_kept_in_the_header() {
+        let header = TableHeader::new(1, 1, 0, NameKey([5, 6]));
+        assert_eq!(header.name_key(), NameKey([5, 6]));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::fmt::{self, Write};
 
+use crate::in_flight::InFlight;
 use crate::pause::AppCounters;
 use crate::settings::{parse_max_time, LogSafe};
 
@@ -15,6 +16,19 @@ pub enum Action {
     Metrics,
     /// Answers every request of the app 503 until `Disable` (or `Enable`).
     Stop,
+}
+
+impl Action {
+    /// The action as the path names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Status => "status",
+            Action::Enable => "enable",
+            Action::Disable => "disable",
+            Action::Metrics => "metrics",
+            Action::Stop => "stop",
+        }
+    }
 }
 
 /// The action named by the last segment of the request path.
@@ -83,7 +97,11 @@ impl fmt::Display for BadArgument {
                 write!(f, "the \"{name}\" argument is given more than once")
             }
             BadArgument::NotFor { name, action } => {
-                write!(f, "the \"{name}\" argument does not apply to {action:?}")
+                write!(
+                    f,
+                    "the \"{name}\" argument does not apply to {}",
+                    action.name()
+                )
             }
             BadArgument::InvalidValue {
                 name,
@@ -196,13 +214,38 @@ impl ControlArgs {
     }
 }
 
-/// Whether an `Accept` header names `application/json` (parameters such as
-/// `q` allowed; `*/*` alone does not count: old scripts send it).
+/// Whether an `Accept` header asks for `application/json`: names it with a
+/// weight above zero (`;q=0` refuses it, RFC 9110 section 12.5.1). `*/*`
+/// alone does not count: old scripts send it.
 pub fn accepts_json(accept: &[u8]) -> bool {
     accept.split(|&b| b == b',').any(|entry| {
-        let media = entry.split(|&b| b == b';').next().unwrap_or_default();
+        let mut parts = entry.split(|&b| b == b';');
+        let media = parts.next().unwrap_or_default();
         media.trim_ascii().eq_ignore_ascii_case(b"application/json")
+            && parts.all(|parameter| !is_zero_weight(parameter))
     })
+}
+
+/// `q=0`, `q=0.0`, ... `q=0.000` (any case, spaces around `=` allowed).
+fn is_zero_weight(parameter: &[u8]) -> bool {
+    let Some(eq) = parameter.iter().position(|&b| b == b'=') else {
+        return false;
+    };
+    let (name, value) = (
+        parameter[..eq].trim_ascii(),
+        parameter[eq + 1..].trim_ascii(),
+    );
+    if !name.eq_ignore_ascii_case(b"q") {
+        return false;
+    }
+    match value.split_first() {
+        Some((b'0', rest)) => match rest.split_first() {
+            None => true,
+            Some((b'.', decimals)) => decimals.len() <= 3 && decimals.iter().all(|&b| b == b'0'),
+            Some(_) => false,
+        },
+        _ => false,
+    }
 }
 
 /// A time argument (`ttl`, `drain`): seconds or a number with one unit, more
@@ -254,7 +297,7 @@ pub struct AppReport<'a> {
     pub deadline: Option<u64>,
     pub held_in_pause: u64,
     pub longest_wait_ms: u64,
-    pub in_flight: u64,
+    pub in_flight: InFlight,
     pub counters: AppCounters,
 }
 
@@ -277,7 +320,7 @@ impl AppReport<'_> {
         let _ = write!(
             json,
             ",\"state\":\"{}\",\"since\":{},\"deadline\":{},\"held_now\":{held_now},\
-             \"held_in_pause\":{},\"longest_wait_ms\":{},\"in_flight\":{},\
+             \"held_in_pause\":{},\"longest_wait_ms\":{},\"in_flight\":{},\"upgraded\":{},\
              \"released\":{released},\"timed_out\":{timed_out},\"clients_gone\":{clients_gone},\
              \"rejected\":{rejected},\"stopped\":{stopped},\
              \"refused_at_shutdown\":{refused_at_shutdown}}}",
@@ -286,7 +329,8 @@ impl AppReport<'_> {
             time(self.deadline),
             self.held_in_pause,
             self.longest_wait_ms,
-            self.in_flight,
+            self.in_flight.requests,
+            self.in_flight.upgraded,
         );
         json
     }
@@ -307,6 +351,10 @@ pub struct StatusAnswer {
     pub held_in_pause: u64,
     pub longest_wait_ms: u64,
     pub in_flight: u64,
+    /// Requests that switched protocols (WebSocket) and are still open;
+    /// drains do not wait for them. Absent from answers of older modules.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub upgraded: u64,
     pub released: u64,
     pub timed_out: u64,
     pub clients_gone: u64,
@@ -321,12 +369,13 @@ pub fn status_all_json(apps: &[AppReport]) -> String {
     format!("{{\"apps\":[{}]}}\n", objects.join(","))
 }
 
-/// `status?all` as text: one line per app, its name (bytes that are not
-/// printable ASCII escaped as in the error log) and its state.
+/// `status?all` as text: one line per app, its name (as in JSON and the
+/// metrics; see `push_text_name`) and its state.
 pub fn status_all_text(apps: &[AppReport]) -> String {
     let mut text = String::new();
     for app in apps {
-        let _ = writeln!(text, "{} {}", LogSafe(app.name), app.state.name());
+        push_text_name(&mut text, app.name);
+        let _ = writeln!(text, " {}", app.state.name());
     }
     text
 }
@@ -359,7 +408,7 @@ pub fn rfc3339(unix_ms: u64) -> String {
 /// one series per app and figure, labelled `app`.
 pub fn metrics_text(apps: &[AppReport]) -> String {
     type Figure = fn(&AppReport) -> u64;
-    const FIGURES: [(&str, &str, &str, Figure); 11] = [
+    const FIGURES: [(&str, &str, &str, Figure); 12] = [
         (
             "intermission_paused",
             "gauge",
@@ -375,8 +424,15 @@ pub fn metrics_text(apps: &[AppReport]) -> String {
         (
             "intermission_in_flight",
             "gauge",
-            "Requests let through while the app was running and not finished yet.",
-            |a| a.in_flight,
+            "Requests let through while the app was running and not finished yet \
+             (what a drain waits for).",
+            |a| a.in_flight.requests,
+        ),
+        (
+            "intermission_upgraded",
+            "gauge",
+            "Requests that switched protocols (WebSocket) and are still open.",
+            |a| a.in_flight.upgraded,
         ),
         (
             "intermission_held",
@@ -440,11 +496,10 @@ pub fn metrics_text(apps: &[AppReport]) -> String {
     text
 }
 
-/// Appends `bytes` as a Prometheus label value: `\\`, `\"` and `\n` escaped as
-/// the format requires; bytes that are not UTF-8 become U+FFFD, since label
-/// values must be UTF-8.
+/// Appends an app name as a Prometheus label value: its text (label values
+/// are UTF-8), with `\\`, `\"` and `\n` escaped as the format requires.
 fn push_label_value(text: &mut String, bytes: &[u8]) {
-    for c in String::from_utf8_lossy(bytes).chars() {
+    for c in app_name_text(bytes).chars() {
         match c {
             '\\' => text.push_str("\\\\"),
             '"' => text.push_str("\\\""),
@@ -454,22 +509,46 @@ fn push_label_value(text: &mut String, bytes: &[u8]) {
     }
 }
 
-/// Appends `bytes` as a JSON string. App names are bytes, not always UTF-8:
-/// printable ASCII goes as is, every other byte as `\u00XX`, so the output is
-/// always valid JSON and each byte can be recovered.
+/// An app name as text, the same in every answer (JSON, text status,
+/// metrics): names are bytes, usually UTF-8 (`set $app_name "café";`), which
+/// is kept as it is; bytes that are not UTF-8 become U+FFFD, since all three
+/// formats are UTF-8 text.
+pub fn app_name_text(name: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(name)
+}
+
+/// Appends an app name as a JSON string (RFC 8259): the name's text, with
+/// `"`, `\` and the control characters escaped as JSON requires.
 fn push_json_string(json: &mut String, bytes: &[u8]) {
     json.push('"');
-    for &byte in bytes {
-        match byte {
-            b'"' => json.push_str("\\\""),
-            b'\\' => json.push_str("\\\\"),
-            0x20..=0x7e => json.push(byte as char),
-            _ => {
-                let _ = write!(json, "\\u{byte:04x}");
+    for c in app_name_text(bytes).chars() {
+        match c {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            '\n' => json.push_str("\\n"),
+            '\r' => json.push_str("\\r"),
+            '\t' => json.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(json, "\\u{:04x}", u32::from(c));
             }
+            c => json.push(c),
         }
     }
     json.push('"');
+}
+
+/// Appends an app name to the text status: its text, with control
+/// characters and `\` escaped as `\xNN` (so one app is one line).
+fn push_text_name(text: &mut String, bytes: &[u8]) {
+    for c in app_name_text(bytes).chars() {
+        if c.is_control() || c == '\\' {
+            for byte in c.to_string().bytes() {
+                let _ = write!(text, "\\x{byte:02x}");
+            }
+        } else {
+            text.push(c);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -486,7 +565,10 @@ mod tests {
             deadline: None,
             held_in_pause: 4,
             longest_wait_ms: 1_500,
-            in_flight: 3,
+            in_flight: InFlight {
+                requests: 3,
+                upgraded: 2,
+            },
             counters: AppCounters {
                 held_now: 2,
                 released: 5,
@@ -509,6 +591,7 @@ mod tests {
                 held_in_pause: 4,
                 longest_wait_ms: 1_500,
                 in_flight: 3,
+                upgraded: 2,
                 released: 5,
                 timed_out: 1,
                 clients_gone: 6,
@@ -527,7 +610,7 @@ mod tests {
             deadline: None,
             held_in_pause: 0,
             longest_wait_ms: 0,
-            in_flight: 0,
+            in_flight: InFlight::default(),
             counters: AppCounters::default(),
         }
     }
@@ -569,7 +652,7 @@ mod tests {
             text.contains("\nintermission_stopped{app=\"shop\"} 1\n"),
             "{text}"
         );
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 22);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 24);
         assert!(metrics_text(&[]).lines().all(|l| l.starts_with('#')));
     }
 
@@ -612,7 +695,7 @@ mod tests {
         let refused = args.check_for(Action::Disable).unwrap_err();
         assert_eq!(
             refused.to_string(),
-            "the \"ttl\" argument does not apply to Disable"
+            "the \"ttl\" argument does not apply to disable"
         );
     }
 
@@ -663,7 +746,10 @@ mod tests {
             deadline: Some(1_795_429_530_123),
             held_in_pause: 7,
             longest_wait_ms: 1_500,
-            in_flight: 3,
+            in_flight: InFlight {
+                requests: 3,
+                upgraded: 1,
+            },
             counters: AppCounters {
                 held_now: 2,
                 released: 5,
@@ -679,17 +765,28 @@ mod tests {
             shop.json(),
             "{\"app\":\"shop\",\"state\":\"paused\",\"since\":\"2026-11-23T10:15:30.123Z\",\
              \"deadline\":\"2026-11-23T10:25:30.123Z\",\"held_now\":2,\"held_in_pause\":7,\
-             \"longest_wait_ms\":1500,\"in_flight\":3,\"released\":5,\"timed_out\":1,\
+             \"longest_wait_ms\":1500,\"in_flight\":3,\"upgraded\":1,\"released\":5,\"timed_out\":1,\
              \"clients_gone\":3,\"rejected\":4,\"stopped\":6,\"refused_at_shutdown\":0}"
         );
-        let odd = report(b"a\"b\\c\n\xff", RunState::Running).json();
+        let odd = report(b"a\"b\\c\n\x01\xff", RunState::Running).json();
         assert!(
             odd.starts_with(
-                "{\"app\":\"a\\\"b\\\\c\\u000a\\u00ff\",\"state\":\"running\",\"since\":null,\"deadline\":null,"
+                "{\"app\":\"a\\\"b\\\\c\\n\\u0001\u{fffd}\",\"state\":\"running\",\"since\":null,\"deadline\":null,"
             ),
             "{odd}"
         );
-        assert!(odd.is_ascii());
+        // UTF-8 names are UTF-8 text, the same as in the metrics and the
+        // text status; a JSON parser reads back exactly the name.
+        let cafe = report("café ☕".as_bytes(), RunState::Paused);
+        let parsed: serde_json::Value = serde_json::from_str(&cafe.json()).unwrap();
+        assert_eq!(parsed["app"], "café ☕");
+        assert!(metrics_text(std::slice::from_ref(&cafe)).contains("{app=\"café ☕\"}"));
+        assert_eq!(status_all_text(&[cafe]), "café ☕ paused\n");
+        for name in [&b"a\"b\\c\n\x01\xff"[..], b"\x7f\t\r", "日本".as_bytes()] {
+            let parsed: serde_json::Value =
+                serde_json::from_str(&report(name, RunState::Running).json()).unwrap();
+            assert_eq!(parsed["app"], *String::from_utf8_lossy(name));
+        }
         let all = status_all_json(&[shop, report(b"blog", RunState::Stopped)]);
         assert!(all.starts_with("{\"apps\":[{\"app\":\"shop\""), "{all}");
         assert!(all.ends_with("\"refused_at_shutdown\":0}]}\n"), "{all}");
@@ -717,6 +814,8 @@ mod tests {
             &b"application/json"[..],
             b"text/html, Application/JSON;q=0.9",
             b"application/json ; charset=utf-8",
+            b"application/json;q=0.001",
+            b"application/json;q=0.5, application/json;q=0",
         ] {
             assert!(
                 accepts_json(accept),
@@ -724,7 +823,15 @@ mod tests {
                 String::from_utf8_lossy(accept)
             );
         }
-        for accept in [&b"*/*"[..], b"text/plain", b"application/jsonx", b""] {
+        for accept in [
+            &b"*/*"[..],
+            b"text/plain",
+            b"application/jsonx",
+            b"",
+            b"application/json;q=0",
+            b"application/json; Q = 0.000",
+            b"text/html, application/json;q=0.0",
+        ] {
             assert!(
                 !accepts_json(accept),
                 "{:?}",

@@ -20,7 +20,9 @@ pub struct Ticket(pub u64);
 /// Every pause and every resume advances the phase by one, so an odd phase is
 /// paused and an even phase is running. A held request remembers the phase it
 /// was held in and is due as soon as the app's phase differs from it, even if
-/// the app was resumed and paused again before its worker looked.
+/// the app was resumed and paused again before its worker looked; what it is
+/// due for is `AppState::due`'s to say (a stop answers it, and a new pause
+/// holds it again, since a pause lets nothing through).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Phase(pub u64);
 

@@ -5,50 +5,329 @@
 //! Each worker counts in its own slot (`worker_slots`), so a worker that is
 //! killed takes its counts with it when its slot is reclaimed, and no two
 //! workers ever write the same counter. Within a slot the counts are kept per
-//! hash of the app name, not per app: an app enters the app table at its
-//! first pause, but the requests a first drain must wait for were let
-//! through before that, and counting in the table would let any `$app_name`
-//! ever seen (a `$host`, say) fill it. Two apps whose names share a counter
-//! make each other's drains wait a little longer, never shorter: a drain
-//! never answers "drained" while a request it waits for runs.
+//! app, in a small table of entries keyed by a hash of the app name. Not in
+//! the app table: an app enters it at its first pause, but the requests a
+//! first drain must wait for were let through before that, and counting
+//! there would let any `$app_name` ever seen (a `$host`, say) fill it.
 //!
-//! Counting is two atomic operations per request on the worker's own cache
-//! line, and nothing else: one when the request is let through, one when
-//! nginx has finished with it.
+//! **No client can aim at another app's count.** `$app_name` often comes from
+//! the request, so the hash is keyed with a secret drawn as the zone is
+//! created (SipHash-1-3, 128-bit key): names chosen to share an app's entry
+//! cannot be found from outside, and two apps share an entry only if their
+//! 64-bit keyed hashes are equal.
+//!
+//! **An entry is reused once its app has nothing in flight**, by the slot's
+//! owner alone (the shared slot never reuses one), so the table holds the
+//! apps a worker has in flight *at once*. When all of them are taken, a
+//! request is counted in the overflow entry, which every app's count
+//! includes: a drain then waits a little longer, never shorter.
+//!
+//! **Switched protocols.** A request whose upstream answered 101 (a
+//! WebSocket) may run for hours; it moves from the in-flight count to the
+//! `upgraded` count of its entry, which drains do not wait for.
+//!
+//! Counting is a keyed hash of the name, a probe that usually ends at the
+//! first entry, and one atomic add on the worker's own slot: nothing else.
 
-use crate::ids::name_hash;
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// How many counters each worker slot keeps. With a handful of apps, the
-/// chance that two share one is well under one in a hundred.
-pub const IN_FLIGHT_COUNTERS: usize = 1024;
+use siphasher::sip::SipHasher13;
 
-/// Which counter counts an app's requests.
+/// Entries per worker slot, the overflow entry included: the apps a worker
+/// can count apart at once.
+pub const IN_FLIGHT_ENTRIES: usize = 256;
+
+/// The entry every app's count includes.
+const OVERFLOW: usize = 0;
+
+/// The secret that keys the hash of app names; drawn as the zone is created
+/// and kept in its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameKey(pub [u64; 2]);
+
+impl NameKey {
+    /// The keyed hash of an app name; never 0 (0 marks an unused entry).
+    #[inline]
+    pub fn app_key(&self, app_name: &[u8]) -> AppKey {
+        let mut hasher = SipHasher13::new_with_keys(self.0[0], self.0[1]);
+        hasher.write(app_name);
+        AppKey(hasher.finish().max(1))
+    }
+}
+
+/// An app, as its in-flight entries know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AppKey(u64);
+
+/// The entry that counted a request, for its end to count it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InFlightCounter(pub u16);
 
 impl InFlightCounter {
-    pub fn of(app_name: &[u8]) -> Self {
-        InFlightCounter((name_hash(app_name) % IN_FLIGHT_COUNTERS as u64) as u16)
-    }
-
     pub fn index(self) -> usize {
         usize::from(self.0)
     }
+}
+
+/// One app's counts in one slot.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Entry {
+    /// The app's `AppKey`; 0 if the entry was never used.
+    key: AtomicU64,
+    in_flight: AtomicU32,
+    upgraded: AtomicU32,
+}
+
+impl Entry {
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0 && self.upgraded.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// An app's counts, summed over the slots read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// Ordinary requests not finished yet: what a drain waits for.
+    pub requests: u64,
+    /// Requests that switched protocols (101), still open.
+    pub upgraded: u64,
+}
+
+impl std::ops::AddAssign for InFlight {
+    fn add_assign(&mut self, other: InFlight) {
+        self.requests += other.requests;
+        self.upgraded += other.upgraded;
+    }
+}
+
+/// The in-flight counts of one worker slot.
+#[repr(C)]
+#[derive(Debug)]
+pub struct InFlightTable {
+    entries: [Entry; IN_FLIGHT_ENTRIES],
+}
+
+impl Default for InFlightTable {
+    fn default() -> Self {
+        InFlightTable {
+            entries: std::array::from_fn(|_| Entry::default()),
+        }
+    }
+}
+
+impl InFlightTable {
+    /// Counts a request of `app` in. `own`: only the caller's process writes
+    /// this table, so an entry whose app has nothing counted may be given to
+    /// another app; else (the shared slot) entries are only claimed.
+    #[inline]
+    pub fn enter(&self, app: AppKey, own: bool) -> InFlightCounter {
+        let index = self.entry_for(app, own);
+        self.entries[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        InFlightCounter(index as u16)
+    }
+
+    /// A request counted by `enter` switched protocols: it leaves the count
+    /// a drain waits for, and is counted as upgraded until it ends.
+    pub fn upgrade(&self, counter: InFlightCounter) {
+        let entry = &self.entries[counter.index() % IN_FLIGHT_ENTRIES];
+        entry.upgraded.fetch_add(1, Ordering::Relaxed);
+        decrement(&entry.in_flight);
+    }
+
+    /// A request counted by `enter` (and `upgraded`, if it switched
+    /// protocols) is finished. Never below zero.
+    #[inline]
+    pub fn leave(&self, counter: InFlightCounter, upgraded: bool) {
+        let entry = &self.entries[counter.index() % IN_FLIGHT_ENTRIES];
+        decrement(if upgraded {
+            &entry.upgraded
+        } else {
+            &entry.in_flight
+        });
+    }
+
+    /// `app`'s counts in this table, the overflow entry's included.
+    pub fn count(&self, app: AppKey) -> InFlight {
+        let mut total = InFlight::default();
+        for (index, entry) in self.entries.iter().enumerate() {
+            if index == OVERFLOW || entry.key.load(Ordering::Acquire) == app.0 {
+                total += InFlight {
+                    requests: u64::from(entry.in_flight.load(Ordering::Relaxed)),
+                    upgraded: u64::from(entry.upgraded.load(Ordering::Relaxed)),
+                };
+            }
+        }
+        total
+    }
+
+    /// Every app's counts in this table, summed.
+    pub fn total(&self) -> InFlight {
+        let mut total = InFlight::default();
+        for entry in &self.entries {
+            total += InFlight {
+                requests: u64::from(entry.in_flight.load(Ordering::Relaxed)),
+                upgraded: u64::from(entry.upgraded.load(Ordering::Relaxed)),
+            };
+        }
+        total
+    }
+
+    /// Forgets everything (the slot is being reclaimed and is not read).
+    pub fn clear(&self) {
+        for entry in &self.entries {
+            entry.key.store(0, Ordering::Relaxed);
+            entry.in_flight.store(0, Ordering::Relaxed);
+            entry.upgraded.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The entry that counts `app`: its own, else one claimed for it, else
+    /// the overflow entry. Probing starts at the key's place and ends at
+    /// the first entry never used: keys are never removed (only replaced
+    /// where nothing is counted), so an app's entry is never past one.
+    fn entry_for(&self, app: AppKey, own: bool) -> usize {
+        let places = IN_FLIGHT_ENTRIES - 1;
+        let start = (app.0 % places as u64) as usize;
+        let mut reusable = None;
+        for step in 0..places {
+            let index = 1 + (start + step) % places;
+            let entry = &self.entries[index];
+            let key = entry.key.load(Ordering::Acquire);
+            if key == app.0 {
+                return index;
+            }
+            if key == 0 {
+                if own {
+                    let index = reusable.unwrap_or(index);
+                    self.entries[index].key.store(app.0, Ordering::Release);
+                    return index;
+                }
+                // Shared by several processes: claim it, unless another
+                // claimed it first (perhaps for this very app).
+                match entry
+                    .key
+                    .compare_exchange(0, app.0, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return index,
+                    Err(seen) if seen == app.0 => return index,
+                    Err(_) => continue,
+                }
+            }
+            if own && reusable.is_none() && entry.is_idle() {
+                reusable = Some(index);
+            }
+        }
+        match reusable {
+            Some(index) => {
+                self.entries[index].key.store(app.0, Ordering::Release);
+                index
+            }
+            None => OVERFLOW,
+        }
+    }
+}
+
+fn decrement(count: &AtomicU32) {
+    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const KEY: NameKey = NameKey([0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210]);
+
     #[test]
-    fn the_counter_depends_only_on_the_name() {
-        assert_eq!(InFlightCounter::of(b"shop"), InFlightCounter::of(b"shop"));
-        assert!(InFlightCounter::of(b"").index() < IN_FLIGHT_COUNTERS);
-        // A few apps spread over different counters.
-        let names: [&[u8]; 4] = [b"shop", b"blog", b"api", b""];
-        let mut counters: Vec<_> = names.iter().map(|n| InFlightCounter::of(n)).collect();
-        counters.sort();
-        counters.dedup();
-        assert_eq!(counters.len(), names.len());
+    fn the_key_depends_on_the_name_and_the_secret() {
+        assert_eq!(KEY.app_key(b"shop"), KEY.app_key(b"shop"));
+        assert_ne!(KEY.app_key(b"shop"), KEY.app_key(b"blog"));
+        let other = NameKey([1, 2]);
+        assert_ne!(KEY.app_key(b"shop"), other.app_key(b"shop"));
+    }
+
+    #[test]
+    fn apps_are_counted_apart_and_never_below_zero() {
+        let table = InFlightTable::default();
+        let (shop, blog) = (KEY.app_key(b"shop"), KEY.app_key(b"blog"));
+        let a = table.enter(shop, true);
+        let b = table.enter(shop, true);
+        assert_eq!(a, b);
+        let c = table.enter(blog, true);
+        assert_ne!(a, c);
+        assert_eq!(table.count(shop).requests, 2);
+        assert_eq!(table.count(blog).requests, 1);
+        table.leave(c, false);
+        table.leave(c, false);
+        assert_eq!(table.count(blog), InFlight::default());
+        assert_eq!(table.count(shop).requests, 2);
+        assert_eq!(table.total().requests, 2);
+    }
+
+    #[test]
+    fn an_upgraded_request_leaves_the_drained_count() {
+        let table = InFlightTable::default();
+        let shop = KEY.app_key(b"shop");
+        let ws = table.enter(shop, true);
+        let _plain = table.enter(shop, true);
+        table.upgrade(ws);
+        assert_eq!(
+            table.count(shop),
+            InFlight {
+                requests: 1,
+                upgraded: 1
+            }
+        );
+        table.leave(ws, true);
+        assert_eq!(table.count(shop).upgraded, 0);
+        assert_eq!(table.count(shop).requests, 1);
+    }
+
+    #[test]
+    fn an_idle_entry_is_reused_and_a_full_table_overflows_into_every_count() {
+        let table = InFlightTable::default();
+        let keys: Vec<AppKey> = (0..IN_FLIGHT_ENTRIES - 1)
+            .map(|i| KEY.app_key(format!("app{i}").as_bytes()))
+            .collect();
+        let counters: Vec<InFlightCounter> = keys.iter().map(|&k| table.enter(k, true)).collect();
+        let mut distinct = counters.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), keys.len(), "one entry each");
+        assert!(!counters.contains(&InFlightCounter(OVERFLOW as u16)));
+
+        // Full: a new app overflows, and every app's count includes it.
+        let late = KEY.app_key(b"late");
+        let overflowed = table.enter(late, true);
+        assert_eq!(overflowed, InFlightCounter(OVERFLOW as u16));
+        assert_eq!(table.count(keys[0]).requests, 2);
+        assert_eq!(table.count(late).requests, 1);
+        table.leave(overflowed, false);
+
+        // One app finishes: its entry goes to the next new app.
+        table.leave(counters[7], false);
+        let again = table.enter(late, true);
+        assert_eq!(again, counters[7]);
+        assert_eq!(table.count(keys[7]).requests, 0);
+        assert_eq!(table.count(late).requests, 1);
+        // The other apps still find their own entries.
+        for (key, counter) in keys.iter().zip(&counters).skip(8) {
+            assert_eq!(table.enter(*key, true), *counter);
+        }
+    }
+
+    #[test]
+    fn the_shared_slot_only_claims_entries() {
+        let table = InFlightTable::default();
+        let shop = KEY.app_key(b"shop");
+        let a = table.enter(shop, false);
+        table.leave(a, false);
+        let blog = KEY.app_key(b"blog");
+        let b = table.enter(blog, false);
+        assert_ne!(a, b, "an idle entry of the shared slot stays its app's");
+        assert_eq!(table.enter(shop, false), a);
     }
 }

@@ -41,7 +41,12 @@ pub struct AppState {
     next_ticket: AtomicU64,
     /// `next_ticket` when the current (or last) pause began: the number of
     /// requests a pause held is the distance from here to `next_ticket`.
+    /// A pause that interrupts a paced release starts at the first ticket
+    /// of the backlog that had not had its turn: it holds those again.
     first_ticket_of_pause: AtomicU64,
+    /// The phase of the earliest pause whose requests the current (or last)
+    /// pause holds: its own, or that of the backlog it interrupted.
+    backlog_phase: AtomicU64,
     /// When the current (or last) pause began, on nginx's monotonic clock.
     paused_at: AtomicU64,
     /// When the current pause ends by itself: `NO_DEADLINE`, a time, or
@@ -149,6 +154,7 @@ impl AppState {
             phase: AtomicU64::new(0),
             next_ticket: AtomicU64::new(0),
             first_ticket_of_pause: AtomicU64::new(0),
+            backlog_phase: AtomicU64::new(1),
             paused_at: AtomicU64::new(0),
             deadline: AtomicU64::new(NO_DEADLINE),
             counters: SharedCounters {
@@ -241,6 +247,24 @@ impl AppState {
         }
     }
 
+    /// What a request held in `held_in` with `ticket` is due for, now that
+    /// its app is in `phase`: `None` while it stays held. Answered 503 if
+    /// the app was stopped since it was held. Else it goes to the upstream
+    /// only while the app runs: a pause lets nothing through, so a request
+    /// that a resume released but that had not gone yet when a new pause
+    /// (or an enable turning a stop into a pause) began is held again by
+    /// it, and goes when that one ends.
+    pub fn due(&self, held_in: Phase, ticket: Ticket, phase: Phase) -> Option<Release> {
+        if !held_in.is_due_at(phase) {
+            return None;
+        }
+        match self.release_reason(ticket) {
+            Release::Stopped => Some(Release::Stopped),
+            _ if phase.is_paused() => None,
+            why => Some(why),
+        }
+    }
+
     /// True while the app is stopped.
     pub fn is_stopped(&self) -> bool {
         self.is_paused() && self.stopped.load(Ordering::Acquire) == 1
@@ -254,9 +278,26 @@ impl AppState {
                 return PauseOutcome::AlreadyPaused;
             }
             // Written before the phase flips: no request takes a ticket while
-            // the app runs, so this is exactly where this pause's tickets start.
+            // the app runs, so this is exactly where this pause's tickets
+            // start, unless it interrupts a paced release: the part of its
+            // backlog whose turn has not come is held again, and counts as
+            // this pause's (a later paced release takes it first).
+            let (first_ticket, backlog_phase) = match self.pacing(now) {
+                Some(_) => (
+                    self.pace
+                        .first_ticket
+                        .load(Ordering::Relaxed)
+                        .saturating_add(self.paced_allowance(now, true))
+                        .min(self.next_ticket.load(Ordering::Acquire)),
+                    self.pace.phase.load(Ordering::Relaxed),
+                ),
+                None => (self.next_ticket.load(Ordering::Acquire), current + 1),
+            };
+            // Whatever was left of it is this pause's now.
+            self.pace.rate.store(0, Ordering::Release);
             self.first_ticket_of_pause
-                .store(self.next_ticket.load(Ordering::Acquire), Ordering::Release);
+                .store(first_ticket, Ordering::Release);
+            self.backlog_phase.store(backlog_phase, Ordering::Release);
             self.first_held_at.store(NOT_HELD, Ordering::Relaxed);
             self.longest_wait_done.store(0, Ordering::Relaxed);
             self.paused_at.store(now, Ordering::Release);
@@ -397,22 +438,20 @@ impl AppState {
     }
 
     /// Paces the release of the pause in `phase`, from `now`.
+    /// The backlog is everything the pause holds: its own requests and, if
+    /// it interrupted a paced release, the part of that backlog whose turn
+    /// had not come (`begin`), which goes first.
     fn set_pace(&self, phase: u64, now: Millis, rate: u64) {
         let pace = &self.pace;
-        if self.pacing(now).is_some() {
-            // The last paced release is not out yet: this pause's requests
-            // queue behind its backlog, which keeps its place, and the rate
-            // changes from here on.
-            let allowance = self.paced_allowance(now, true);
-            pace.left_early.store(allowance - 1, Ordering::Relaxed);
-        } else {
-            pace.phase.store(phase, Ordering::Relaxed);
-            pace.first_ticket.store(
-                self.first_ticket_of_pause.load(Ordering::Acquire),
-                Ordering::Relaxed,
-            );
-            pace.left_early.store(0, Ordering::Relaxed);
-        }
+        pace.phase.store(
+            self.backlog_phase.load(Ordering::Acquire).min(phase),
+            Ordering::Relaxed,
+        );
+        pace.first_ticket.store(
+            self.first_ticket_of_pause.load(Ordering::Acquire),
+            Ordering::Relaxed,
+        );
+        pace.left_early.store(0, Ordering::Relaxed);
         pace.last_phase.store(phase, Ordering::Relaxed);
         pace.end_ticket
             .store(self.next_ticket.load(Ordering::Acquire), Ordering::Relaxed);
@@ -984,7 +1023,7 @@ mod tests {
     }
 
     #[test]
-    fn a_paced_release_of_a_second_pause_queues_behind_the_first_backlog() {
+    fn a_pause_during_a_paced_release_holds_its_backlog_and_paces_it_first() {
         let app = AppState::new();
         let may = |pause, tickets: &[Ticket], now| {
             tickets
@@ -1000,11 +1039,13 @@ mod tests {
         app.pause_until(1_000, None);
         let second_pause = app.phase();
         let second: Vec<Ticket> = (0..3).map(|_| app.take_ticket()).collect();
-        assert_eq!(
-            may(first_pause, &first, 2_000),
-            3,
-            "paced while paused again"
+        assert!(
+            first
+                .iter()
+                .all(|&t| app.due(first_pause, t, app.phase()).is_none()),
+            "the new pause holds the rest of the backlog again"
         );
+        assert_eq!(app.held_in_pause(), 98 + 3, "and counts it");
         app.resume_paced(2_000, 1);
         assert_eq!(
             may(first_pause, &first, 2_000),
@@ -1014,6 +1055,70 @@ mod tests {
         assert_eq!(may(second_pause, &second, 2_000), 0, "behind it");
         assert_eq!(may(first_pause, &first, 3_000), 4);
         assert_eq!(app.pacing(3_000), Some(1));
+    }
+
+    #[test]
+    fn nothing_goes_upstream_while_paused_and_a_stop_answers_at_once() {
+        let app = AppState::new();
+        app.pause();
+        let held_in = app.phase();
+        let ticket = app.take_ticket();
+        assert_eq!(app.due(held_in, ticket, app.phase()), None, "held");
+        app.resume();
+        assert_eq!(
+            app.due(held_in, ticket, app.phase()),
+            Some(Release::Resumed)
+        );
+        // Paused again before it went: held again, until the next resume.
+        app.pause();
+        assert_eq!(app.due(held_in, ticket, app.phase()), None);
+        app.stop_until(0, None);
+        assert_eq!(
+            app.due(held_in, ticket, app.phase()),
+            Some(Release::Stopped),
+            "a stop answers what is held, old or new"
+        );
+    }
+
+    #[test]
+    fn a_request_held_as_its_app_was_being_stopped_never_slips_through() {
+        let app = AppState::new();
+        // A request reads the phase just as a stop of the running app has
+        // paused it, but before it is marked stopped: it decides to hold,
+        // and takes its ticket after the stop is complete.
+        let seen_by_request = Phase(app.phase().0 + 1);
+        app.stop_until(0, None);
+        let ticket = app.take_ticket();
+        assert_eq!(
+            app.due(seen_by_request, ticket, app.phase()),
+            Some(Release::Stopped)
+        );
+        // An enable turns the stop into a pause before its worker looked:
+        // the request is held by that pause, not let through as resumed.
+        app.pause();
+        assert!(app.is_paused() && !app.is_stopped());
+        assert_eq!(app.due(seen_by_request, ticket, app.phase()), None);
+        app.resume();
+        assert_eq!(
+            app.due(seen_by_request, ticket, app.phase()),
+            Some(Release::Resumed)
+        );
+    }
+
+    #[test]
+    fn a_plain_resume_after_an_interrupted_paced_release_releases_all_at_once() {
+        let app = AppState::new();
+        app.pause_until(0, None);
+        let first_pause = app.phase();
+        let first: Vec<Ticket> = (0..30).map(|_| app.take_ticket()).collect();
+        app.resume_paced(0, 5);
+        app.pause_until(1_000, None);
+        assert_eq!(app.pacing(1_000), None, "the pace ended with the pause");
+        app.resume();
+        assert!(first.iter().all(|&t| {
+            app.due(first_pause, t, app.phase()) == Some(Release::Resumed)
+                && app.may_release(first_pause, t, 1_000)
+        }));
     }
 
     #[test]

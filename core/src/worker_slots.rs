@@ -18,10 +18,10 @@
 //! Safe Rust over atomics. Which processes are alive is the module's
 //! question (`is_alive`); the layout in shared memory is `zone_layout`'s.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ids::{AppId, Ticket};
-use crate::in_flight::{InFlightCounter, IN_FLIGHT_COUNTERS};
+use crate::in_flight::{AppKey, InFlight, InFlightCounter, InFlightTable};
 
 /// The apps one worker can hold requests of at once with its order and its
 /// counts published. The requests of a 33rd app are held all the same, but
@@ -81,8 +81,8 @@ pub struct WorkerSlot {
     /// senders need not send another.
     wake_pending: AtomicU64,
     held: [HeldEntry; HELD_APPS_PER_WORKER],
-    /// Requests in flight, per in-flight counter (see `in_flight`).
-    in_flight: [AtomicU32; IN_FLIGHT_COUNTERS],
+    /// Requests in flight, per app (see `in_flight`).
+    in_flight: InFlightTable,
 }
 
 impl Default for WorkerSlot {
@@ -92,7 +92,7 @@ impl Default for WorkerSlot {
             started: AtomicU64::new(0),
             wake_pending: AtomicU64::new(0),
             held: std::array::from_fn(|_| HeldEntry::default()),
-            in_flight: std::array::from_fn(|_| AtomicU32::new(0)),
+            in_flight: InFlightTable::default(),
         }
     }
 }
@@ -107,20 +107,24 @@ pub struct Owner {
 
 /// What a worker writes in its own slot (or, without one, the shared slot).
 impl WorkerSlot {
-    /// A request is let through: counted in flight.
+    /// A request of `app` is let through: counted in flight. Returns the
+    /// counter that counts it, for `leave`.
     #[inline]
-    pub fn enter(&self, counter: InFlightCounter) {
-        self.in_flight[counter.index()].fetch_add(1, Ordering::Relaxed);
+    pub fn enter(&self, app: AppKey) -> InFlightCounter {
+        let own = self.owner.load(Ordering::Relaxed) != SHARED;
+        self.in_flight.enter(app, own)
+    }
+
+    /// A request counted by `enter` switched protocols (101): no longer
+    /// waited for by drains, counted as upgraded until it ends.
+    pub fn upgrade(&self, counter: InFlightCounter) {
+        self.in_flight.upgrade(counter);
     }
 
     /// A request counted by `enter` is finished. Never below zero.
     #[inline]
-    pub fn leave(&self, counter: InFlightCounter) {
-        let _ = self.in_flight[counter.index()].fetch_update(
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-            |n| n.checked_sub(1),
-        );
+    pub fn leave(&self, counter: InFlightCounter, upgraded: bool) {
+        self.in_flight.leave(counter, upgraded);
     }
 
     /// Publishes what the worker holds of `app`: how many requests, and the
@@ -180,16 +184,9 @@ impl WorkerSlot {
             .any(|entry| entry.app.load(Ordering::Acquire) == key)
     }
 
-    fn in_flight_of(&self, counter: InFlightCounter) -> u64 {
-        u64::from(self.in_flight[counter.index()].load(Ordering::Relaxed))
-    }
-
     /// Requests in flight in this slot, of every app.
-    pub fn in_flight_total(&self) -> u64 {
-        self.in_flight
-            .iter()
-            .map(|count| u64::from(count.load(Ordering::Relaxed)))
-            .sum()
+    pub fn in_flight_total(&self) -> InFlight {
+        self.in_flight.total()
     }
 
     /// Marks a wake-up as sent; true if the owner had none pending, so the
@@ -297,23 +294,21 @@ impl<'a> WorkerSlots<'a> {
                 forget_held(AppId((key - 1) as u32), held);
             }
         }
-        for count in &slot.in_flight {
-            count.store(0, Ordering::Relaxed);
-        }
+        slot.in_flight.clear();
         slot.started.store(0, Ordering::Relaxed);
         slot.wake_pending.store(0, Ordering::Relaxed);
         slot.owner.store(FREE, Ordering::Release);
         true
     }
 
-    /// Requests in flight under `counter`, in every slot still read (a dead
+    /// `app`'s requests in flight, in every slot still read (a dead
     /// worker's count until its slot is reclaimed).
-    pub fn in_flight(&self, counter: InFlightCounter) -> u64 {
-        self.slots
-            .iter()
-            .filter(|slot| slot.is_read())
-            .map(|slot| slot.in_flight_of(counter))
-            .sum()
+    pub fn in_flight(&self, app: AppKey) -> InFlight {
+        let mut total = InFlight::default();
+        for slot in self.slots.iter().filter(|slot| slot.is_read()) {
+            total += slot.in_flight.count(app);
+        }
+        total
     }
 
     /// The lowest ticket of `app` that a worker other than `me` still holds
@@ -346,6 +341,7 @@ impl<'a> WorkerSlots<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::in_flight::NameKey;
 
     fn slots(n: usize) -> Vec<WorkerSlot> {
         (0..n).map(|_| WorkerSlot::default()).collect()
@@ -390,19 +386,19 @@ mod tests {
         let table = WorkerSlots::new(&memory);
         let a = table.claim(A).unwrap();
         let b = table.claim(B).unwrap();
-        let shop = InFlightCounter::of(b"shop");
+        let shop = NameKey([7, 9]).app_key(b"shop");
         table.get(a).enter(shop);
         table.get(a).enter(shop);
-        table.get(b).enter(shop);
+        let counted_by_b = table.get(b).enter(shop);
         table.get(SHARED_SLOT).enter(shop);
-        assert_eq!(table.in_flight(shop), 4);
-        table.get(b).leave(shop);
-        table.get(b).leave(shop);
-        assert_eq!(table.in_flight(shop), 3, "never below zero");
+        assert_eq!(table.in_flight(shop).requests, 4);
+        table.get(b).leave(counted_by_b, false);
+        table.get(b).leave(counted_by_b, false);
+        assert_eq!(table.in_flight(shop).requests, 3, "never below zero");
         // A dies with two in flight: they count until its slot is reclaimed.
         assert!(table.reclaim(a, A, |_, _| panic!("held nothing")));
         assert!(!table.reclaim(a, A, |_, _| ()), "only once");
-        assert_eq!(table.in_flight(shop), 1);
+        assert_eq!(table.in_flight(shop).requests, 1);
         // The slot is free, and starts from zero for its next owner.
         let c = table
             .claim(Owner {
@@ -411,7 +407,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(c, a);
-        assert_eq!(table.in_flight(shop), 1);
+        assert_eq!(table.in_flight(shop).requests, 1);
     }
 
     #[test]

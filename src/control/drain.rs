@@ -22,7 +22,7 @@ use crate::nginx::{self, HttpRequest, RequestContext, RequestTimer};
 use crate::{module, release, zone};
 use intermission_core::app_table::AppTable;
 use intermission_core::ids::{AppId, Millis};
-use intermission_core::in_flight::InFlightCounter;
+use intermission_core::in_flight::AppKey;
 use intermission_core::settings::{AppLabel, Seconds};
 use intermission_core::worker_slots::WorkerSlots;
 
@@ -40,7 +40,7 @@ struct DrainWait {
     table: AppTable<'static>,
     slots: WorkerSlots<'static>,
     app: AppId,
-    counter: InFlightCounter,
+    counter: AppKey,
     started: Millis,
     until: Millis,
     timer: RequestTimer,
@@ -66,7 +66,7 @@ pub fn answer_when_drained(
         table,
         slots: zone::worker_slots(table.header()),
         app,
-        counter: InFlightCounter::of(name),
+        counter: table.header().name_key().app_key(name),
         started: now,
         until: now.saturating_add(drain_ms),
         timer: RequestTimer::new(*r, on_drain_check),
@@ -89,7 +89,7 @@ impl DrainWait {
         release::end_pause_at_deadline(r.log(), self.zone, self.table, self.app, now);
         // A worker that died with requests in flight no longer counts.
         release::reclaim_dead_workers(now);
-        let in_flight = self.slots.in_flight(self.counter);
+        let in_flight = self.slots.in_flight(self.counter).requests;
         let paused = self.table.state(self.app).is_paused();
         if paused && in_flight != 0 && now < self.until {
             return None;

@@ -34,7 +34,6 @@ use intermission_core::control::{
     Format, RunState,
 };
 use intermission_core::ids::AppId;
-use intermission_core::in_flight::InFlightCounter;
 use intermission_core::pause::{AppCounters, PauseOutcome, ResumeOutcome, StopOutcome};
 use intermission_core::settings::{check_app_name, AppLabel, LogSafe, Seconds};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
@@ -386,7 +385,7 @@ fn report<'n>(
     name: &'n [u8],
     now: u64,
 ) -> AppReport<'n> {
-    let in_flight = zone::worker_slots(header).in_flight(InFlightCounter::of(name));
+    let in_flight = zone::worker_slots(header).in_flight(header.name_key().app_key(name));
     let Some(state) = app.map(|app| table.state(app)) else {
         return AppReport {
             name,

@@ -10,7 +10,7 @@ use crate::module;
 use crate::nginx::{self, HttpRequest, RequestContext};
 use crate::variables::report;
 use intermission_core::ids::{AppId, Millis, Phase, Release, Ticket};
-use intermission_core::in_flight::InFlightCounter;
+use intermission_core::in_flight::AppKey;
 use intermission_core::outcome::Outcome;
 use intermission_core::settings::OnTimeout;
 
@@ -20,6 +20,9 @@ pub struct HoldContext {
     pub(super) released: Cell<Option<Release>>,
     /// Released, and its write event has run (it went on with its phases).
     pub(super) woken: Cell<bool>,
+    /// The module gave it its own answer (503/504) already: an error page
+    /// that brings it back through a location with `intermission` passes.
+    answered: Cell<bool>,
     /// Released to the upstream: counted in the engine's requests in
     /// progress until it is freed.
     pub(super) upstream: Cell<bool>,
@@ -30,8 +33,9 @@ pub struct HoldContext {
     pub(super) held_since: Millis,
     /// What it gets if its `$intermission_max_time` passes while still paused.
     pub(super) on_timeout: OnTimeout,
-    /// Counts it in flight once a resume lets it through.
-    pub(super) in_flight: InFlightCounter,
+    /// Its app, as in-flight counting knows it: counted in flight once a
+    /// resume lets it through.
+    pub(super) in_flight: AppKey,
 }
 
 impl HoldContext {
@@ -41,11 +45,12 @@ impl HoldContext {
         held_in: Phase,
         held_since: Millis,
         on_timeout: OnTimeout,
-        in_flight: InFlightCounter,
+        in_flight: AppKey,
     ) -> Self {
         HoldContext {
             released: Cell::new(None),
             woken: Cell::new(false),
+            answered: Cell::new(false),
             upstream: Cell::new(false),
             app,
             ticket,
@@ -69,6 +74,13 @@ impl HoldContext {
     /// first time (the engine's count of requests waking goes down once).
     pub fn take_woken(&self) -> bool {
         self.released.get().is_some() && !self.woken.replace(true)
+    }
+
+    /// The module is about to give the request its own answer: returns true
+    /// the first time only (the answer goes through nginx's `error_page`
+    /// handling, whose redirect may run this module's phase handler again).
+    pub fn take_answer(&self) -> bool {
+        !self.answered.replace(true)
     }
 
     pub fn app(&self) -> AppId {

@@ -61,7 +61,7 @@ use intermission_core::app_table::{AppTable, TableHeader};
 use intermission_core::decision::after_release;
 use intermission_core::ids::{AppId, Millis, Phase, Release, Ticket};
 use intermission_core::order::within_window;
-use intermission_core::outcome::Outcome;
+use intermission_core::outcome::{Counted, Outcome};
 use intermission_core::queue::{HeldQueue, Taken};
 use intermission_core::settings::{AppLabel, OnTimeout, Seconds};
 use intermission_core::worker_slots::SlotId;
@@ -376,10 +376,7 @@ fn let_go(going: Going, table: AppTable<'static>, now: Millis) {
         let counted = (why == Release::Resumed)
             .then(counting_slot)
             .flatten()
-            .map(|slot| {
-                slot.enter(ctx.in_flight);
-                ctx.in_flight
-            });
+            .map(|slot| Counted::by(slot.enter(ctx.in_flight)));
         main.variables
             .record_outcome(&r, Outcome::of_release(why), counted);
         main.variables.record_wait(&r, waited);
@@ -452,9 +449,11 @@ impl Engine {
             let state = self.table.state(app);
             let phase = state.phase();
             // Answered 503 at once, whatever the order or the connections.
-            let stopped = self.queue.take_due(app, phase, usize::MAX, |_, ticket| {
-                state.release_reason(ticket) == Release::Stopped
-            });
+            let stopped = self
+                .queue
+                .take_due(app, phase, usize::MAX, |held_in, ticket| {
+                    state.due(held_in, ticket, phase) == Some(Release::Stopped)
+                });
             for taken in stopped {
                 self.dirty.insert(app);
                 going.push(Going {
@@ -469,7 +468,10 @@ impl Engine {
             let room = budget.min(batch);
             let mut refused = None;
             let resumed = self.queue.take_due(app, phase, room, |held_in, ticket| {
-                if !within_window(ticket, window_start) {
+                if state.due(held_in, ticket, phase) != Some(Release::Resumed) {
+                    // Paused again: held by the new pause.
+                    false
+                } else if !within_window(ticket, window_start) {
                     refused = Some(Refusal::Order);
                     false
                 } else if !state.may_release(held_in, ticket, now) {
@@ -496,10 +498,9 @@ impl Engine {
                     next_look = earliest(next_look, state.next_turn_at(held_in, ticket, now));
                 }
                 None => {
-                    let still_due = self
-                        .queue
-                        .first(app)
-                        .is_some_and(|(_, held_in)| held_in.is_due_at(phase));
+                    let still_due = self.queue.first(app).is_some_and(|(ticket, held_in)| {
+                        state.due(held_in, ticket, phase).is_some()
+                    });
                     if still_due {
                         more |= batch == 0;
                         starved |= budget == 0;

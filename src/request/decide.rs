@@ -26,7 +26,6 @@ use crate::{module, zone, IntermissionModule};
 use intermission_core::decision::{
     after_release, decide, AfterRelease, Answer, PausedRequest, Verdict,
 };
-use intermission_core::in_flight::InFlightCounter;
 use intermission_core::outcome::Outcome;
 use intermission_core::settings::{
     check_app_name, AppLabel, ExemptionCheck, LogSafe, DEFAULT_MAX_TIME_MS,
@@ -67,17 +66,18 @@ fn handle(r: HttpRequest) -> ngx_int_t {
     }
     // While nothing is paused: one load, and the request is counted in flight.
     if !header.any_paused() {
-        return let_through(&r, main);
+        return let_through(&r, main, header);
     }
     if let Some(ctx) = r.context::<HoldContext>(module()) {
-        // Held once already: while held, it stays parked; once let go (or
-        // after an internal redirect that followed), it goes on or gets the
-        // answer its release calls for.
+        // Held once already: while held, it stays parked; once let go, it
+        // goes on or gets the answer its release calls for, once: the
+        // answer's error page (an internal redirect, perhaps to a location
+        // with `intermission`) brings it back here, and then it passes.
         return match ctx.released() {
             None => PARK,
             Some(why) => match after_release(why, ctx.on_timeout()) {
-                AfterRelease::Pass => PASS,
-                AfterRelease::Answer(answer) => answer_now(&r, answer),
+                AfterRelease::Answer(answer) if ctx.take_answer() => answer_now(&r, answer),
+                _ => PASS,
             },
         };
     }
@@ -96,22 +96,22 @@ fn handle(r: HttpRequest) -> ngx_int_t {
                 r.log(),
                 "intermission: {too_long}, the request is not held"
             );
-            return let_through(&r, main);
+            return let_through(&r, main, header);
         }
     };
     let Some(app) = table.find(name) else {
-        return let_through(&r, main);
+        return let_through(&r, main, header);
     };
     let state = table.state(app);
     // Read once: a resume after this point releases the request at the next
     // pass, because its phase will no longer match.
     let phase = state.phase();
     if !phase.is_paused() {
-        return let_through(&r, main);
+        return let_through(&r, main, header);
     }
     let now = nginx::now_ms();
     if release::end_pause_at_deadline(r.log(), zone, table, app, now) {
-        return let_through(&r, main);
+        return let_through(&r, main, header);
     }
 
     let decision = decide(&PausedRequest {
@@ -185,7 +185,7 @@ fn handle(r: HttpRequest) -> ngx_int_t {
                     phase,
                     now,
                     on_timeout,
-                    InFlightCounter::of(name),
+                    header.name_key().app_key(name),
                 ),
                 now + max_time,
             );

@@ -133,6 +133,7 @@ pub fn assert_status(port: u16, action_suffix: &str, expected: &str) {
 /// An app's figures, from `status?format=json`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counters {
+    pub app: String,
     pub state: String,
     pub held_now: u64,
     pub held_in_pause: u64,
@@ -143,6 +144,8 @@ pub struct Counters {
     pub rejected: u64,
     pub stopped: u64,
     pub in_flight: u64,
+    /// Requests that switched protocols (WebSocket), still open.
+    pub upgraded: u64,
     pub longest_wait_ms: u64,
     /// RFC 3339, or "null".
     pub since: String,
@@ -182,24 +185,29 @@ pub fn counters(port: u16, query: &str) -> Counters {
         Some("application/json"),
         "{response:?}"
     );
-    let json = response.text();
-    let field = |key: &str| -> String {
-        let start = json
-            .find(&format!("\"{key}\":"))
-            .unwrap_or_else(|| panic!("no {key:?} in {json}"))
-            + key.len()
-            + 3;
-        let rest = &json[start..];
-        let end = rest.find([',', '}']).expect("a complete object");
-        rest[..end].trim_matches('"').to_owned()
-    };
+    let json: serde_json::Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("status is not JSON ({e}): {response:?}"));
     let number = |key: &str| -> u64 {
-        field(key)
-            .parse()
-            .unwrap_or_else(|_| panic!("{key:?} is not a number in {json}"))
+        json[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key:?} is not a number in {json}"))
+    };
+    let time = |key: &str| -> String {
+        match &json[key] {
+            serde_json::Value::Null => "null".to_owned(),
+            serde_json::Value::String(time) => time.clone(),
+            other => panic!("{key:?} is {other}, not a time or null, in {json}"),
+        }
     };
     Counters {
-        state: field("state"),
+        app: json["app"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no app name in {json}"))
+            .to_owned(),
+        state: json["state"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no state in {json}"))
+            .to_owned(),
         held_now: number("held_now"),
         held_in_pause: number("held_in_pause"),
         released: number("released"),
@@ -209,8 +217,9 @@ pub fn counters(port: u16, query: &str) -> Counters {
         rejected: number("rejected"),
         stopped: number("stopped"),
         in_flight: number("in_flight"),
+        upgraded: number("upgraded"),
         longest_wait_ms: number("longest_wait_ms"),
-        since: field("since"),
-        deadline: field("deadline"),
+        since: time("since"),
+        deadline: time("deadline"),
     }
 }

@@ -133,9 +133,13 @@ pub fn control_args(query: &[u8]) {
     }
 }
 
-/// The JSON status is one ASCII line that names the app so that its bytes
-/// can be recovered, whatever they are.
+/// The JSON status is one line of valid JSON (read by a real JSON parser)
+/// that names the app by its text (its bytes where they are UTF-8, U+FFFD
+/// where not), the same name as the metrics and the text status give.
 pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
+    use intermission_core::control::{app_name_text, metrics_text, status_all_text};
+    use intermission_core::in_flight::InFlight;
+
     let [held_in_pause, held_now, released, timed_out, clients_gone, refused_at_shutdown, rejected] =
         figures;
     let counters = AppCounters {
@@ -155,42 +159,17 @@ pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
         deadline: (timed_out % 2 == 1).then_some(timed_out / 1_000_000),
         held_in_pause,
         longest_wait_ms: clients_gone,
-        in_flight: rejected,
+        in_flight: InFlight {
+            requests: rejected,
+            upgraded: released,
+        },
         counters,
     };
     let json = report.json();
-    assert!(json.is_ascii() && !json.contains('\n'), "{json}");
-    assert!(
-        json.starts_with("{\"app\":\"") && json.ends_with('}'),
-        "{json}"
-    );
-    // Decode the app string back: \" \\ and \u00XX escapes only.
-    let body = &json.as_bytes()["{\"app\":\"".len()..];
-    let mut decoded = Vec::new();
-    let mut at = 0;
-    loop {
-        match body[at] {
-            b'"' => break,
-            b'\\' => match body[at + 1] {
-                b'"' | b'\\' => {
-                    decoded.push(body[at + 1]);
-                    at += 2;
-                }
-                b'u' => {
-                    let hex = std::str::from_utf8(&body[at + 2..at + 6]).expect("ascii");
-                    decoded.push(u8::from_str_radix(hex, 16).expect("four hex digits"));
-                    at += 6;
-                }
-                other => panic!("unexpected escape \\{} in {json}", other as char),
-            },
-            byte => {
-                assert!((0x20..0x7f).contains(&byte), "{json}");
-                decoded.push(byte);
-                at += 1;
-            }
-        }
-    }
-    assert_eq!(decoded, app, "{json}");
+    assert!(!json.contains('\n'), "{json}");
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    let name = app_name_text(app);
+    assert_eq!(parsed["app"].as_str(), Some(&*name), "{json}");
     for (key, value) in [
         ("held_now", held_now),
         ("held_in_pause", held_in_pause),
@@ -199,11 +178,24 @@ pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
         ("clients_gone", clients_gone),
         ("refused_at_shutdown", refused_at_shutdown),
         ("rejected", rejected),
+        ("in_flight", rejected),
+        ("upgraded", released),
     ] {
+        assert_eq!(parsed[key].as_u64(), Some(value), "{key} in {json}");
+    }
+    // The same name in the metrics (label escapes aside) and the text status
+    // (control characters and backslashes escaped aside).
+    if !name
+        .chars()
+        .any(|c| c.is_control() || c == '\\' || c == '"')
+    {
+        let metrics = metrics_text(std::slice::from_ref(&report));
         assert!(
-            json.contains(&format!("\"{key}\":{value}")),
-            "{key} in {json}"
+            metrics.contains(&format!("{{app=\"{name}\"}}")),
+            "{metrics}"
         );
+        let text = status_all_text(std::slice::from_ref(&report));
+        assert!(text.starts_with(&format!("{name} ")), "{text}");
     }
 }
 
@@ -406,7 +398,12 @@ pub enum TableOp {
 /// others (and their pause state) as they were.
 pub fn app_table(run: &AppTableRun) {
     let capacity = 1 + usize::from(run.capacity) % 32;
-    let header = TableHeader::new(capacity, 1, 0);
+    let header = TableHeader::new(
+        capacity,
+        1,
+        0,
+        intermission_core::in_flight::NameKey([1, 2]),
+    );
     let slots: Vec<AppSlot> = (0..capacity).map(|_| AppSlot::default()).collect();
     let table = AppTable::new(&header, &slots);
 
@@ -889,18 +886,19 @@ fn expected(held: &[Held]) -> Vec<(AppId, Ticket, u32)> {
 // ---------------------------------------------------------------------------
 // In-flight counting
 
-/// Requests of apps `names` enter and leave in the order `order` picks (each
-/// pick, modulo, a running request to end or an app to start one of), in
-/// the slots of two workers and the shared slot: the count of every counter
-/// is the number of running requests of the apps it counts, whichever slot
-/// counted them, and 0 once all ended; each outcome text names the counter
-/// that counted it; and when a worker's slot is reclaimed (it died), its
-/// requests stop counting.
+/// Requests of apps `names` enter, switch protocols and leave in the order
+/// `order` picks (each pick, modulo, a running request to end or upgrade or
+/// an app to start one of), in the slots of two workers and the shared slot:
+/// each app's count is the number of its running requests, apart for those
+/// that switched protocols, whichever slot counted them, and 0 once all
+/// ended; each outcome text names the counter that counted it; and when a
+/// worker's slot is reclaimed (it died), its requests stop counting.
 pub fn in_flight(names: &[Vec<u8>], order: &[usize]) {
-    use intermission_core::in_flight::InFlightCounter;
-    use intermission_core::outcome::Outcome;
+    use intermission_core::in_flight::{AppKey, InFlight, NameKey};
+    use intermission_core::outcome::{Counted, Outcome};
     use intermission_core::worker_slots::{Owner, SlotId, WorkerSlot, WorkerSlots, SHARED_SLOT};
 
+    let key = NameKey([0x5eed, 0xcafe]);
     let memory: Vec<WorkerSlot> = (0..3).map(|_| WorkerSlot::default()).collect();
     let slots = WorkerSlots::new(&memory);
     let owners = [
@@ -918,39 +916,66 @@ pub fn in_flight(names: &[Vec<u8>], order: &[usize]) {
         .map(|&owner| slots.claim(owner).expect("two free slots"))
         .chain([SHARED_SLOT])
         .collect();
-    let mut running: Vec<(SlotId, InFlightCounter, &'static [u8])> = Vec::new();
-    let check = |running: &[(SlotId, InFlightCounter, &'static [u8])]| {
+    struct Running {
+        slot: SlotId,
+        app: AppKey,
+        counted: Counted,
+        text: &'static [u8],
+    }
+    let mut running: Vec<Running> = Vec::new();
+    let check = |running: &[Running]| {
         for name in names {
-            let counter = InFlightCounter::of(name);
-            let expected = running.iter().filter(|(_, c, _)| *c == counter).count();
-            assert_eq!(slots.in_flight(counter), expected as u64);
+            let app = key.app_key(name);
+            let of_app = running.iter().filter(|r| r.app == app);
+            let expected = InFlight {
+                requests: of_app.clone().filter(|r| !r.counted.upgraded).count() as u64,
+                upgraded: of_app.filter(|r| r.counted.upgraded).count() as u64,
+            };
+            assert_eq!(slots.in_flight(app), expected);
         }
     };
     for (step, pick) in order.iter().enumerate() {
         let at = pick % (running.len() + names.len());
         if at < running.len() {
-            let (slot, counter, text) = running.swap_remove(at);
-            assert_eq!(Outcome::counter_of_text(text), Some(counter));
-            slots.get(slot).leave(counter);
+            let outcome = Outcome::counted_of_text(running[at].text);
+            assert_eq!(outcome.map(|(_, c)| c), Some(running[at].counted));
+            if step % 3 == 0 && !running[at].counted.upgraded {
+                let r = &mut running[at];
+                slots.get(r.slot).upgrade(r.counted.counter);
+                r.counted.upgraded = true;
+                r.text = outcome.unwrap().0.text_counted_by(Some(r.counted));
+            } else {
+                let r = running.swap_remove(at);
+                slots
+                    .get(r.slot)
+                    .leave(r.counted.counter, r.counted.upgraded);
+            }
         } else {
-            let counter = InFlightCounter::of(&names[at - running.len()]);
+            let app = key.app_key(&names[at - running.len()]);
             let slot = workers[step % workers.len()];
-            slots.get(slot).enter(counter);
+            let counted = Counted::by(slots.get(slot).enter(app));
             let outcome = if step % 2 == 0 {
                 Outcome::Passed
             } else {
                 Outcome::Held
             };
-            running.push((slot, counter, outcome.text_counted_by(Some(counter))));
+            running.push(Running {
+                slot,
+                app,
+                counted,
+                text: outcome.text_counted_by(Some(counted)),
+            });
         }
         check(&running);
     }
     // The first worker dies: its slot is reclaimed, and what it counted is gone.
     assert!(slots.reclaim(workers[0], owners[0], |_, _| ()));
-    running.retain(|(slot, _, _)| *slot != workers[0]);
+    running.retain(|r| r.slot != workers[0]);
     check(&running);
-    for (slot, counter, _) in running.drain(..) {
-        slots.get(slot).leave(counter);
+    for r in running.drain(..) {
+        slots
+            .get(r.slot)
+            .leave(r.counted.counter, r.counted.upgraded);
     }
     check(&running);
 }
