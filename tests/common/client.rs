@@ -100,6 +100,12 @@ impl Request {
         bytes
     }
 
+    /// The request as written on the wire (for `KeepAliveConnection`, or to
+    /// send it in parts).
+    pub fn bytes(&self) -> Vec<u8> {
+        self.to_bytes()
+    }
+
     /// Connects and writes the request; the answer is read later.
     pub fn start(&self, port: u16) -> Pending {
         let what = self.describe(port);
@@ -281,6 +287,177 @@ fn read_by_length(stream: &mut TcpStream) -> std::io::Result<Response> {
         }
         raw.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// One client connection kept alive, as a browser keeps one: requests are
+/// written as raw bytes (several may be written before any answer, pipelined)
+/// and answers read one after another by their length (`Content-Length` or
+/// chunks), whatever is left over kept for the next.
+pub struct KeepAliveConnection {
+    stream: TcpStream,
+    /// Bytes read past the last answer returned.
+    buffered: Vec<u8>,
+    local_port: u16,
+    server_port: u16,
+    what: String,
+}
+
+impl KeepAliveConnection {
+    pub fn open(port: u16) -> KeepAliveConnection {
+        let stream =
+            connect(port, None).unwrap_or_else(|e| panic!("port {port}: cannot connect: {e}"));
+        let local_port = stream.local_addr().expect("local address").port();
+        KeepAliveConnection {
+            stream,
+            buffered: Vec::new(),
+            local_port,
+            server_port: port,
+            what: format!("keep-alive connection {local_port} (port {port})"),
+        }
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.what
+    }
+
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    /// Writes raw bytes: a request, several, or part of one.
+    pub fn write(&mut self, bytes: &[u8]) {
+        (&self.stream)
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("{}: cannot write: {e}", self.what));
+    }
+
+    /// Writes a request (which should be `keep_alive()`).
+    pub fn send(&mut self, request: &Request) {
+        self.write(&request.bytes());
+    }
+
+    /// Sends a request and reads its answer.
+    pub fn round_trip(&mut self, request: &Request) -> Response {
+        self.send(request);
+        self.read_response()
+    }
+
+    /// Another handle on the socket, e.g. for a thread that writes a body
+    /// while this one reads.
+    pub fn writer(&self) -> TcpStream {
+        self.stream.try_clone().expect("cloning the socket")
+    }
+
+    /// Whether nginx has sent anything (or closed the connection) not read yet.
+    pub fn is_answered(&self) -> bool {
+        if !self.buffered.is_empty() {
+            return true;
+        }
+        self.stream.set_nonblocking(true).expect("set_nonblocking");
+        let answered = match self.stream.peek(&mut [0u8; 1]) {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        };
+        self.stream.set_nonblocking(false).expect("set_nonblocking");
+        answered
+    }
+
+    /// Bytes written to nginx that it has not read from its socket yet
+    /// (None once the connection is gone).
+    pub fn unread_by_nginx(&self) -> Option<u32> {
+        sockdiag::unread_by_client(self.server_port)
+            .get(&self.local_port)
+            .copied()
+    }
+
+    /// Whether nginx process `pid` has this connection open.
+    pub fn is_held_by(&self, pid: i32) -> bool {
+        sockdiag::server_side_inode(self.server_port, self.local_port)
+            .is_some_and(|inode| super::procfs::holds_socket(pid, inode))
+    }
+
+    /// Reads the next answer (bounded by the socket timeout).
+    pub fn read_response(&mut self) -> Response {
+        let mut chunk = [0u8; 16384];
+        loop {
+            if let Some(len) = answer_length(&self.buffered) {
+                let rest = self.buffered.split_off(len);
+                let raw = std::mem::replace(&mut self.buffered, rest);
+                return Response::parse(&raw).unwrap_or_else(|| {
+                    panic!(
+                        "{}: malformed answer {:?}",
+                        self.what,
+                        String::from_utf8_lossy(&raw)
+                    )
+                });
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!(
+                    "{}: nginx closed the connection before a complete answer (got {:?})",
+                    self.what,
+                    String::from_utf8_lossy(&self.buffered)
+                ),
+                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!(
+                    "{}: no complete answer within {BOUND:?}: {e} (got {:?})",
+                    self.what,
+                    String::from_utf8_lossy(&self.buffered)
+                ),
+            }
+        }
+    }
+
+    /// Asserts nginx has closed the connection (reads to its end; bytes
+    /// that were still coming fail the test).
+    pub fn assert_closed(mut self) {
+        let mut rest = Vec::new();
+        let _ = self.stream.read_to_end(&mut rest);
+        self.buffered.extend_from_slice(&rest);
+        assert!(
+            self.buffered.is_empty(),
+            "{}: unexpected bytes {:?}",
+            self.what,
+            String::from_utf8_lossy(&self.buffered)
+        );
+    }
+}
+
+/// The length of the first complete answer in `raw`, if it is all there:
+/// its head, then `Content-Length` bytes or its chunks to the last (no
+/// trailers); an answer with neither (204, 304) ends with its head.
+fn answer_length(raw: &[u8]) -> Option<usize> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.split("\r\n")
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    if let Some(length) = header("content-length") {
+        let length: usize = length.parse().ok()?;
+        return (raw.len() >= head_end + length).then_some(head_end + length);
+    }
+    if header("transfer-encoding").is_some_and(|te| te == "chunked") {
+        let mut at = head_end;
+        loop {
+            let line_end = at + raw[at..].windows(2).position(|w| w == b"\r\n")?;
+            let size_text = std::str::from_utf8(&raw[at..line_end]).ok()?;
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            at = line_end + 2;
+            if size == 0 {
+                // The empty line after the last chunk.
+                return (raw.len() >= at + 2).then_some(at + 2);
+            }
+            at += size + 2;
+            if raw.len() < at {
+                return None;
+            }
+        }
+    }
+    Some(head_end)
 }
 
 #[derive(Debug, Clone)]

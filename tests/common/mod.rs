@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use client::{wait_all_read, Pending, Request, Response};
+pub use client::{wait_all_read, KeepAliveConnection, Pending, Request, Response};
 pub use nginx::{AccessEntry, Config, Nginx, PREFIX_MARK};
 pub use procfs::is_alive;
 pub use snippets::*;

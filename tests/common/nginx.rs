@@ -155,6 +155,8 @@ pub struct Config {
     http: Vec<String>,
     servers: Vec<String>,
     files: Vec<(String, String)>,
+    /// Extra `listen` parameters (`http2`, `ssl`) of some servers, by index.
+    listen_params: Vec<(usize, String)>,
 }
 
 impl Default for Config {
@@ -173,6 +175,7 @@ impl Config {
             http: Vec::new(),
             servers: Vec::new(),
             files: Vec::new(),
+            listen_params: Vec::new(),
         }
     }
 
@@ -207,6 +210,14 @@ impl Config {
         self
     }
 
+    /// A server whose `listen` carries extra parameters (`ssl`, `http2`):
+    /// `listen 127.0.0.1:PORT backlog=4096 {params};`.
+    pub fn server_listening(mut self, params: &str, body: &str) -> Self {
+        self.listen_params
+            .push((self.servers.len(), params.to_owned()));
+        self.server(body)
+    }
+
     /// A file to write into the prefix before nginx starts.
     pub fn file(mut self, name: &str, contents: &str) -> Self {
         self.files.push((name.to_owned(), contents.to_owned()));
@@ -225,8 +236,15 @@ impl Config {
             .servers
             .iter()
             .zip(ports)
-            .map(|(body, port)| {
-                format!("    server {{\n        listen 127.0.0.1:{port} backlog=4096{reuseport};\n        server_name localhost;\n        {body}\n    }}\n")
+            .enumerate()
+            .map(|(i, (body, port))| {
+                let params: String = self
+                    .listen_params
+                    .iter()
+                    .filter(|(server, _)| *server == i)
+                    .map(|(_, params)| format!(" {params}"))
+                    .collect();
+                format!("    server {{\n        listen 127.0.0.1:{port} backlog=4096{reuseport}{params};\n        server_name localhost;\n        {body}\n    }}\n")
             })
             .collect();
         let http_extra = self.http.join("\n    ");
@@ -410,6 +428,26 @@ impl Nginx {
             }
         }
         unreachable!()
+    }
+
+    /// The version of the nginx binary the tests run (`nginx -v`), as
+    /// (major, minor, patch).
+    pub fn version() -> (u32, u32, u32) {
+        let output = Command::new(nginx_binary())
+            .arg("-v")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} -v: {e}", nginx_binary().display()));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let parse = || -> Option<(u32, u32, u32)> {
+            let version = text.split("nginx/").nth(1)?.split_whitespace().next()?;
+            let mut numbers = version.split('.').map(|n| n.parse().ok());
+            Some((numbers.next()??, numbers.next()??, numbers.next()??))
+        };
+        parse().unwrap_or_else(|| panic!("no version in the output of nginx -v: {text:?}"))
     }
 
     /// Runs `nginx -t` on a config: (accepted, everything nginx printed).
