@@ -53,11 +53,7 @@ fn release_under_pressure(connections: usize, held: usize, max_time: Option<&str
             assert_eq!(figures.state, "paused", "still paused all along");
         }
     }
-    assert_eq!(
-        serious_lines(&nginx.error_log()),
-        Vec::<&str>::new(),
-        "no worker_connections alert, nothing serious"
-    );
+    assert_no_serious_lines(&nginx);
     drop(idle);
     nginx.stop();
 }

@@ -133,10 +133,6 @@ fn racing_control_calls_leave_a_sound_state_and_lose_no_request() {
     assert_still_held(&held);
     resume(port, "");
     finish_all_from_upstream(held);
-    assert_eq!(
-        serious_lines(&nginx.error_log()),
-        Vec::<&str>::new(),
-        "nothing serious logged"
-    );
+    assert_no_serious_lines(&nginx);
     nginx.stop();
 }

@@ -67,7 +67,7 @@ fn a_drain_answers_once_the_requests_in_flight_have_finished() {
     gated.wait_for(4);
     gated.open();
     assert_from_upstream(&held.finish(), "the request held during the drain");
-    assert!(serious_lines(&nginx.error_log()).is_empty());
+    assert_no_serious_lines(&nginx);
     nginx.stop();
 }
 
@@ -189,11 +189,7 @@ fn a_drain_ends_with_409_when_the_pause_ends_first_and_a_client_may_give_up() {
     resume(port, "");
     gated.open();
     finish_all_from_upstream(working);
-    assert!(
-        serious_lines(&nginx.error_log()).is_empty(),
-        "{}",
-        nginx.error_log()
-    );
+    assert_no_serious_lines(&nginx);
     // Graceful stop within its bound: no drain timer keeps the worker.
     nginx.stop();
 }

@@ -73,11 +73,7 @@ fn held_then_stopped(recursive: bool) {
     assert_eq!((figures.held_now, figures.stopped), (0, 5), "{figures:?}");
     resume(port, "");
     assert_passes(port, Request::get("/after"), "after the stop");
-    assert!(
-        serious_lines(&nginx.error_log()).is_empty(),
-        "{}",
-        nginx.error_log()
-    );
+    assert_no_serious_lines(&nginx);
     nginx.stop();
 }
 

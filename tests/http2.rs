@@ -116,12 +116,6 @@ fn finish_all_streams_from_upstream(streams: Vec<H2Stream>) {
     }
 }
 
-fn assert_no_serious_lines(nginx: &Nginx) {
-    let log = nginx.error_log();
-    let serious = serious_lines(&log);
-    assert!(serious.is_empty(), "nginx logged: {serious:#?}");
-}
-
 // ---- 1. many streams held on one connection, released in stream order ----
 
 fn streams_on_one_connection_are_released_in_the_order_they_were_opened(transport: Transport) {

@@ -144,11 +144,7 @@ fn a_held_request_on_a_reused_connection_and_one_pipelined_behind_it_are_answere
         );
     }
     assert_all_accounted(port, 1);
-    assert_eq!(
-        serious_lines(&nginx.error_log()),
-        Vec::<&str>::new(),
-        "nothing serious logged"
-    );
+    assert_no_serious_lines(&nginx);
     // A request held and released, then the last one: no extra answer came.
     assert!(
         !connection.is_answered(),
@@ -226,11 +222,7 @@ fn kept_alive_connections_are_released_in_arrival_order(workers: usize, n: usize
     }
     assert_eq!(upstream.wait_for(3 * n).len(), 3 * n);
     assert_all_accounted(port, n as u64);
-    assert_eq!(
-        serious_lines(&nginx.error_log()),
-        Vec::<&str>::new(),
-        "nothing serious logged"
-    );
+    assert_no_serious_lines(&nginx);
     drop(connections);
     nginx.stop();
 }
@@ -308,11 +300,7 @@ fn a_kept_alive_connection_closed_while_held_leaves_the_queue() {
         "never the request whose client left"
     );
     assert_all_accounted(port, 1);
-    assert_eq!(
-        serious_lines(&nginx.error_log()),
-        Vec::<&str>::new(),
-        "nothing serious logged"
-    );
+    assert_no_serious_lines(&nginx);
     drop(staying);
     nginx.stop();
 }

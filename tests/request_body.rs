@@ -158,11 +158,7 @@ fn upload_while_held(head: &str, wire_body: Vec<u8>, body: &[u8]) {
         figures.held_now == 0 && figures.in_flight == 0
     });
     assert_eq!(figures.released, 1, "{figures:?}");
-    assert_eq!(
-        serious_lines(&nginx.error_log()),
-        Vec::<&str>::new(),
-        "nothing serious logged"
-    );
+    assert_no_serious_lines(&nginx);
     drop(connection);
     nginx.stop();
 }

@@ -88,7 +88,7 @@ fn a_stop_answers_held_and_new_requests_503_and_disable_ends_it() {
     resume(port, "");
     assert_passes(port, Request::get("/after"), "a request after disable");
     assert_status(port, "", RESUMED);
-    assert!(serious_lines(&nginx.error_log()).is_empty());
+    assert_no_serious_lines(&nginx);
     nginx.stop();
 }
 

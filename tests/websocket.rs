@@ -142,11 +142,7 @@ fn an_open_websocket_is_upgraded_not_in_flight_and_a_drain_succeeds() {
         socket.close();
     }
     wait_for_counts(port, 0, 0);
-    assert!(
-        serious_lines(&nginx.error_log()).is_empty(),
-        "{}",
-        nginx.error_log()
-    );
+    assert_no_serious_lines(&nginx);
     nginx.stop();
 }
 

@@ -174,3 +174,10 @@ pub fn serious_lines(log: &str) -> Vec<&str> {
         .filter(|line| !line.contains("setrlimit(RLIMIT_NOFILE"))
         .collect()
 }
+
+/// Asserts that `nginx` logged nothing at `alert`, `crit` or `emerg`.
+pub fn assert_no_serious_lines(nginx: &Nginx) {
+    let log = nginx.error_log();
+    let serious = serious_lines(&log);
+    assert!(serious.is_empty(), "{serious:#?}\n{log}");
+}
