@@ -18,6 +18,27 @@ use nginx_sys::{
 };
 use ngx::core::Status;
 
+// The bitfields of nginx's structures that bindgen lays out wrongly, read and
+// written in C (src/nginx_bits.c, compiled by build.rs against the same
+// headers as the bindings).
+extern "C" {
+    fn intermission_request_header_only(r: *mut ngx_http_request_t) -> ngx_uint_t;
+    fn intermission_request_set_header_only(r: *mut ngx_http_request_t);
+    fn intermission_request_internal(r: *mut ngx_http_request_t) -> ngx_uint_t;
+    fn intermission_request_discard_body(r: *mut ngx_http_request_t) -> ngx_uint_t;
+    fn intermission_request_hold_main(r: *mut ngx_http_request_t);
+    fn intermission_slab_log_nomem(pool: *mut nginx_sys::ngx_slab_pool_t, on: ngx_uint_t);
+}
+
+/// Turns the "no memory" alert of a slab pool's allocations on or off.
+///
+/// # Safety
+/// `pool` must be a live slab pool.
+pub unsafe fn set_slab_log_nomem(pool: *mut nginx_sys::ngx_slab_pool_t, on: bool) {
+    // SAFETY: the caller's contract; the function writes one flag.
+    unsafe { intermission_slab_log_nomem(pool, ngx_uint_t::from(on)) }
+}
+
 /// A header filter, as nginx chains them.
 pub type HeaderFilter = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
 
@@ -314,10 +335,14 @@ impl HttpRequest {
     /// for an answer sent later (by `finalize` after a `send_*`). A client
     /// that closes meanwhile ends the request, and with it what is attached.
     pub fn wait_after_content_phase(&self) {
+        // SAFETY: a live request, whose main request is live; the C helpers
+        // touch only its flags and the main request's count.
+        let discarding = unsafe {
+            intermission_request_hold_main(self.as_ptr());
+            intermission_request_discard_body(self.as_ptr()) != 0
+        };
         let r = self.raw_mut();
-        // SAFETY: the main request of a live request is live.
-        unsafe { (*r.main).set_count((*r.main).count() + 1) };
-        if r.discard_body() == 0 {
+        if !discarding {
             r.read_event_handler = Some(ngx_http_test_reading);
         }
         r.write_event_handler = Some(nginx_sys::ngx_http_request_empty_handler);
@@ -364,7 +389,7 @@ impl HttpRequest {
                 }
                 return Some(&(*(*slot).cast::<Attached<T>>()).value);
             }
-            if raw.internal() == 0 {
+            if intermission_request_internal(self.as_ptr()) == 0 {
                 return None;
             }
             let mut cleanup: *mut ngx_pool_cleanup_t = (*raw.pool).cleanup;
@@ -483,12 +508,15 @@ impl HttpRequest {
             }
         }
         if body.is_empty() {
-            self.raw_mut().set_header_only(1);
+            // SAFETY: a live request; the helper writes one flag.
+            unsafe { intermission_request_set_header_only(self.as_ptr()) };
         }
         // SAFETY: a live request whose response has not started; no Rust
         // reference into it is held across the call.
         let rc = unsafe { ngx_http_send_header(self.as_ptr()) };
-        if rc == Status::NGX_ERROR.0 || rc > Status::NGX_OK.0 || self.as_raw().header_only() != 0 {
+        // SAFETY: a live request; the helper reads one flag.
+        let header_only = unsafe { intermission_request_header_only(self.as_ptr()) } != 0;
+        if rc == Status::NGX_ERROR.0 || rc > Status::NGX_OK.0 || header_only {
             return rc;
         }
         let pool = self.as_raw().pool;

@@ -151,12 +151,14 @@ unsafe fn allocate_table(pool: &mut ngx_slab_pool_t) -> Option<*mut c_void> {
     let mut bytes = pool.pfree * page_size();
     // The free-page count is exact, but leave the slab its own bookkeeping if
     // the first try does not fit.
-    pool.set_log_nomem(0);
+    // SAFETY: the pool is valid (see above).
+    unsafe { crate::nginx::set_slab_log_nomem(pool, false) };
     while let Some(layout) = ZoneLayout::for_bytes(bytes) {
         // SAFETY: the pool is valid and unshared (see above).
         let memory = unsafe { nginx_sys::ngx_slab_calloc_locked(pool, layout.bytes()) };
         if !memory.is_null() {
-            pool.set_log_nomem(1);
+            // SAFETY: as above.
+            unsafe { crate::nginx::set_slab_log_nomem(pool, true) };
             // SAFETY: `memory` is zeroed, page-aligned and `layout.bytes()`
             // long; an all-zero slot (worker or app) is a free slot, and
             // the worker slots' tickets are set to "none" by `default`.
