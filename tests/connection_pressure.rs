@@ -28,9 +28,17 @@ fn release_under_pressure(connections: usize, held: usize, max_time: Option<&str
     let port = nginx.port();
     pause(port, "");
     let pending = start_in_order(port, held, |i| seq_request("/item/", i).keep_alive());
-    let figures = counters(port, "");
-    // With a max time, the first may be let go while the last arrive.
-    assert_eq!(figures.held_now + figures.timed_out, held as u64);
+    // Each is counted once the worker has run its phases, which may be a
+    // moment after it read it; with a max time, the first may be let go
+    // while the last arrive.
+    wait_until(
+        BOUND,
+        "every request to be counted held or timed out",
+        || {
+            let figures = counters(port, "");
+            figures.held_now + figures.timed_out == held as u64
+        },
+    );
     if max_time.is_none() {
         resume(port, "");
     }

@@ -54,6 +54,10 @@ fn metrics_show_every_app_and_its_counters() {
     // "shop": paused, two held now.
     pause(port, "?app=shop");
     let held = start_in_order(port, 2, |i| seq_request("/?app=shop&i=", i));
+    // nginx has read them; they count once their worker has run their phases.
+    wait_until(BOUND, "both to be held", || {
+        counters(port, "app=shop").held_now == 2
+    });
 
     let text = metrics(port);
     assert_series(&text, "intermission_paused{app=\"shop\"}", 1);
