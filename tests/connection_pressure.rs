@@ -81,7 +81,12 @@ fn seven_hundred_forty_held_in_debians_768_connections_are_all_released() {
     release_under_pressure(768, 740, None);
 }
 
+/// A max time longer than sending the 740 takes: they are all held before
+/// the first is let go. With a shorter one the first go upstream while the
+/// last connect, and the worker, at its 768, cannot accept some of the last
+/// (seen: 5 of 740 never reached nginx's request handling); README's
+/// operating notes say to size `worker_connections` for the longest pause.
 #[test]
 fn seven_hundred_forty_held_in_debians_768_connections_all_pass_at_their_max_time() {
-    release_under_pressure(768, 740, Some("2"));
+    release_under_pressure(768, 740, Some("10"));
 }
