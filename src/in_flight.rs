@@ -71,10 +71,14 @@ pub extern "C" fn request_finished(r: *mut ngx_http_request_t) -> ngx_int_t {
     })
 }
 
+const SWITCHING_PROTOCOLS: ngx_uint_t = NGX_HTTP_SWITCHING_PROTOCOLS as ngx_uint_t;
+
 /// The module's header filter: sees every answer's status as it goes out.
 pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls header filters with a live request.
-    if let Some(request) = unsafe { HttpRequest::from_raw(r) } {
+    let request = unsafe { HttpRequest::from_raw(r) };
+    // Every answer passes here: anything but a 101 goes on at once.
+    if let Some(request) = request.filter(|r| r.status() == SWITCHING_PROTOCOLS) {
         guard_ffi(request.log(), (), || {
             if let Some(main) = IntermissionModule::main_conf(request.as_raw()) {
                 answer_going_out(&request, main);
@@ -90,7 +94,7 @@ pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t 
 /// counted as upgraded until it ends. Every other answer: one comparison.
 #[inline]
 pub fn answer_going_out(r: &HttpRequest, main: &MainConf) {
-    if r.status() != NGX_HTTP_SWITCHING_PROTOCOLS as ngx_uint_t || !r.is_main() {
+    if r.status() != SWITCHING_PROTOCOLS || !r.is_main() {
         return;
     }
     let Some((outcome, counted)) = main.variables.counted_in_flight(r) else {
