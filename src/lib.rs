@@ -27,7 +27,7 @@ use nginx_sys::{
     ngx_array_push, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_int_t, ngx_module_t, ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
-    NGX_HTTP_SRV_CONF,
+    NGX_HTTP_SRV_CONF, NGX_LOG_NOTICE,
 };
 use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
@@ -46,6 +46,9 @@ mod zone;
 
 use config::{LocConf, MainConf};
 use nginx::guard_ffi;
+
+/// The version of CHANGELOG.md's top entry (scripts/check-version).
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 struct IntermissionModule;
 
@@ -219,6 +222,9 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     };
     // Without an http block the module has nothing to do.
     if let Some(zone) = IntermissionModule::main_conf(cycle).and_then(MainConf::zone) {
+        // Like nginx's own "nginx/1.x.y" line: which build is running, in the
+        // log of every start and reload.
+        ngx::ngx_log_error!(NGX_LOG_NOTICE, cycle.log, "intermission/{VERSION}");
         zone::begin_configuration(zone, nginx::worker_processes(cycle));
     }
     Status::NGX_OK.0
