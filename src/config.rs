@@ -7,6 +7,7 @@
 //! | `intermission_zone SIZE;`   | http                     |
 //! | `intermission_max_held N;`  | http, server, location   |
 //! | `intermission_max_pause T;` | http, server, location   |
+//! | `intermission_state_file P;`| http                     |
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
@@ -29,6 +30,9 @@ pub struct MainConf {
     /// size once the http block has been read.
     pub zone: *mut ngx_shm_zone_t,
     pub variables: VariableIndexes,
+    /// `intermission_state_file`: its full path (from the configuration's
+    /// pool), empty for `off`; `None` until the directive is seen.
+    pub state_file: Option<ngx_str_t>,
 }
 
 impl Default for MainConf {
@@ -36,6 +40,7 @@ impl Default for MainConf {
         MainConf {
             zone: ptr::null_mut(),
             variables: VariableIndexes::default(),
+            state_file: None,
         }
     }
 }
@@ -45,6 +50,14 @@ impl MainConf {
         // SAFETY: set at configuration time to a zone of this cycle, which
         // lives as long as the configuration that points to it.
         unsafe { self.zone.as_ref() }
+    }
+
+    /// The state file's path, if one is configured.
+    pub fn state_file(&self) -> Option<&[u8]> {
+        self.state_file
+            .as_ref()
+            .map(|path| path.as_bytes())
+            .filter(|path| !path.is_empty())
     }
 
     /// The zone's size, for messages that tell the operator what to enlarge.
@@ -235,6 +248,42 @@ pub extern "C" fn set_intermission_zone(
         }
         None => NGX_CONF_ERROR,
     }
+}
+
+/// `intermission_state_file PATH;` or `intermission_state_file off;`
+pub extern "C" fn set_intermission_state_file(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's main configuration.
+    let conf = unsafe { &mut *conf.cast::<MainConf>() };
+    if conf.state_file.is_some() {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: called by nginx for this directive, which takes one argument.
+    let mut path = unsafe { arguments(cf) }[0];
+    if path.as_bytes() == b"off" {
+        conf.state_file = Some(ngx_str_t::default());
+        return NGX_CONF_OK;
+    }
+    if path.is_empty() || path.as_bytes().ends_with(b"/") || path.as_bytes().contains(&0) {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "invalid path \"{path}\" in \"intermission_state_file\" directive, \
+             it must name a file, such as \"/var/lib/nginx/intermission/state\", or be \"off\""
+        );
+        return NGX_CONF_ERROR;
+    }
+    // A relative path is relative to nginx's prefix, as for nginx's own
+    // files; the full name is allocated in the configuration's pool.
+    // SAFETY: `cf` is the configuration being parsed; its cycle is live.
+    if unsafe { nginx_sys::ngx_conf_full_name((*cf).cycle, &mut path, 0) } != 0 {
+        return NGX_CONF_ERROR;
+    }
+    conf.state_file = Some(path);
+    NGX_CONF_OK
 }
 
 /// Without `intermission_zone`, the default zone.

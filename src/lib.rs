@@ -40,6 +40,7 @@ mod nginx;
 mod panic_probe;
 mod release;
 mod request;
+mod state_file;
 mod variables;
 mod worker_slot;
 mod zone;
@@ -134,7 +135,7 @@ unsafe impl HttpModuleLocationConf for IntermissionModule {
 }
 
 /// The module's directives; each is handled where its concern lives.
-static mut COMMANDS: [ngx_command_t; 6] = [
+static mut COMMANDS: [ngx_command_t; 7] = [
     ngx_command_t {
         name: ngx_string!("intermission"),
         type_: (NGX_HTTP_MAIN_CONF
@@ -181,6 +182,14 @@ static mut COMMANDS: [ngx_command_t; 6] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("intermission_state_file"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(config::set_intermission_state_file),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
@@ -221,11 +230,15 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         return Status::NGX_OK.0;
     };
     // Without an http block the module has nothing to do.
-    if let Some(zone) = IntermissionModule::main_conf(cycle).and_then(MainConf::zone) {
+    let main = IntermissionModule::main_conf(cycle);
+    if let Some((main, zone)) = main.and_then(|main| Some((main, main.zone()?))) {
         // Like nginx's own "nginx/1.x.y" line: which build is running, in the
         // log of every start and reload.
         ngx::ngx_log_error!(NGX_LOG_NOTICE, cycle.log, "intermission/{VERSION}");
         zone::begin_configuration(zone, nginx::worker_processes(cycle));
+        if let (Some(path), Some(header)) = (main.state_file(), zone::header(zone)) {
+            state_file::restore_if_new_zone(path, zone::table(header), cycle.log);
+        }
     }
     Status::NGX_OK.0
 }

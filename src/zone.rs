@@ -118,6 +118,7 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) ->
         Some(header) => {
             pool.data = header;
             zone.data = header;
+            crate::state_file::zone_created();
             // SAFETY: just written by `allocate_table`.
             let header = unsafe { &*header.cast::<TableHeader>() };
             ngx::ngx_log_error!(

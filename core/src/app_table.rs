@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::ids::{name_hash, AppId};
 use crate::in_flight::NameKey;
 use crate::pause::{AppState, PauseOutcome, ResumeOutcome, StopOutcome};
+use crate::state_file::{Restore, SavedApp};
 use crate::worker_slots::WorkerSlot;
 
 /// Longest `$app_name` the table stores.
@@ -22,7 +23,7 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 7;
+const LAYOUT_VERSION: u64 = 8;
 
 /// The version and the sizes of the three parts of the zone (header, worker
 /// slot, app slot), 16 bits each: a reload into a build where any of them
@@ -71,6 +72,27 @@ pub struct TableHeader {
     /// The newest configuration has more workers than `newest_workers` has
     /// bits: it is taken as running until it is replaced.
     newest_workers_uncounted: AtomicU64,
+    state_file: StateFileFigures,
+}
+
+/// The state file's figures (`intermission_state_file`), for status: wall
+/// clock times in Unix ms, 0 for never.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct StateFileFigures {
+    restored_at: AtomicU64,
+    restored_apps: AtomicU64,
+    saved_at: AtomicU64,
+    save_errors: AtomicU64,
+}
+
+/// A reading of `StateFileFigures`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StateFileCounts {
+    pub restored_at: Option<u64>,
+    pub restored_apps: u64,
+    pub saved_at: Option<u64>,
+    pub save_errors: u64,
 }
 
 const WORKER_WORDS: usize = 16;
@@ -89,6 +111,36 @@ impl TableHeader {
             configurations: AtomicU64::new(0),
             newest_workers: Default::default(),
             newest_workers_uncounted: AtomicU64::new(0),
+            state_file: StateFileFigures::default(),
+        }
+    }
+
+    /// The pause state was restored from the state file at `at`: `apps` of
+    /// its apps paused or stopped again.
+    pub fn record_state_restored(&self, at: u64, apps: u64) {
+        self.state_file.restored_apps.store(apps, Ordering::Relaxed);
+        self.state_file
+            .restored_at
+            .store(at.max(1), Ordering::Release);
+    }
+
+    /// The state file was written at `at`.
+    pub fn record_state_saved(&self, at: u64) {
+        self.state_file.saved_at.store(at.max(1), Ordering::Release);
+    }
+
+    /// A write of the state file failed.
+    pub fn record_state_save_error(&self) {
+        self.state_file.save_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn state_file_counts(&self) -> StateFileCounts {
+        let time = |at: &AtomicU64| Some(at.load(Ordering::Acquire)).filter(|&ms| ms != 0);
+        StateFileCounts {
+            restored_at: time(&self.state_file.restored_at),
+            restored_apps: self.state_file.restored_apps.load(Ordering::Relaxed),
+            saved_at: time(&self.state_file.saved_at),
+            save_errors: self.state_file.save_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -326,6 +378,28 @@ impl<'a> AppTable<'a> {
         self.state(app).end_pacing(now)
     }
 
+    /// Pauses or stops an app as the state file says it was when nginx
+    /// stopped (`saved`), at `now` on the monotonic clock and `wall_now` on
+    /// the wall clock: with its deadline, and its `since` as saved. What
+    /// becomes of it: paused again, or its deadline passed meanwhile.
+    pub fn restore(&self, app: AppId, saved: &SavedApp, now: u64, wall_now: u64) -> Restore {
+        let restore = saved.restore_at(wall_now);
+        if let Restore::Again {
+            stopped, remaining, ..
+        } = restore
+        {
+            let deadline = remaining.map(|ms| now.saturating_add(ms));
+            if stopped {
+                self.stop_until(app, now, deadline);
+            } else {
+                self.pause_until(app, now, deadline);
+            }
+            self.state(app)
+                .set_restored_since(saved.since.min(wall_now));
+        }
+        restore
+    }
+
     /// Resumes an app.
     pub fn resume(&self, app: AppId) -> ResumeOutcome {
         self.counted(self.state(app).resume())
@@ -379,6 +453,63 @@ mod tests {
     fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
         let slots = (0..capacity).map(|_| AppSlot::default()).collect();
         (TableHeader::new(capacity, 1, 0, NameKey([1, 2])), slots)
+    }
+
+    #[test]
+    fn a_restored_app_is_paused_or_stopped_with_its_deadline_and_since() {
+        let (header, slots) = table_of(8);
+        let table = AppTable::new(&header, &slots);
+        let saved = |name: &[u8], stopped, deadline| SavedApp {
+            name: name.to_vec(),
+            stopped,
+            since: 1_000_000,
+            deadline,
+        };
+        // Wall clock 1,010,000 is monotonic 50 here.
+        let (now, wall_now) = (50, 1_010_000);
+        let paused = table.find_or_add(b"paused", || ()).unwrap();
+        let outcome = table.restore(
+            paused,
+            &saved(b"paused", false, Some(1_070_000)),
+            now,
+            wall_now,
+        );
+        assert_eq!(
+            outcome,
+            Restore::Again {
+                stopped: false,
+                paused_for: 10_000,
+                remaining: Some(60_000)
+            }
+        );
+        let state = table.state(paused);
+        assert!(state.is_paused() && !state.is_stopped());
+        assert_eq!(state.deadline(), Some(60_050));
+        assert_eq!(state.restored_since(), Some(1_000_000));
+
+        let stopped = table.find_or_add(b"stopped", || ()).unwrap();
+        table.restore(stopped, &saved(b"stopped", true, None), now, wall_now);
+        assert!(table.state(stopped).is_stopped());
+        assert_eq!(table.state(stopped).deadline(), None);
+
+        let ended = table.find_or_add(b"ended", || ()).unwrap();
+        let outcome = table.restore(
+            ended,
+            &saved(b"ended", false, Some(1_004_000)),
+            now,
+            wall_now,
+        );
+        assert_eq!(outcome, Restore::Ended { late: 6_000 });
+        assert!(!table.state(ended).is_paused());
+        assert!(header.any_paused());
+
+        // A new pause is this zone's own: no restored `since`.
+        table.resume(paused);
+        table.pause_until(paused, 70, None);
+        assert_eq!(table.state(paused).restored_since(), None);
+        table.resume(paused);
+        table.resume(stopped);
+        assert!(!header.any_paused(), "the count of paused apps is in step");
     }
 
     #[test]

@@ -302,6 +302,19 @@ pub struct AppReport<'a> {
 }
 
 impl AppReport<'_> {
+    /// The app as a JSON object, on one line, with the state file's report
+    /// when one is configured.
+    pub fn json_with(&self, state_file: Option<&StateFileReport>) -> String {
+        let mut json = self.json();
+        if let Some(report) = state_file {
+            json.pop();
+            json.push(',');
+            json.push_str(&report.json_field());
+            json.push('}');
+        }
+        json
+    }
+
     /// The app as a JSON object, on one line.
     pub fn json(&self) -> String {
         let mut json = String::from("{\"app\":");
@@ -363,10 +376,12 @@ pub struct StatusAnswer {
     pub refused_at_shutdown: u64,
 }
 
-/// `status?all&format=json`: every app, in one object.
-pub fn status_all_json(apps: &[AppReport]) -> String {
+/// `status?all&format=json`: every app, in one object, and the state
+/// file's report when one is configured.
+pub fn status_all_json(apps: &[AppReport], state_file: Option<&StateFileReport>) -> String {
     let objects: Vec<String> = apps.iter().map(AppReport::json).collect();
-    format!("{{\"apps\":[{}]}}\n", objects.join(","))
+    let state_file = state_file.map_or(String::new(), |report| format!(",{}", report.json_field()));
+    format!("{{\"apps\":[{}]{state_file}}}\n", objects.join(","))
 }
 
 /// `status?all` as text: one line per app, its name (as in JSON and the
@@ -494,6 +509,77 @@ pub fn metrics_text(apps: &[AppReport]) -> String {
         }
     }
     text
+}
+
+/// What the status and the metrics say of the state file
+/// (`intermission_state_file`), when one is configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateFileReport {
+    /// When nginx restored the pause state from it (wall clock, Unix ms),
+    /// if it did: at the start of the zone, from a file it could read.
+    pub restored_at: Option<u64>,
+    /// Apps paused or stopped again from it (not those whose deadline had
+    /// passed).
+    pub restored_apps: u64,
+    /// Why the file could not be read, when it could not: nothing was
+    /// restored (a missing file is no error).
+    pub restore_error: Option<String>,
+    /// When it was last written, if it was since the zone began.
+    pub saved_at: Option<u64>,
+    /// Writes that failed (each one logged with its reason).
+    pub save_errors: u64,
+}
+
+impl StateFileReport {
+    /// `"state_file":{...}`, for the JSON status.
+    pub fn json_field(&self) -> String {
+        let time =
+            |ms: Option<u64>| ms.map_or("null".to_owned(), |ms| format!("\"{}\"", rfc3339(ms)));
+        let mut json = format!(
+            "\"state_file\":{{\"restored_at\":{},\"restored_apps\":{},\"restore_error\":",
+            time(self.restored_at),
+            self.restored_apps
+        );
+        match &self.restore_error {
+            Some(error) => push_json_string(&mut json, error.as_bytes()),
+            None => json.push_str("null"),
+        }
+        let _ = write!(
+            json,
+            ",\"saved_at\":{},\"save_errors\":{}}}",
+            time(self.saved_at),
+            self.save_errors
+        );
+        json
+    }
+
+    /// The state file's figures for Prometheus.
+    pub fn metrics(&self) -> String {
+        let seconds = |ms: Option<u64>| {
+            ms.map_or("0".to_owned(), |ms| {
+                format!("{}.{:03}", ms / 1000, ms % 1000)
+            })
+        };
+        format!(
+            "# HELP intermission_state_restored_timestamp_seconds When the pause state was restored \
+             from intermission_state_file (0: it was not).\n\
+             # TYPE intermission_state_restored_timestamp_seconds gauge\n\
+             intermission_state_restored_timestamp_seconds {}\n\
+             # HELP intermission_state_restored_apps Apps paused or stopped again from the state file.\n\
+             # TYPE intermission_state_restored_apps gauge\n\
+             intermission_state_restored_apps {}\n\
+             # HELP intermission_state_restore_failed Whether the state file could not be read at start (1): nothing was restored.\n\
+             # TYPE intermission_state_restore_failed gauge\n\
+             intermission_state_restore_failed {}\n\
+             # HELP intermission_state_save_errors_total Writes of the state file that failed.\n\
+             # TYPE intermission_state_save_errors_total counter\n\
+             intermission_state_save_errors_total {}\n",
+            seconds(self.restored_at),
+            self.restored_apps,
+            u64::from(self.restore_error.is_some()),
+            self.save_errors
+        )
+    }
 }
 
 /// Appends an app name as a Prometheus label value: its text (label values
@@ -787,7 +873,7 @@ mod tests {
                 serde_json::from_str(&report(name, RunState::Running).json()).unwrap();
             assert_eq!(parsed["app"], *String::from_utf8_lossy(name));
         }
-        let all = status_all_json(&[shop, report(b"blog", RunState::Stopped)]);
+        let all = status_all_json(&[shop, report(b"blog", RunState::Stopped)], None);
         assert!(all.starts_with("{\"apps\":[{\"app\":\"shop\""), "{all}");
         assert!(all.ends_with("\"refused_at_shutdown\":0}]}\n"), "{all}");
         assert_eq!(
@@ -797,7 +883,65 @@ mod tests {
             ]),
             "shop paused\nb\\x0ax stopped\n"
         );
-        assert_eq!(status_all_json(&[]), "{\"apps\":[]}\n");
+        assert_eq!(status_all_json(&[], None), "{\"apps\":[]}\n");
+    }
+
+    #[test]
+    fn the_state_file_report_is_valid_json_and_metrics() {
+        let restored = StateFileReport {
+            restored_at: Some(1_796_040_000_123),
+            restored_apps: 2,
+            restore_error: None,
+            saved_at: Some(1_796_040_001_000),
+            save_errors: 1,
+        };
+        let shop = report(b"shop", RunState::Paused);
+        let parsed: serde_json::Value =
+            serde_json::from_str(&shop.json_with(Some(&restored))).unwrap();
+        assert_eq!(parsed["app"], "shop");
+        assert_eq!(
+            parsed["state_file"]["restored_at"],
+            "2026-11-30T12:00:00.123Z"
+        );
+        assert_eq!(parsed["state_file"]["restored_apps"], 2);
+        assert_eq!(
+            parsed["state_file"]["restore_error"],
+            serde_json::Value::Null
+        );
+        assert_eq!(parsed["state_file"]["save_errors"], 1);
+        assert_eq!(shop.json_with(None), shop.json());
+
+        let failed = StateFileReport {
+            restore_error: Some("line 3: \"since\" is not a time".into()),
+            ..StateFileReport::default()
+        };
+        let all: serde_json::Value =
+            serde_json::from_str(&status_all_json(&[shop], Some(&failed))).unwrap();
+        assert_eq!(
+            all["state_file"]["restore_error"],
+            "line 3: \"since\" is not a time"
+        );
+        assert_eq!(all["state_file"]["restored_at"], serde_json::Value::Null);
+
+        let metrics = restored.metrics();
+        assert!(
+            metrics.contains("\nintermission_state_restored_timestamp_seconds 1796040000.123\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\nintermission_state_restored_apps 2\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\nintermission_state_restore_failed 0\n"),
+            "{metrics}"
+        );
+        assert!(failed
+            .metrics()
+            .contains("\nintermission_state_restore_failed 1\n"));
+        assert!(failed
+            .metrics()
+            .contains("\nintermission_state_restored_timestamp_seconds 0\n"));
     }
 
     #[test]

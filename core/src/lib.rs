@@ -15,7 +15,8 @@
 //! - `in_flight`: which counter counts a request let through, for drains;
 //! - `outcome`: what became of a request, for access logs;
 //! - `zone_layout`: how the shared zone is divided;
-//! - `control`: what the control endpoint understands and answers.
+//! - `control`: what the control endpoint understands and answers;
+//! - `state_file`: the pause state saved for a restart, and read back.
 
 #![forbid(unsafe_code)]
 
@@ -29,5 +30,6 @@ pub mod outcome;
 pub mod pause;
 pub mod queue;
 pub mod settings;
+pub mod state_file;
 pub mod worker_slots;
 pub mod zone_layout;

@@ -49,6 +49,10 @@ pub struct AppState {
     backlog_phase: AtomicU64,
     /// When the current (or last) pause began, on nginx's monotonic clock.
     paused_at: AtomicU64,
+    /// When a pause restored from the state file had begun, on the wall
+    /// clock (ms since the Unix epoch), since that may be before the
+    /// monotonic clock's start (a reboot); 0 for a pause begun here.
+    since_wall: AtomicU64,
     /// When the current pause ends by itself: `NO_DEADLINE`, a time, or
     /// `ENDING` once a worker has claimed the ending (so that a deadline
     /// moved at that moment is not lost silently).
@@ -156,6 +160,7 @@ impl AppState {
             first_ticket_of_pause: AtomicU64::new(0),
             backlog_phase: AtomicU64::new(1),
             paused_at: AtomicU64::new(0),
+            since_wall: AtomicU64::new(0),
             deadline: AtomicU64::new(NO_DEADLINE),
             counters: SharedCounters {
                 held_now: AtomicU64::new(0),
@@ -301,6 +306,7 @@ impl AppState {
             self.first_held_at.store(NOT_HELD, Ordering::Relaxed);
             self.longest_wait_done.store(0, Ordering::Relaxed);
             self.paused_at.store(now, Ordering::Release);
+            self.since_wall.store(0, Ordering::Release);
             self.deadline.store(
                 deadline.map_or(NO_DEADLINE, |d| d.clamp(1, ENDING - 1)),
                 Ordering::Release,
@@ -392,6 +398,18 @@ impl AppState {
     /// When the current (or last) pause began.
     pub fn paused_at(&self) -> Millis {
         self.paused_at.load(Ordering::Acquire)
+    }
+
+    /// When a pause restored from the state file began, on the wall clock;
+    /// `None` for a pause begun here (see `paused_at`).
+    pub fn restored_since(&self) -> Option<Millis> {
+        Some(self.since_wall.load(Ordering::Acquire)).filter(|&ms| ms != 0)
+    }
+
+    /// Marks the current pause as restored from the state file, begun at
+    /// `since` on the wall clock.
+    pub fn set_restored_since(&self, since: Millis) {
+        self.since_wall.store(since.max(1), Ordering::Release);
     }
 
     /// Ends the pause if its deadline has passed at `now`. Any worker may

@@ -232,6 +232,24 @@ proptest! {
     }
 
     #[test]
+    fn state_files_of_any_bytes(value in bytes(120)) {
+        invariants::state_file(&value);
+    }
+
+    #[test]
+    fn state_files_near_real_ones(value in bytes_of(b"intermission-state 1\nsaved 0123456789 paused stopped since= deadline=none name=%AF end apps=", 0..160)) {
+        invariants::state_file(&value);
+    }
+
+    #[test]
+    fn state_files_read_back_as_written(
+        saved in any::<u64>(),
+        apps in proptest::collection::vec((bytes(20), any::<bool>(), any::<u64>(), proptest::option::of(any::<u64>())), 0..6),
+    ) {
+        invariants::state_file_round_trip(saved, &apps);
+    }
+
+    #[test]
     fn max_times_of_any_bytes(value in bytes(40)) {
         invariants::max_time(&value);
     }

@@ -22,10 +22,11 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::NgxHttpCoreModule;
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
-use crate::config::LocConf;
+use crate::config::{LocConf, MainConf};
 use crate::nginx::guard_ffi;
 use crate::nginx::{self, HttpRequest};
 use crate::panic_probe::{self, Point};
+use crate::state_file;
 use crate::zone::{self, ZoneLock, ZONE_NAME};
 use crate::{release, IntermissionModule};
 use intermission_core::app_table::{AppTable, TableHeader};
@@ -147,12 +148,16 @@ fn control(r: HttpRequest) -> ngx_int_t {
             // The counts of a worker that died are taken back first.
             release::reclaim_dead_workers(now);
             let format = args.format_for(r.header_in(b"accept"));
+            let state_file = main.state_file().map(|_| state_file::report(table));
             if args.all {
                 let names = every_app(&r, zone, table, now);
                 let reports = reports_of(header, table, &names, now);
                 return match format {
                     Format::Text => r.send_text(HTTP_OK, status_all_text(&reports).as_bytes()),
-                    Format::Json => r.send_json(HTTP_OK, status_all_json(&reports).as_bytes()),
+                    Format::Json => r.send_json(
+                        HTTP_OK,
+                        status_all_json(&reports, state_file.as_ref()).as_bytes(),
+                    ),
                 };
             }
             let report = report(header, table, table.find(name), name, now);
@@ -165,7 +170,10 @@ fn control(r: HttpRequest) -> ngx_int_t {
                         RunState::Stopped => STOPPED,
                     },
                 ),
-                Format::Json => r.send_json(HTTP_OK, (report.json() + "\n").as_bytes()),
+                Format::Json => r.send_json(
+                    HTTP_OK,
+                    (report.json_with(state_file.as_ref()) + "\n").as_bytes(),
+                ),
             }
         }
         Action::Stop => {
@@ -182,8 +190,12 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 && table.state(app).move_deadline(deadline);
             // Whether this call set the deadline or a pause before it did.
             let until = Until(table.state(app).deadline().map(|d| d.saturating_sub(now)));
+            let changed = outcome != StopOutcome::AlreadyStopped || moved;
+            if changed {
+                save_state(main, table, &r);
+            }
             drop(lock);
-            if outcome == StopOutcome::AlreadyStopped && !moved {
+            if !changed {
                 return r.send_text(HTTP_NOT_MODIFIED, b"");
             }
             ngx_log_error!(
@@ -215,6 +227,9 @@ fn control(r: HttpRequest) -> ngx_int_t {
             let moved = outcome == PauseOutcome::AlreadyPaused
                 && args.ttl.is_some()
                 && table.state(app).move_deadline(deadline);
+            if outcome == PauseOutcome::Paused || moved || was_stopped {
+                save_state(main, table, &r);
+            }
             drop(lock);
             let until = Until(lasts);
             let changed = match outcome {
@@ -263,10 +278,14 @@ fn control(r: HttpRequest) -> ngx_int_t {
             release::reclaim_dead_workers(now);
             let names = every_app(&r, zone, table, now);
             let reports = reports_of(header, table, &names, now);
+            let mut metrics = metrics_text(&reports);
+            if main.state_file().is_some() {
+                metrics.push_str(&state_file::report(table).metrics());
+            }
             r.send_body(
                 HTTP_OK,
                 ngx::ngx_string!("text/plain; version=0.0.4; charset=utf-8"),
-                metrics_text(&reports).as_bytes(),
+                metrics.as_bytes(),
             )
         }
         Action::Disable => {
@@ -282,6 +301,9 @@ fn control(r: HttpRequest) -> ngx_int_t {
             let pacing_ended = outcome == ResumeOutcome::NotPaused
                 && args.rate.is_none()
                 && table.end_pacing(app, now);
+            if outcome != ResumeOutcome::NotPaused {
+                save_state(main, table, &r);
+            }
             drop(lock);
             match outcome {
                 ResumeOutcome::Resumed { held } => {
@@ -307,6 +329,14 @@ fn control(r: HttpRequest) -> ngx_int_t {
             release::state_changed();
             r.send_text(HTTP_OK, DISABLED)
         }
+    }
+}
+
+/// With `intermission_state_file`, writes the zone's pause state to it.
+/// Called with the zone's lock held, after a change.
+fn save_state(main: &MainConf, table: AppTable, r: &HttpRequest) {
+    if let Some(path) = main.state_file() {
+        state_file::save(path, table, r.log());
     }
 }
 
@@ -419,7 +449,11 @@ fn report<'n>(
     AppReport {
         name,
         state: run_state,
-        since: paused.then(|| wall(state.paused_at())),
+        since: paused.then(|| {
+            state
+                .restored_since()
+                .unwrap_or_else(|| wall(state.paused_at()))
+        }),
         deadline: state.deadline().filter(|_| paused).map(wall),
         held_in_pause: state.held_in_pause(),
         longest_wait_ms: state.longest_wait(now),

@@ -1296,3 +1296,57 @@ pub fn order_across_workers(ops: &[OrderOp]) {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// The state file
+
+/// Any bytes read as a state file: no panic; what reads is rendered back to
+/// the same file, and a rendered file reads back as itself; an error names a
+/// line of the input (from 1 to one past its last).
+pub fn state_file(bytes: &[u8]) {
+    use intermission_core::state_file::StateFile;
+    match StateFile::parse(bytes) {
+        Ok(file) => {
+            let text = file.render();
+            assert_eq!(StateFile::parse(text.as_bytes()).as_ref(), Ok(&file));
+            assert_eq!(
+                text.as_bytes(),
+                bytes,
+                "a file that reads is in its one written form"
+            );
+        }
+        Err(bad) => {
+            let lines = bytes.split(|&b| b == b'\n').count();
+            assert!(
+                bad.line >= 1 && bad.line <= lines + 1,
+                "{bad} for {lines} lines"
+            );
+            assert!(!bad.reason.is_empty());
+        }
+    }
+}
+
+/// A state file of these apps reads back as written, whatever their names.
+pub fn state_file_round_trip(saved: u64, apps: &[(Vec<u8>, bool, u64, Option<u64>)]) {
+    use intermission_core::state_file::{SavedApp, StateFile};
+    let mut names = std::collections::HashSet::new();
+    let file = StateFile {
+        saved,
+        apps: apps
+            .iter()
+            .filter(|(name, ..)| check_app_name(name).is_ok() && names.insert(name.clone()))
+            .map(|(name, stopped, since, deadline)| SavedApp {
+                name: name.clone(),
+                stopped: *stopped,
+                since: *since,
+                deadline: *deadline,
+            })
+            .collect(),
+    };
+    let text = file.render();
+    assert!(
+        text.lines().count() == file.apps.len() + 3,
+        "one line per app: {text}"
+    );
+    assert_eq!(StateFile::parse(text.as_bytes()), Ok(file));
+}

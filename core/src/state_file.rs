@@ -1,0 +1,458 @@
+//! The state file (`intermission_state_file`): the apps paused or stopped,
+//! written at each change so that a restarted nginx comes back paused.
+//!
+//! A text file, one app a line, every field named, times as wall-clock
+//! milliseconds since the Unix epoch (the zone keeps nginx's monotonic clock,
+//! which restarts with the machine):
+//!
+//! ```text
+//! intermission-state 1
+//! saved 1796040000000
+//! paused since=1796039990000 deadline=1796040600000 name=shop
+//! stopped since=1796039000000 deadline=none name=caf%C3%A9%20%E2%98%95
+//! end apps=2
+//! ```
+//!
+//! Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
+//! name fits on one line. The `end` line, with the count, tells a whole file
+//! from a cut one. The reader takes nothing on trust: any line it does not
+//! understand makes the whole file unreadable, with the line's number and the
+//! reason, and it never panics (property-tested and fuzzed).
+
+use std::fmt::{self, Write as _};
+
+use crate::app_table::MAX_APP_NAME_LEN;
+use crate::ids::Millis;
+
+/// The first line of every state file, with the format's version.
+const MAGIC: &str = "intermission-state 1";
+
+/// What the file says of one app: paused or stopped since a time, to end by
+/// itself at a deadline or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedApp {
+    pub name: Vec<u8>,
+    pub stopped: bool,
+    /// Wall clock, ms since the Unix epoch.
+    pub since: Millis,
+    pub deadline: Option<Millis>,
+}
+
+/// A whole state file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateFile {
+    /// When it was written (wall clock, ms).
+    pub saved: Millis,
+    pub apps: Vec<SavedApp>,
+}
+
+/// Why a state file cannot be read: the line (from 1) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadStateFile {
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for BadStateFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+impl StateFile {
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let mut text = String::with_capacity(64 + self.apps.len() * 80);
+        text.push_str(MAGIC);
+        text.push('\n');
+        let _ = writeln!(text, "saved {}", self.saved);
+        for app in &self.apps {
+            let _ = write!(
+                text,
+                "{} since={} deadline=",
+                if app.stopped { "stopped" } else { "paused" },
+                app.since
+            );
+            match app.deadline {
+                Some(deadline) => {
+                    let _ = write!(text, "{deadline}");
+                }
+                None => text.push_str("none"),
+            }
+            text.push_str(" name=");
+            push_encoded(&mut text, &app.name);
+            text.push('\n');
+        }
+        let _ = writeln!(text, "end apps={}", self.apps.len());
+        text
+    }
+
+    /// Reads a state file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<StateFile, BadStateFile> {
+        let text = std::str::from_utf8(bytes).map_err(|e| BadStateFile {
+            line: 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
+            reason: "not text (invalid UTF-8)".into(),
+        })?;
+        let mut lines = text
+            .split_terminator('\n')
+            .enumerate()
+            .map(|(i, l)| (i + 1, l));
+        let bad = |line: usize, reason: String| BadStateFile { line, reason };
+
+        match lines.next() {
+            Some((_, MAGIC)) => {}
+            Some((n, first)) if first.starts_with("intermission-state ") => {
+                return Err(bad(
+                    n,
+                    format!(
+                        "format \"{}\" is not one this module reads (\"{MAGIC}\")",
+                        clip(first)
+                    ),
+                ));
+            }
+            Some((n, _)) => {
+                return Err(bad(
+                    n,
+                    format!("not a state file: the first line is not \"{MAGIC}\""),
+                ))
+            }
+            None => return Err(bad(1, "empty".into())),
+        }
+        let saved = match lines.next() {
+            Some((n, line)) => match line.strip_prefix("saved ") {
+                Some(ms) => number(ms).ok_or_else(|| {
+                    bad(
+                        n,
+                        format!("\"saved\" is not a time in ms: \"{}\"", clip(ms)),
+                    )
+                })?,
+                None => return Err(bad(n, "expected \"saved MS\"".into())),
+            },
+            None => return Err(bad(2, "cut short: no \"saved\" line".into())),
+        };
+
+        let mut apps: Vec<SavedApp> = Vec::new();
+        let mut last = 2;
+        for (n, line) in lines.by_ref() {
+            last = n;
+            if let Some(count) = line.strip_prefix("end apps=") {
+                let count = number(count)
+                    .ok_or_else(|| bad(n, format!("bad count in \"{}\"", clip(line))))?;
+                if count != apps.len() as u64 {
+                    return Err(bad(
+                        n,
+                        format!("says {count} apps, the file has {}", apps.len()),
+                    ));
+                }
+                if let Some((n, _)) = lines.next() {
+                    return Err(bad(n, "text after the \"end\" line".into()));
+                }
+                return Ok(StateFile { saved, apps });
+            }
+            let app = parse_app(line).map_err(|reason| bad(n, reason))?;
+            if apps.iter().any(|a| a.name == app.name) {
+                return Err(bad(
+                    n,
+                    format!("app \"{}\" twice", clip(&encoded(&app.name))),
+                ));
+            }
+            apps.push(app);
+        }
+        Err(bad(last + 1, "cut short: no \"end\" line".into()))
+    }
+}
+
+/// `paused|stopped since=MS deadline=MS|none name=ENCODED`
+fn parse_app(line: &str) -> Result<SavedApp, String> {
+    let mut fields = line.split(' ');
+    let stopped = match fields.next() {
+        Some("paused") => false,
+        Some("stopped") => true,
+        _ => {
+            return Err(format!(
+                "expected \"paused\", \"stopped\" or \"end\": \"{}\"",
+                clip(line)
+            ))
+        }
+    };
+    let mut field = |key: &str| -> Result<&str, String> {
+        fields
+            .next()
+            .and_then(|f| f.strip_prefix(key)?.strip_prefix('='))
+            .ok_or_else(|| format!("expected \"{key}=\" in \"{}\"", clip(line)))
+    };
+    let since = field("since")?;
+    let since = number(since)
+        .ok_or_else(|| format!("\"since\" is not a time in ms: \"{}\"", clip(since)))?;
+    let deadline = match field("deadline")? {
+        "none" => None,
+        ms => Some(number(ms).ok_or_else(|| {
+            format!(
+                "\"deadline\" is not a time in ms or \"none\": \"{}\"",
+                clip(ms)
+            )
+        })?),
+    };
+    let name = decode(field("name")?)
+        .ok_or_else(|| format!("bad percent-encoding in the name: \"{}\"", clip(line)))?;
+    if name.len() > MAX_APP_NAME_LEN {
+        return Err(format!(
+            "a name of {} bytes, more than the {MAX_APP_NAME_LEN} allowed",
+            name.len()
+        ));
+    }
+    if fields.next().is_some() {
+        return Err(format!("text after the name: \"{}\"", clip(line)));
+    }
+    Ok(SavedApp {
+        name,
+        stopped,
+        since,
+        deadline,
+    })
+}
+
+/// A decimal number that fits u64, written as `render` writes it: digits
+/// only, no leading zero.
+fn number(text: &str) -> Option<u64> {
+    if text.is_empty()
+        || !text.bytes().all(|b| b.is_ascii_digit())
+        || (text.len() > 1 && text.starts_with('0'))
+    {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn push_encoded(text: &mut String, name: &[u8]) {
+    for &b in name {
+        if b.is_ascii_graphic() && b != b'%' {
+            text.push(char::from(b));
+        } else {
+            let _ = write!(text, "%{b:02X}");
+        }
+    }
+}
+
+fn encoded(name: &[u8]) -> String {
+    let mut text = String::new();
+    push_encoded(&mut text, name);
+    text
+}
+
+fn decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut name = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                // As `push_encoded` writes it: two upper-case hex digits,
+                // only for a byte that must be encoded.
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b))
+                {
+                    return None;
+                }
+                let byte = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                if byte.is_ascii_graphic() && byte != b'%' {
+                    return None;
+                }
+                name.push(byte);
+                i += 3;
+            }
+            b if b.is_ascii_graphic() => {
+                name.push(b);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(name)
+}
+
+/// At most 60 characters of a line, for an error message.
+fn clip(text: &str) -> String {
+    let mut clipped: String = text
+        .chars()
+        .take(60)
+        .flat_map(char::escape_default)
+        .collect();
+    if text.chars().count() > 60 {
+        clipped.push_str("...");
+    }
+    clipped
+}
+
+/// What becomes of a saved app when nginx starts at `now` (wall clock, ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// Paused (or stopped) again: since how long, and for how much longer.
+    Again {
+        stopped: bool,
+        paused_for: Millis,
+        remaining: Option<Millis>,
+    },
+    /// Its deadline passed while nginx was down: the pause is over, by
+    /// `late` ms.
+    Ended { late: Millis },
+}
+
+impl SavedApp {
+    /// What becomes of this app at `now`. A clock that went backwards
+    /// (`since` after `now`) counts as no time passed.
+    pub fn restore_at(&self, now: Millis) -> Restore {
+        match self.deadline {
+            Some(deadline) if deadline <= now => Restore::Ended {
+                late: now - deadline,
+            },
+            deadline => Restore::Again {
+                stopped: self.stopped,
+                paused_for: now.saturating_sub(self.since),
+                remaining: deadline.map(|d| d - now),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &[u8], stopped: bool, deadline: Option<u64>) -> SavedApp {
+        SavedApp {
+            name: name.to_vec(),
+            stopped,
+            since: 1_000,
+            deadline,
+        }
+    }
+
+    #[test]
+    fn a_file_reads_back_as_written() {
+        let file = StateFile {
+            saved: 1_796_040_000_000,
+            apps: vec![
+                app(b"shop", false, Some(1_796_040_600_000)),
+                app("café ☕".as_bytes(), true, None),
+                app(b"", false, None),
+                app(b"a%b c\n\x00\xff", false, Some(5)),
+            ],
+        };
+        let text = file.render();
+        assert!(
+            text.starts_with("intermission-state 1\nsaved 1796040000000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("paused since=1000 deadline=1796040600000 name=shop\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stopped since=1000 deadline=none name=caf%C3%A9%20%E2%98%95\n"),
+            "{text}"
+        );
+        assert!(text.contains("name=a%25b%20c%0A%00%FF\n"), "{text}");
+        assert!(text.ends_with("end apps=4\n"), "{text}");
+        assert_eq!(StateFile::parse(text.as_bytes()), Ok(file));
+    }
+
+    #[test]
+    fn no_app_is_an_empty_list() {
+        let file = StateFile {
+            saved: 7,
+            apps: vec![],
+        };
+        assert_eq!(file.render(), "intermission-state 1\nsaved 7\nend apps=0\n");
+        assert_eq!(StateFile::parse(file.render().as_bytes()), Ok(file));
+    }
+
+    #[test]
+    fn bad_files_name_the_line_and_the_reason() {
+        let cases: &[(&[u8], usize, &str)] = &[
+            (b"", 1, "empty"),
+            (b"hello\n", 1, "not a state file"),
+            (b"intermission-state 2\n", 1, "not one this module reads"),
+            (b"intermission-state 1\n", 2, "no \"saved\" line"),
+            (b"intermission-state 1\nsaved x\n", 2, "not a time"),
+            (b"intermission-state 1\nsaved 1\n", 3, "no \"end\" line"),
+            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a\n", 4, "no \"end\" line"),
+            (b"intermission-state 1\nsaved 1\nend apps=1\n", 3, "says 1 apps, the file has 0"),
+            (b"intermission-state 1\nsaved 1\nend apps=0\nmore\n", 4, "after the \"end\""),
+            (b"intermission-state 1\nsaved 1\nresumed since=1 deadline=none name=a\nend apps=1\n", 3, "expected \"paused\""),
+            (b"intermission-state 1\nsaved 1\npaused since=-1 deadline=none name=a\nend apps=1\n", 3, "\"since\""),
+            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=soon name=a\nend apps=1\n", 3, "\"deadline\""),
+            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a%G0\nend apps=1\n", 3, "percent-encoding"),
+            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a%2\nend apps=1\n", 3, "percent-encoding"),
+            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a extra\nend apps=1\n", 3, "after the name"),
+            (b"intermission-state 1\nsaved 1\npaused deadline=none since=1 name=a\nend apps=1\n", 3, "\"since=\""),
+            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a\npaused since=2 deadline=none name=a\nend apps=2\n", 4, "twice"),
+            (b"intermission-state 1\nsaved 99999999999999999999\nend apps=0\n", 2, "not a time"),
+            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=\xff\nend apps=1\n", 3, "UTF-8"),
+        ];
+        for (bytes, line, reason) in cases {
+            let err = StateFile::parse(bytes).expect_err(&String::from_utf8_lossy(bytes));
+            assert_eq!(
+                err.line,
+                *line,
+                "{err} for {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert!(
+                err.reason.contains(reason),
+                "{err} for {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn a_name_longer_than_an_app_name_may_be_is_refused() {
+        let long = vec![b'a'; MAX_APP_NAME_LEN + 1];
+        let text = StateFile {
+            saved: 1,
+            apps: vec![app(&long, false, None)],
+        }
+        .render();
+        let err = StateFile::parse(text.as_bytes()).unwrap_err();
+        assert!(err.reason.contains("allowed"), "{err}");
+    }
+
+    #[test]
+    fn a_deadline_that_passed_while_down_ends_the_pause() {
+        let paused = SavedApp {
+            name: b"a".to_vec(),
+            stopped: false,
+            since: 1_000,
+            deadline: Some(5_000),
+        };
+        assert_eq!(
+            paused.restore_at(4_000),
+            Restore::Again {
+                stopped: false,
+                paused_for: 3_000,
+                remaining: Some(1_000)
+            }
+        );
+        assert_eq!(paused.restore_at(5_000), Restore::Ended { late: 0 });
+        assert_eq!(paused.restore_at(9_000), Restore::Ended { late: 4_000 });
+        let stopped = SavedApp {
+            stopped: true,
+            deadline: None,
+            ..paused
+        };
+        assert_eq!(
+            stopped.restore_at(500),
+            Restore::Again {
+                stopped: true,
+                paused_for: 0,
+                remaining: None
+            }
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! `intermission_state_file`: the pause state kept on disk, so that nginx
+//! comes back paused after a restart.
+//!
+//! Every control call that changes an app's state writes the whole file
+//! (`intermission_core::state_file`) while it holds the zone's lock, so the
+//! last write is always the last state: a temporary file next to it, fsync,
+//! rename over it, fsync of the directory. A pause that ends at its deadline
+//! does not write: the file has the deadline, and a restart ends the pause
+//! by it.
+//!
+//! When nginx creates the zone (at start, or at a reload that replaces it),
+//! the master fills it from the file before it forks the workers. A missing
+//! file is normal; one that cannot be read is logged at `alert` and nginx
+//! starts with nothing paused.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use nginx_sys::{ngx_log_t, NGX_LOG_ALERT, NGX_LOG_NOTICE};
+use ngx::ngx_log_error;
+
+use intermission_core::app_table::AppTable;
+use intermission_core::control::StateFileReport;
+use intermission_core::settings::{AppLabel, Seconds};
+use intermission_core::state_file::{Restore, SavedApp, StateFile};
+
+use crate::nginx;
+
+/// Set when this process created the zone (not when a reload reused it):
+/// the configuration that starts next restores the file into it.
+static ZONE_IS_NEW: AtomicBool = AtomicBool::new(false);
+
+/// Why the last restore found the file unreadable. Written by the master
+/// before it forks the workers, which only read their copy.
+static RESTORE_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// The zone was just created, empty.
+pub fn zone_created() {
+    ZONE_IS_NEW.store(true, Ordering::Relaxed);
+}
+
+/// In the master, as a configuration starts: fills a zone it created from
+/// the file at `path`.
+pub fn restore_if_new_zone(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
+    if !ZONE_IS_NEW.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let path = Path::new(OsStr::from_bytes(path));
+    set_restore_error(None);
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log,
+                "intermission: no state file \"{}\" yet: nothing to restore",
+                path.display()
+            );
+            return;
+        }
+        Err(e) => return unreadable(path, &e.to_string(), log),
+    };
+    let file = match StateFile::parse(&bytes) {
+        Ok(file) => file,
+        Err(bad) => return unreadable(path, &bad.to_string(), log),
+    };
+
+    let (now, wall_now) = (nginx::now_ms(), nginx::wall_clock_ms());
+    let mut restored = 0;
+    for saved in &file.apps {
+        let Ok(app) = table.find_or_add(&saved.name, || ()) else {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                log,
+                "intermission: {} from the state file \"{}\" does not fit in the shared zone: \
+                 it is not paused; enlarge it with \"intermission_zone\"",
+                AppLabel(&saved.name),
+                path.display()
+            );
+            continue;
+        };
+        match table.restore(app, saved, now, wall_now) {
+            Restore::Again {
+                stopped,
+                paused_for,
+                remaining,
+            } => {
+                restored += 1;
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    log,
+                    "intermission: {} {} again from the state file, as for {}{}",
+                    AppLabel(&saved.name),
+                    if stopped { "stopped" } else { "paused" },
+                    Seconds(paused_for),
+                    Remaining(remaining)
+                );
+            }
+            Restore::Ended { late } => {
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    log,
+                    "intermission: the pause of {} ended while nginx was down: \
+                     its deadline passed {} ago",
+                    AppLabel(&saved.name),
+                    Seconds(late)
+                );
+            }
+        }
+    }
+    table.header().record_state_restored(wall_now, restored);
+}
+
+/// The file cannot be used: said at `alert`, and in the status.
+fn unreadable(path: &Path, why: &str, log: *mut ngx_log_t) {
+    ngx_log_error!(
+        NGX_LOG_ALERT,
+        log,
+        "intermission: cannot restore the pause state from \"{}\": {why}; \
+         starting with nothing paused",
+        path.display()
+    );
+    set_restore_error(Some(why.to_owned()));
+}
+
+fn set_restore_error(error: Option<String>) {
+    // The master sets it before forking; nothing else ever holds it.
+    if let Ok(mut slot) = RESTORE_ERROR.lock() {
+        *slot = error;
+    }
+}
+
+/// What the status and the metrics say of the state file.
+pub fn report(table: AppTable) -> StateFileReport {
+    let counts = table.header().state_file_counts();
+    StateFileReport {
+        restored_at: counts.restored_at,
+        restored_apps: counts.restored_apps,
+        restore_error: RESTORE_ERROR.lock().ok().and_then(|e| e.clone()),
+        saved_at: counts.saved_at,
+        save_errors: counts.save_errors,
+    }
+}
+
+/// Writes every paused or stopped app of `table` to the file at `path`.
+/// The caller holds the zone's lock, so writes follow the changes in order.
+/// A failure is logged at `alert` and counted; the change itself stands.
+pub fn save(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
+    let path = Path::new(OsStr::from_bytes(path));
+    let (now, wall_now) = (nginx::now_ms(), nginx::wall_clock_ms());
+    let wall = |at: u64| wall_now.saturating_sub(now.saturating_sub(at)) + at.saturating_sub(now);
+    let apps = table
+        .apps()
+        .filter_map(|app| {
+            let state = table.state(app);
+            state.is_paused().then(|| SavedApp {
+                name: table.name(app),
+                stopped: state.is_stopped(),
+                since: state
+                    .restored_since()
+                    .unwrap_or_else(|| wall(state.paused_at())),
+                deadline: state.deadline().map(wall),
+            })
+        })
+        .collect();
+    let file = StateFile {
+        saved: wall_now,
+        apps,
+    };
+    match write_atomically(path, file.render().as_bytes()) {
+        Ok(()) => table.header().record_state_saved(wall_now),
+        Err(e) => {
+            table.header().record_state_save_error();
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                log,
+                "intermission: cannot write the state file \"{}\": {e}; \
+                 a restart would not restore this change",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Replaces the file at `path` with `contents`, whole or not at all: a
+/// temporary file in the same directory, synced, renamed over it, and the
+/// directory synced so that the rename survives a crash.
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = Path::new(&temporary);
+    let written = (|| {
+        let mut file = File::create(temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(temporary, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(temporary);
+    }
+    written?;
+    File::open(dir)?.sync_all()
+}
+
+/// "and for N s more", or nothing for a pause with no deadline.
+struct Remaining(Option<u64>);
+
+impl std::fmt::Display for Remaining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ms) => write!(f, ", for at most {} more", Seconds(ms)),
+            None => f.write_str(", with no deadline"),
+        }
+    }
+}

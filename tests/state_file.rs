@@ -1,0 +1,323 @@
+//! `intermission_state_file`: a pause survives an nginx restart. Each test
+//! stops nginx and starts another on the same file, as `systemctl restart`
+//! does.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+/// A directory for one test's state file, outside any nginx prefix (each
+/// nginx of the test has its own), removed at the end.
+struct StateDir(PathBuf);
+
+impl StateDir {
+    fn new(test: &str) -> StateDir {
+        let dir = std::env::temp_dir()
+            .join("intermission-tests")
+            .join(format!("state-{test}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        StateDir(dir)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.0.join("state")
+    }
+
+    fn text(&self) -> String {
+        fs::read_to_string(self.file()).unwrap_or_default()
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn start(file: &Path, upstream: &Upstream) -> Nginx {
+    Nginx::start(
+        Config::new()
+            .workers(2)
+            .http(&format!("intermission_state_file {};", file.display()))
+            .server(&app_per_query_server(upstream)),
+    )
+}
+
+/// Waits until app `shop` holds `n` requests.
+fn wait_held(port: u16, n: u64) {
+    wait_until(BOUND, &format!("{n} held"), || {
+        status_json(port, "app=shop")["held_now"] == n
+    });
+}
+
+fn status_json(port: u16, query: &str) -> serde_json::Value {
+    let response = control(port, &format!("status?format=json&{query}"));
+    assert_eq!(response.status, 200, "{response:?}");
+    serde_json::from_slice(&response.body).unwrap_or_else(|e| panic!("{e}: {response:?}"))
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time the status wrote
+/// (`2026-11-30T12:00:00.123Z`), by comparing with a second status: only
+/// differences matter here, so it parses the time of day and the day.
+fn ms_of(time: &serde_json::Value) -> u64 {
+    let text = time
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {time}"));
+    let (date, clock) = text.trim_end_matches('Z').split_once('T').unwrap();
+    let day: u64 = date.rsplit('-').next().unwrap().parse().unwrap();
+    let mut parts = clock.split(':');
+    let hours: u64 = parts.next().unwrap().parse().unwrap();
+    let minutes: u64 = parts.next().unwrap().parse().unwrap();
+    let seconds: f64 = parts.next().unwrap().parse().unwrap();
+    ((day * 24 + hours) * 60 + minutes) * 60_000 + (seconds * 1000.0).round() as u64
+}
+
+#[test]
+fn a_pause_with_a_ttl_survives_a_restart_and_a_disable_releases_what_the_new_nginx_holds() {
+    let dir = StateDir::new("ttl");
+    let upstream = Upstream::start();
+    let first = start(&dir.file(), &upstream);
+    pause(first.port(), "?app=shop&ttl=10m");
+    let before = status_json(first.port(), "app=shop");
+    assert!(dir.text().contains(" name=shop\n"), "{}", dir.text());
+    first.stop();
+
+    let second = start(&dir.file(), &upstream);
+    let port = second.port();
+    let after = status_json(port, "app=shop");
+    assert_eq!(after["state"], "paused", "{after}");
+    for key in ["since", "deadline"] {
+        let (was, is) = (ms_of(&before[key]), ms_of(&after[key]));
+        assert!(
+            was.abs_diff(is) <= 50,
+            "{key} was {} and is {}",
+            before[key],
+            after[key]
+        );
+    }
+    assert_eq!(after["state_file"]["restored_apps"], 1, "{after}");
+    assert!(after["state_file"]["restored_at"].is_string(), "{after}");
+    assert!(after["state_file"]["restore_error"].is_null(), "{after}");
+    second.wait_for_error_line("saying shop was restored", |l| {
+        l.contains("[notice]") && l.contains("app \"shop\" paused again from the state file")
+    });
+    // Another app was never paused: it runs.
+    assert_passes(
+        port,
+        Request::get("/?app=blog"),
+        "an app that was not paused",
+    );
+
+    let held = start_held(port, Request::get("/?app=shop"));
+    wait_held(second.port(), 1);
+    assert_still_held([&held]);
+    assert_eq!(
+        upstream.count(),
+        1,
+        "only blog's request reached the upstream"
+    );
+    resume(port, "?app=shop");
+    assert_from_upstream(&held.finish(), "the request held by the restarted nginx");
+    assert_eq!(status_json(port, "app=shop")["state"], "running");
+    assert!(
+        !dir.text().contains("name=shop"),
+        "the resume is saved: {}",
+        dir.text()
+    );
+    assert_no_serious_lines(&second);
+}
+
+#[test]
+fn a_ttl_that_runs_out_while_nginx_is_down_ends_the_pause() {
+    let dir = StateDir::new("expired");
+    let upstream = Upstream::start();
+    let first = start(&dir.file(), &upstream);
+    pause(first.port(), "?app=shop&ttl=1s");
+    first.stop();
+    std::thread::sleep(Duration::from_millis(1_300));
+
+    let second = start(&dir.file(), &upstream);
+    let status = status_json(second.port(), "app=shop");
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["state_file"]["restored_apps"], 0, "{status}");
+    second.wait_for_error_line("saying the pause ended", |l| {
+        l.contains("[notice]") && l.contains("the pause of app \"shop\" ended while nginx was down")
+    });
+    assert_passes(
+        second.port(),
+        Request::get("/?app=shop"),
+        "the app whose pause ended",
+    );
+}
+
+#[test]
+fn a_stop_is_restored_as_a_stop() {
+    let dir = StateDir::new("stop");
+    let upstream = Upstream::start();
+    let first = start(&dir.file(), &upstream);
+    assert_eq!(control(first.port(), "stop?app=shop").status, 200);
+    first.stop();
+
+    let second = start(&dir.file(), &upstream);
+    assert_eq!(status_json(second.port(), "app=shop")["state"], "stopped");
+    let answer = Request::get("/?app=shop").send(second.port());
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.header("retry-after").is_some(), "{answer:?}");
+    assert_eq!(upstream.count(), 0);
+    resume(second.port(), "?app=shop");
+    assert_passes(
+        second.port(),
+        Request::get("/?app=shop"),
+        "after the disable",
+    );
+}
+
+#[test]
+fn a_corrupt_file_is_logged_and_nginx_starts_with_nothing_paused() {
+    let dir = StateDir::new("corrupt");
+    fs::write(
+        dir.file(),
+        "intermission-state 1\nsaved 1\npaused since=x deadline=none name=shop\n",
+    )
+    .unwrap();
+    let upstream = Upstream::start();
+    let nginx = start(&dir.file(), &upstream);
+    let line = nginx.wait_for_error_line("saying the file is unreadable", |l| {
+        l.contains("[alert]") && l.contains("cannot restore the pause state from")
+    });
+    assert!(
+        line.contains("line 3") && line.contains("starting with nothing paused"),
+        "{line}"
+    );
+    let status = status_json(nginx.port(), "app=shop");
+    assert_eq!(status["state"], "running", "{status}");
+    assert!(
+        status["state_file"]["restore_error"]
+            .as_str()
+            .unwrap()
+            .contains("line 3"),
+        "{status}"
+    );
+    assert!(status["state_file"]["restored_at"].is_null(), "{status}");
+    let metrics = control(nginx.port(), "metrics").text();
+    assert!(
+        metrics.contains("\nintermission_state_restore_failed 1\n"),
+        "{metrics}"
+    );
+    assert_passes(
+        nginx.port(),
+        Request::get("/?app=shop"),
+        "nothing is paused",
+    );
+
+    // The next change writes a good file over it.
+    pause(nginx.port(), "?app=shop");
+    assert!(
+        dir.text().starts_with("intermission-state 1\n"),
+        "{}",
+        dir.text()
+    );
+    assert!(dir.text().ends_with("end apps=1\n"), "{}", dir.text());
+}
+
+#[test]
+fn an_unwritable_place_is_logged_and_the_pause_still_works() {
+    let dir = StateDir::new("unwritable");
+    // A file where the directory should be: no user, root included, can
+    // create the state file there.
+    fs::write(dir.0.join("not-a-directory"), "").unwrap();
+    let file = dir.0.join("not-a-directory").join("state");
+    let upstream = Upstream::start();
+    let nginx = start(&file, &upstream);
+    pause(nginx.port(), "?app=shop");
+    let line = nginx.wait_for_error_line("saying the write failed", |l| {
+        l.contains("[alert]") && l.contains("cannot write the state file")
+    });
+    assert!(
+        line.contains("a restart would not restore this change"),
+        "{line}"
+    );
+    let status = status_json(nginx.port(), "app=shop");
+    assert_eq!(status["state"], "paused", "the pause stands: {status}");
+    assert_eq!(status["state_file"]["save_errors"], 1, "{status}");
+    assert!(status["state_file"]["saved_at"].is_null(), "{status}");
+    let held = start_held(nginx.port(), Request::get("/?app=shop"));
+    wait_held(nginx.port(), 1);
+    resume(nginx.port(), "?app=shop");
+    assert_from_upstream(&held.finish(), "held while the file could not be written");
+}
+
+#[test]
+fn a_reload_keeps_the_zone_and_a_reload_that_replaces_it_restores_the_file() {
+    let dir = StateDir::new("reload");
+    let upstream = Upstream::start();
+    let config = |zone: &str| {
+        Config::new()
+            .workers(2)
+            .http(&format!(
+                "intermission_state_file {}; intermission_zone {zone};",
+                dir.file().display()
+            ))
+            .server(&app_per_query_server(&upstream))
+    };
+    let nginx = Nginx::start(config("1m"));
+    let port = nginx.port();
+    pause(port, "?app=shop&ttl=10m");
+    let before = status_json(port, "app=shop");
+
+    // Same zone: it carries the pause; nothing is restored.
+    nginx.reload();
+    let after = status_json(port, "app=shop");
+    assert_eq!(after["state"], "paused");
+    assert!(ms_of(&after["since"]).abs_diff(ms_of(&before["since"])) <= 50);
+    assert!(after["state_file"]["restored_at"].is_null(), "{after}");
+
+    // Another size: nginx replaces the zone, and the file fills the new one.
+    nginx.rewrite_config(config("2m"));
+    nginx.reload();
+    let replaced = status_json(port, "app=shop");
+    assert_eq!(replaced["state"], "paused", "{replaced}");
+    assert_eq!(replaced["state_file"]["restored_apps"], 1, "{replaced}");
+    assert!(ms_of(&before["deadline"]).abs_diff(ms_of(&replaced["deadline"])) <= 50);
+    let held = start_held(port, Request::get("/?app=shop"));
+    wait_held(nginx.port(), 1);
+    resume(port, "?app=shop");
+    assert_from_upstream(&held.finish(), "held after the reload");
+    assert_no_serious_lines(&nginx);
+}
+
+#[test]
+fn bad_paths_fail_nginx_t_naming_the_directive() {
+    let upstream = Upstream::start();
+    for (value, says) in [("/var/lib/", "invalid path"), ("\"\"", "invalid path")] {
+        let (ok, output) = Nginx::test_config(
+            &Config::new()
+                .http(&format!("intermission_state_file {value};"))
+                .server(&app_per_query_server(&upstream)),
+        );
+        assert!(!ok, "{value} accepted: {output}");
+        assert!(
+            output.contains(says) && output.contains("\"intermission_state_file\""),
+            "{output}"
+        );
+    }
+    let (ok, output) = Nginx::test_config(
+        &Config::new()
+            .http("intermission_state_file off;")
+            .server(&app_per_query_server(&upstream)),
+    );
+    assert!(ok, "off: {output}");
+    let (ok, output) = Nginx::test_config(
+        &Config::new()
+            .http("intermission_state_file a; intermission_state_file b;")
+            .server(&app_per_query_server(&upstream)),
+    );
+    assert!(!ok && output.contains("is duplicate"), "{output}");
+}
