@@ -252,8 +252,12 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     if !nginx::is_worker_process() && !nginx::is_single_process() {
         return Status::NGX_OK.0;
     }
-    if let Some(zone) = IntermissionModule::main_conf(cycle).and_then(MainConf::zone) {
+    let main = IntermissionModule::main_conf(cycle);
+    if let Some((main, zone)) = main.and_then(|main| Some((main, main.zone()?))) {
         guard_ffi(cycle.log, (), || release::start_worker(zone));
+        if let Some(path) = main.state_file() {
+            guard_ffi(cycle.log, (), || state_file::start_watching(path, zone));
+        }
     }
     Status::NGX_OK.0
 }
@@ -273,6 +277,7 @@ unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
             zone::worker_exits(zone, nginx::worker_number());
         }
         guard_ffi(cycle.log, (), release::stop_worker);
+        guard_ffi(cycle.log, (), state_file::stop_watching);
     }
 }
 

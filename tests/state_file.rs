@@ -184,7 +184,7 @@ fn a_corrupt_file_is_logged_and_nginx_starts_with_nothing_paused() {
     let dir = StateDir::new("corrupt");
     fs::write(
         dir.file(),
-        "intermission-state 1\nsaved 1\npaused since=x deadline=none name=shop\n",
+        "intermission-state 1\nsaved 1 generation 1\npaused since=x deadline=none name=shop\n",
     )
     .unwrap();
     let upstream = Upstream::start();

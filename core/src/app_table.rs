@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::ids::{name_hash, AppId};
 use crate::in_flight::NameKey;
 use crate::pause::{AppState, PauseOutcome, ResumeOutcome, StopOutcome};
-use crate::state_file::{Restore, SavedApp};
+use crate::state_file::{Restore, SavedApp, StateFile};
 use crate::worker_slots::WorkerSlot;
 
 /// Longest `$app_name` the table stores.
@@ -38,6 +38,19 @@ pub fn layout_stamp() -> u64 {
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct TableFull;
+
+/// What applying another nginx's state file did to an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Paused,
+    Stopped,
+    Resumed,
+    DeadlineMoved,
+}
+
+/// Deadlines closer than this are the same deadline, seen through two
+/// conversions between the monotonic and the wall clock.
+const DEADLINE_SLACK_MS: u64 = 1_000;
 
 /// Zone-wide figures, in front of the slots.
 #[repr(C)]
@@ -80,6 +93,9 @@ pub struct TableHeader {
 #[repr(C)]
 #[derive(Debug, Default)]
 struct StateFileFigures {
+    /// The generation of the state this zone last wrote to the file or took
+    /// from it (see `state_file`).
+    generation: AtomicU64,
     restored_at: AtomicU64,
     restored_apps: AtomicU64,
     saved_at: AtomicU64,
@@ -122,6 +138,24 @@ impl TableHeader {
         self.state_file
             .restored_at
             .store(at.max(1), Ordering::Release);
+    }
+
+    /// The generation of the next write of the state file. The caller holds
+    /// the zone's lock.
+    pub fn next_state_generation(&self) -> u64 {
+        self.state_file.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The generation of the state this zone has: the last it wrote or took.
+    pub fn state_generation(&self) -> u64 {
+        self.state_file.generation.load(Ordering::Acquire)
+    }
+
+    /// This zone has the state of `generation` now (taken from the file).
+    pub fn adopt_state_generation(&self, generation: u64) {
+        self.state_file
+            .generation
+            .fetch_max(generation, Ordering::AcqRel);
     }
 
     /// The state file was written at `at`.
@@ -400,6 +434,75 @@ impl<'a> AppTable<'a> {
         restore
     }
 
+    /// Makes this table's apps what a state file written by another nginx
+    /// (the other binary of a binary upgrade) says, at `now` (monotonic)
+    /// and `wall_now`: apps paused here and not there are resumed; apps
+    /// paused or stopped there are so here, with its deadline. Returns what
+    /// changed, app by app, and the names that found no room.
+    pub fn apply_state_file(
+        &self,
+        file: &StateFile,
+        now: u64,
+        wall_now: u64,
+    ) -> (Vec<(AppId, Applied)>, Vec<Vec<u8>>) {
+        let mut changed = Vec::new();
+        for app in self.apps() {
+            let name = self.name(app);
+            if self.state(app).is_paused() && !file.apps.iter().any(|a| a.name == name) {
+                if let ResumeOutcome::Resumed { .. } = self.resume(app) {
+                    changed.push((app, Applied::Resumed));
+                }
+            }
+        }
+        let mut no_room = Vec::new();
+        for saved in &file.apps {
+            let Ok(app) = self.find_or_add(&saved.name, || ()) else {
+                no_room.push(saved.name.clone());
+                continue;
+            };
+            let state = self.state(app);
+            let (stopped, remaining) = match saved.restore_at(wall_now) {
+                Restore::Ended { .. } => {
+                    if let ResumeOutcome::Resumed { .. } = self.resume(app) {
+                        changed.push((app, Applied::Resumed));
+                    }
+                    continue;
+                }
+                Restore::Again {
+                    stopped, remaining, ..
+                } => (stopped, remaining),
+            };
+            let deadline = remaining.map(|ms| now.saturating_add(ms));
+            let applied = if !state.is_paused() {
+                self.restore(app, saved, now, wall_now);
+                Some(if stopped {
+                    Applied::Stopped
+                } else {
+                    Applied::Paused
+                })
+            } else if stopped && !state.is_stopped() {
+                self.stop_until(app, now, deadline);
+                Some(Applied::Stopped)
+            } else if !stopped && state.is_stopped() {
+                self.pause_until(app, now, deadline);
+                Some(Applied::Paused)
+            } else {
+                None
+            };
+            // The two clocks are converted both ways: a deadline within a
+            // second of the file's is the same one.
+            let moved = state.deadline().map_or(deadline.is_some(), |d| {
+                deadline.is_none_or(|want| d.abs_diff(want) > DEADLINE_SLACK_MS)
+            }) && state.move_deadline(deadline);
+            match (applied, moved) {
+                (Some(applied), _) => changed.push((app, applied)),
+                (None, true) => changed.push((app, Applied::DeadlineMoved)),
+                (None, false) => {}
+            }
+        }
+        (changed, no_room)
+    }
+
     /// Resumes an app.
     pub fn resume(&self, app: AppId) -> ResumeOutcome {
         self.counted(self.state(app).resume())
@@ -453,6 +556,79 @@ mod tests {
     fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
         let slots = (0..capacity).map(|_| AppSlot::default()).collect();
         (TableHeader::new(capacity, 1, 0, NameKey([1, 2])), slots)
+    }
+
+    #[test]
+    fn another_nginx_state_file_is_applied_app_by_app() {
+        let (header, slots) = table_of(8);
+        let table = AppTable::new(&header, &slots);
+        let (now, wall_now) = (50, 1_010_000);
+        let saved = |name: &[u8], stopped, deadline| SavedApp {
+            name: name.to_vec(),
+            stopped,
+            since: 1_000_000,
+            deadline,
+        };
+        let id = |name: &[u8]| table.find_or_add(name, || ()).unwrap();
+        // Here: a and b paused, c stopped, d running.
+        table.pause_until(id(b"a"), 10, None);
+        table.pause_until(id(b"b"), 10, Some(100_000));
+        table.stop_until(id(b"c"), 10, None);
+        id(b"d");
+        let file = StateFile {
+            saved: wall_now,
+            generation: 2,
+            apps: vec![
+                // b: the same pause, its deadline moved by a ttl.
+                saved(b"b", false, Some(1_310_000)),
+                // c: paused there (an enable on the stopped app).
+                saved(b"c", false, None),
+                // d: stopped there.
+                saved(b"d", true, Some(1_070_000)),
+                // e: new, paused there.
+                saved(b"e", false, None),
+                // f: its deadline passed.
+                saved(b"f", false, Some(1_000_500)),
+            ],
+        };
+        let (changed, no_room) = table.apply_state_file(&file, now, wall_now);
+        assert!(no_room.is_empty());
+        let mut changed: Vec<(Vec<u8>, Applied)> = changed
+            .into_iter()
+            .map(|(app, what)| (table.name(app), what))
+            .collect();
+        changed.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            changed,
+            vec![
+                (b"a".to_vec(), Applied::Resumed),
+                (b"b".to_vec(), Applied::DeadlineMoved),
+                (b"c".to_vec(), Applied::Paused),
+                (b"d".to_vec(), Applied::Stopped),
+                (b"e".to_vec(), Applied::Paused),
+            ]
+        );
+        let state = |name: &[u8]| table.state(table.find(name).unwrap());
+        assert!(!state(b"a").is_paused());
+        assert_eq!(state(b"b").deadline(), Some(300_050));
+        assert!(state(b"c").is_paused() && !state(b"c").is_stopped());
+        assert!(state(b"d").is_stopped());
+        assert_eq!(state(b"d").deadline(), Some(60_050));
+        assert!(state(b"e").is_paused());
+        assert!(!state(b"f").is_paused());
+
+        // The same file again changes nothing.
+        let (changed, _) = table.apply_state_file(&file, now, wall_now);
+        assert!(changed.is_empty(), "{changed:?}");
+        // An empty one resumes everything.
+        let empty = StateFile {
+            saved: wall_now,
+            generation: 3,
+            apps: vec![],
+        };
+        let (changed, _) = table.apply_state_file(&empty, now, wall_now);
+        assert_eq!(changed.len(), 4);
+        assert!(!header.any_paused());
     }
 
     #[test]

@@ -7,13 +7,16 @@
 //!
 //! ```text
 //! intermission-state 1
-//! saved 1796040000000
+//! saved 1796040000000 generation 7
 //! paused since=1796039990000 deadline=1796040600000 name=shop
 //! stopped since=1796039000000 deadline=none name=caf%C3%A9%20%E2%98%95
 //! end apps=2
 //! ```
 //!
-//! Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
+//! The generation counts the writes (each zone keeps the last it wrote or
+//! applied): nginx binaries that run side by side during a binary upgrade,
+//! each with its own zone, take from the file only a state newer than
+//! their own. Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
 //! name fits on one line. The `end` line, with the count, tells a whole file
 //! from a cut one. The reader takes nothing on trust: any line it does not
 //! understand makes the whole file unreadable, with the line's number and the
@@ -43,6 +46,8 @@ pub struct SavedApp {
 pub struct StateFile {
     /// When it was written (wall clock, ms).
     pub saved: Millis,
+    /// The write's number: one more than the state it replaced.
+    pub generation: u64,
     pub apps: Vec<SavedApp>,
 }
 
@@ -65,7 +70,7 @@ impl StateFile {
         let mut text = String::with_capacity(64 + self.apps.len() * 80);
         text.push_str(MAGIC);
         text.push('\n');
-        let _ = writeln!(text, "saved {}", self.saved);
+        let _ = writeln!(text, "saved {} generation {}", self.saved, self.generation);
         for app in &self.apps {
             let _ = write!(
                 text,
@@ -121,16 +126,19 @@ impl StateFile {
             }
             None => return Err(bad(1, "empty".into())),
         }
-        let saved = match lines.next() {
-            Some((n, line)) => match line.strip_prefix("saved ") {
-                Some(ms) => number(ms).ok_or_else(|| {
+        let (saved, generation) = match lines.next() {
+            Some((n, line)) => {
+                let parsed = line.strip_prefix("saved ").and_then(|rest| {
+                    let (ms, generation) = rest.split_once(" generation ")?;
+                    Some((number(ms)?, number(generation)?))
+                });
+                parsed.ok_or_else(|| {
                     bad(
                         n,
-                        format!("\"saved\" is not a time in ms: \"{}\"", clip(ms)),
+                        format!("expected \"saved MS generation N\": \"{}\"", clip(line)),
                     )
-                })?,
-                None => return Err(bad(n, "expected \"saved MS\"".into())),
-            },
+                })?
+            }
             None => return Err(bad(2, "cut short: no \"saved\" line".into())),
         };
 
@@ -150,7 +158,11 @@ impl StateFile {
                 if let Some((n, _)) = lines.next() {
                     return Err(bad(n, "text after the \"end\" line".into()));
                 }
-                return Ok(StateFile { saved, apps });
+                return Ok(StateFile {
+                    saved,
+                    generation,
+                    apps,
+                });
             }
             let app = parse_app(line).map_err(|reason| bad(n, reason))?;
             if apps.iter().any(|a| a.name == app.name) {
@@ -337,6 +349,7 @@ mod tests {
     fn a_file_reads_back_as_written() {
         let file = StateFile {
             saved: 1_796_040_000_000,
+            generation: 7,
             apps: vec![
                 app(b"shop", false, Some(1_796_040_600_000)),
                 app("café ☕".as_bytes(), true, None),
@@ -346,7 +359,7 @@ mod tests {
         };
         let text = file.render();
         assert!(
-            text.starts_with("intermission-state 1\nsaved 1796040000000\n"),
+            text.starts_with("intermission-state 1\nsaved 1796040000000 generation 7\n"),
             "{text}"
         );
         assert!(
@@ -366,9 +379,13 @@ mod tests {
     fn no_app_is_an_empty_list() {
         let file = StateFile {
             saved: 7,
+            generation: 0,
             apps: vec![],
         };
-        assert_eq!(file.render(), "intermission-state 1\nsaved 7\nend apps=0\n");
+        assert_eq!(
+            file.render(),
+            "intermission-state 1\nsaved 7 generation 0\nend apps=0\n"
+        );
         assert_eq!(StateFile::parse(file.render().as_bytes()), Ok(file));
     }
 
@@ -379,21 +396,22 @@ mod tests {
             (b"hello\n", 1, "not a state file"),
             (b"intermission-state 2\n", 1, "not one this module reads"),
             (b"intermission-state 1\n", 2, "no \"saved\" line"),
-            (b"intermission-state 1\nsaved x\n", 2, "not a time"),
-            (b"intermission-state 1\nsaved 1\n", 3, "no \"end\" line"),
-            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a\n", 4, "no \"end\" line"),
-            (b"intermission-state 1\nsaved 1\nend apps=1\n", 3, "says 1 apps, the file has 0"),
-            (b"intermission-state 1\nsaved 1\nend apps=0\nmore\n", 4, "after the \"end\""),
-            (b"intermission-state 1\nsaved 1\nresumed since=1 deadline=none name=a\nend apps=1\n", 3, "expected \"paused\""),
-            (b"intermission-state 1\nsaved 1\npaused since=-1 deadline=none name=a\nend apps=1\n", 3, "\"since\""),
-            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=soon name=a\nend apps=1\n", 3, "\"deadline\""),
-            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a%G0\nend apps=1\n", 3, "percent-encoding"),
-            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a%2\nend apps=1\n", 3, "percent-encoding"),
-            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a extra\nend apps=1\n", 3, "after the name"),
-            (b"intermission-state 1\nsaved 1\npaused deadline=none since=1 name=a\nend apps=1\n", 3, "\"since=\""),
-            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=a\npaused since=2 deadline=none name=a\nend apps=2\n", 4, "twice"),
-            (b"intermission-state 1\nsaved 99999999999999999999\nend apps=0\n", 2, "not a time"),
-            (b"intermission-state 1\nsaved 1\npaused since=1 deadline=none name=\xff\nend apps=1\n", 3, "UTF-8"),
+            (b"intermission-state 1\nsaved x generation 1\n", 2, "expected \"saved MS generation N\""),
+            (b"intermission-state 1\nsaved 1\n", 2, "expected \"saved MS generation N\""),
+            (b"intermission-state 1\nsaved 1 generation 1\n", 3, "no \"end\" line"),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a\n", 4, "no \"end\" line"),
+            (b"intermission-state 1\nsaved 1 generation 1\nend apps=1\n", 3, "says 1 apps, the file has 0"),
+            (b"intermission-state 1\nsaved 1 generation 1\nend apps=0\nmore\n", 4, "after the \"end\""),
+            (b"intermission-state 1\nsaved 1 generation 1\nresumed since=1 deadline=none name=a\nend apps=1\n", 3, "expected \"paused\""),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused since=-1 deadline=none name=a\nend apps=1\n", 3, "\"since\""),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=soon name=a\nend apps=1\n", 3, "\"deadline\""),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a%G0\nend apps=1\n", 3, "percent-encoding"),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a%2\nend apps=1\n", 3, "percent-encoding"),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a extra\nend apps=1\n", 3, "after the name"),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused deadline=none since=1 name=a\nend apps=1\n", 3, "\"since=\""),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a\npaused since=2 deadline=none name=a\nend apps=2\n", 4, "twice"),
+            (b"intermission-state 1\nsaved 99999999999999999999 generation 1\nend apps=0\n", 2, "expected \"saved"),
+            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=\xff\nend apps=1\n", 3, "UTF-8"),
         ];
         for (bytes, line, reason) in cases {
             let err = StateFile::parse(bytes).expect_err(&String::from_utf8_lossy(bytes));
@@ -416,6 +434,7 @@ mod tests {
         let long = vec![b'a'; MAX_APP_NAME_LEN + 1];
         let text = StateFile {
             saved: 1,
+            generation: 1,
             apps: vec![app(&long, false, None)],
         }
         .render();

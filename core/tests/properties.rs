@@ -237,7 +237,7 @@ proptest! {
     }
 
     #[test]
-    fn state_files_near_real_ones(value in bytes_of(b"intermission-state 1\nsaved 0123456789 paused stopped since= deadline=none name=%AF end apps=", 0..160)) {
+    fn state_files_near_real_ones(value in bytes_of(b"intermission-state 1\nsaved 0123456789 generation paused stopped since= deadline=none name=%AF end apps=", 0..160)) {
         invariants::state_file(&value);
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use client::{wait_all_read, KeepAliveConnection, Pending, Request, Response};
 pub use nginx::{AccessEntry, Config, Nginx, PREFIX_MARK};
-pub use procfs::is_alive;
+pub use procfs::{children_of, is_alive};
 pub use snippets::*;
 pub use upstream::{seqs, seqs_by_worker, GatedUpstream, Hit, Upstream, UPSTREAM_BODY};
 

@@ -157,6 +157,8 @@ pub struct Config {
     files: Vec<(String, String)>,
     /// Extra `listen` parameters (`http2`, `ssl`) of some servers, by index.
     listen_params: Vec<(usize, String)>,
+    /// `daemon on;` (see `daemon`).
+    daemon: bool,
 }
 
 impl Default for Config {
@@ -176,7 +178,16 @@ impl Config {
             servers: Vec::new(),
             files: Vec::new(),
             listen_params: Vec::new(),
+            daemon: false,
         }
+    }
+
+    /// `daemon on;`: the master forks away from the test (a new session
+    /// and process group), as nginx runs in production. Needed for a binary
+    /// upgrade: nginx ignores USR2 while the process that started it lives.
+    pub fn daemon(mut self) -> Self {
+        self.daemon = true;
+        self
     }
 
     pub fn workers(mut self, n: usize) -> Self {
@@ -250,7 +261,7 @@ impl Config {
         let http_extra = self.http.join("\n    ");
         let text = format!(
             "# written by tests/common/nginx.rs
-daemon off;
+daemon {daemon};
 master_process on;
 worker_processes {workers};
 {user}
@@ -275,6 +286,7 @@ http {{
 {servers}}}
 ",
             workers = self.workers,
+            daemon = if self.daemon { "on" } else { "off" },
             worker_connections = self.worker_connections,
         );
         text.replace(PREFIX_MARK, &p.to_string())
@@ -387,6 +399,9 @@ pub struct Nginx {
     config: Config,
     ports: Vec<u16>,
     child: Option<Child>,
+    /// With `Config::daemon`: the master, from the pid file (the child the
+    /// test spawned exited as nginx daemonized).
+    daemon_master: Option<i32>,
     prefix: Prefix,
 }
 
@@ -407,16 +422,25 @@ impl Nginx {
                 .process_group(0)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", nginx_binary().display()));
-            match wait_ready(&mut child, &ports, config.workers) {
-                Ok(()) => {
+            let ready = if config.daemon {
+                wait_daemon_ready(&mut child, &prefix, &ports, config.workers).map(Some)
+            } else {
+                wait_ready(&mut child, &ports, config.workers).map(|()| None)
+            };
+            match ready {
+                Ok(daemon_master) => {
                     return Nginx {
                         config,
                         ports,
                         child: Some(child),
+                        daemon_master,
                         prefix,
                     }
                 }
                 Err(why) => {
+                    if let Some(master) = read_pid(&prefix) {
+                        unsafe { libc::kill(-master, libc::SIGKILL) };
+                    }
                     kill_group(&mut child);
                     let logs = format!("{}{}", prefix.read("stderr.log"), prefix.read("error.log"));
                     // Another test may have taken the port between our check and nginx's bind.
@@ -485,7 +509,8 @@ impl Nginx {
     }
 
     pub fn master_pid(&self) -> i32 {
-        self.child.as_ref().expect("nginx runs").id() as i32
+        self.daemon_master
+            .unwrap_or_else(|| self.child.as_ref().expect("nginx runs").id() as i32)
     }
 
     pub fn is_running(&self) -> bool {
@@ -525,6 +550,11 @@ impl Nginx {
             },
         );
         old
+    }
+
+    /// A file in nginx's prefix (`nginx.pid`, `nginx.pid.oldbin`).
+    pub fn prefix_file(&self, name: &str) -> String {
+        self.prefix.read(name)
     }
 
     pub fn error_log(&self) -> String {
@@ -572,12 +602,17 @@ impl Nginx {
     /// Graceful stop (QUIT); fails the test if nginx does not exit within the
     /// bound (e.g. a worker kept alive by a leftover timer).
     pub fn stop(mut self) {
-        unsafe { libc::kill(self.master_pid(), libc::SIGQUIT) };
-        let child = self.child.as_mut().unwrap();
+        let master = self.master_pid();
+        unsafe { libc::kill(master, libc::SIGQUIT) };
         let deadline = Instant::now() + scaled(BOUND);
         while Instant::now() < deadline {
-            if child.try_wait().expect("waiting for nginx").is_some() {
+            let exited = match (self.daemon_master, self.child.as_mut()) {
+                (None, Some(child)) => child.try_wait().expect("waiting for nginx").is_some(),
+                _ => !procfs::is_alive(master),
+            };
+            if exited {
                 self.child = None;
+                self.daemon_master = None;
                 return;
             }
             thread::sleep(Duration::from_millis(20));
@@ -608,9 +643,47 @@ impl Drop for Nginx {
         if thread::panicking() {
             self.dump_logs();
         }
+        if let Some(master) = self.daemon_master.take() {
+            // Its own process group (setsid), with every binary a USR2
+            // started and all their workers.
+            unsafe { libc::kill(-master, libc::SIGKILL) };
+        }
         if let Some(mut child) = self.child.take() {
             kill_group(&mut child);
         }
+    }
+}
+
+fn read_pid(prefix: &Prefix) -> Option<i32> {
+    prefix.read("nginx.pid").trim().parse().ok()
+}
+
+/// With `daemon on`: the spawned nginx exits once the master has forked
+/// away; up = the master in the pid file, its workers, every port listening.
+fn wait_daemon_ready(
+    child: &mut Child,
+    prefix: &Prefix,
+    ports: &[u16],
+    workers: usize,
+) -> Result<i32, String> {
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("nginx exited ({status})"));
+    }
+    let deadline = Instant::now() + scaled(BOUND);
+    loop {
+        if let Some(master) = read_pid(prefix) {
+            let listening = ports
+                .iter()
+                .all(|&port| sockdiag::listening_inode(port).is_some());
+            if listening && procfs::children_of(master).len() >= workers {
+                return Ok(master);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not up within {BOUND:?}"));
+        }
+        thread::sleep(Duration::from_millis(10));
     }
 }
 

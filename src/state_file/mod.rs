@@ -12,6 +12,13 @@
 //! the master fills it from the file before it forks the workers. A missing
 //! file is normal; one that cannot be read is logged at `alert` and nginx
 //! starts with nothing paused.
+//!
+//! During a binary upgrade, every worker follows the writes of the other
+//! binary (`watch`).
+
+mod watch;
+
+pub use watch::{start as start_watching, stop as stop_watching};
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -113,6 +120,7 @@ pub fn restore_if_new_zone(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
             }
         }
     }
+    table.header().adopt_state_generation(file.generation);
     table.header().record_state_restored(wall_now, restored);
 }
 
@@ -170,6 +178,7 @@ pub fn save(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
         .collect();
     let file = StateFile {
         saved: wall_now,
+        generation: table.header().next_state_generation(),
         apps,
     };
     match write_atomically(path, file.render().as_bytes()) {
