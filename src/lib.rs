@@ -230,14 +230,19 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         return Status::NGX_OK.0;
     };
     // Without an http block the module has nothing to do.
+    let zone_is_new = state_file::take_zone_is_new();
     let main = IntermissionModule::main_conf(cycle);
     if let Some((main, zone)) = main.and_then(|main| Some((main, main.zone()?))) {
         // Like nginx's own "nginx/1.x.y" line: which build is running, in the
         // log of every start and reload.
         ngx::ngx_log_error!(NGX_LOG_NOTICE, cycle.log, "intermission/{VERSION}");
         zone::begin_configuration(zone, nginx::worker_processes(cycle));
-        if let (Some(path), Some(header)) = (main.state_file(), zone::header(zone)) {
-            state_file::restore_if_new_zone(path, zone::table(header), cycle.log);
+        // `nginx -t` creates the zone too, but starts nothing.
+        let testing = nginx::is_testing_config();
+        if let (Some(path), Some(header), true, false) =
+            (main.state_file(), zone::header(zone), zone_is_new, testing)
+        {
+            state_file::restore(path, zone::table(header), cycle.log);
         }
     }
     Status::NGX_OK.0

@@ -141,6 +141,12 @@ pub fn worker_number() -> usize {
 }
 
 /// The cycle's log, for lines not tied to a request.
+/// True in `nginx -t` (and `-T`): the configuration is only checked.
+pub fn is_testing_config() -> bool {
+    // SAFETY: a plain integer nginx sets from its command line at start.
+    unsafe { nginx_sys::ngx_test_config != 0 }
+}
+
 pub fn cycle_log() -> *mut ngx_log_t {
     // SAFETY: `ngx_cycle` is valid in every process once configuration ran.
     unsafe { (*nginx_sys::ngx_cycle).log }

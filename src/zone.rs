@@ -100,6 +100,7 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) ->
             return Status::NGX_ERROR.0;
         }
         zone.data = previous;
+        crate::state_file::zone_created(false);
         return Status::NGX_OK.0;
     }
 
@@ -118,7 +119,7 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) ->
         Some(header) => {
             pool.data = header;
             zone.data = header;
-            crate::state_file::zone_created();
+            crate::state_file::zone_created(true);
             // SAFETY: just written by `allocate_table`.
             let header = unsafe { &*header.cast::<TableHeader>() };
             ngx::ngx_log_error!(

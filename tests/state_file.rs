@@ -184,7 +184,7 @@ fn a_corrupt_file_is_logged_and_nginx_starts_with_nothing_paused() {
     let dir = StateDir::new("corrupt");
     fs::write(
         dir.file(),
-        "intermission-state 1\nsaved 1 generation 1\npaused since=x deadline=none name=shop\n",
+        "intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=x deadline=none name=shop\n",
     )
     .unwrap();
     let upstream = Upstream::start();
@@ -296,6 +296,15 @@ fn a_reload_keeps_the_zone_and_a_reload_that_replaces_it_restores_the_file() {
 #[test]
 fn bad_paths_fail_nginx_t_naming_the_directive() {
     let upstream = Upstream::start();
+    // `nginx -t` reads no state file, however broken.
+    let dir = StateDir::new("nginx-t");
+    fs::write(dir.file(), "not a state file").unwrap();
+    let (ok, output) = Nginx::test_config(
+        &Config::new()
+            .http(&format!("intermission_state_file {};", dir.file().display()))
+            .server(&app_per_query_server(&upstream)),
+    );
+    assert!(ok && !output.contains("restore"), "{output}");
     for (value, says) in [("/var/lib/", "invalid path"), ("\"\"", "invalid path")] {
         let (ok, output) = Nginx::test_config(
             &Config::new()

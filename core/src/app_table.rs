@@ -140,10 +140,21 @@ impl TableHeader {
             .store(at.max(1), Ordering::Release);
     }
 
-    /// The generation of the next write of the state file. The caller holds
-    /// the zone's lock.
-    pub fn next_state_generation(&self) -> u64 {
-        self.state_file.generation.fetch_add(1, Ordering::AcqRel) + 1
+    /// The generation of the next write of the state file, which now says
+    /// `in_file` (if it can be read): one past both it and this zone's own.
+    /// The caller holds the zone's lock, and adopts it once written.
+    pub fn next_state_generation(&self, in_file: Option<u64>) -> u64 {
+        self.state_generation()
+            .max(in_file.unwrap_or(0))
+            .saturating_add(1)
+    }
+
+    /// Whether a state file holds a state this zone has not got: a newer
+    /// one, or one as new written by another zone (the other binary of a
+    /// binary upgrade, which counted from the same file).
+    pub fn state_is_news(&self, file: &StateFile) -> bool {
+        let own = self.state_generation();
+        file.generation > own || (file.generation == own && file.writer != self.zone_id())
     }
 
     /// The generation of the state this zone has: the last it wrote or took.
@@ -446,9 +457,10 @@ impl<'a> AppTable<'a> {
         wall_now: u64,
     ) -> (Vec<(AppId, Applied)>, Vec<Vec<u8>>) {
         let mut changed = Vec::new();
+        let in_file: std::collections::HashSet<&[u8]> =
+            file.apps.iter().map(|a| a.name.as_slice()).collect();
         for app in self.apps() {
-            let name = self.name(app);
-            if self.state(app).is_paused() && !file.apps.iter().any(|a| a.name == name) {
+            if self.state(app).is_paused() && !in_file.contains(self.name(app).as_slice()) {
                 if let ResumeOutcome::Resumed { .. } = self.resume(app) {
                     changed.push((app, Applied::Resumed));
                 }
@@ -559,6 +571,35 @@ mod tests {
     }
 
     #[test]
+    fn a_state_is_news_if_newer_or_as_new_from_another_zone() {
+        let header = TableHeader::new(1, 1, 0xaa, NameKey([1, 2]));
+        let file = |generation, writer| StateFile {
+            saved: 1,
+            generation,
+            writer,
+            apps: vec![],
+        };
+        assert_eq!(header.next_state_generation(None), 1);
+        assert_eq!(
+            header.next_state_generation(Some(6)),
+            7,
+            "past the file's too"
+        );
+        header.adopt_state_generation(7);
+        assert!(!header.state_is_news(&file(6, 0xbb)));
+        assert!(!header.state_is_news(&file(7, 0xaa)), "its own write");
+        assert!(
+            header.state_is_news(&file(7, 0xbb)),
+            "the other binary's, as new"
+        );
+        assert!(header.state_is_news(&file(8, 0xaa)));
+        header.adopt_state_generation(3);
+        assert_eq!(header.state_generation(), 7, "never back");
+        header.adopt_state_generation(i64::MAX as u64);
+        assert_eq!(header.next_state_generation(None), i64::MAX as u64 + 1);
+    }
+
+    #[test]
     fn another_nginx_state_file_is_applied_app_by_app() {
         let (header, slots) = table_of(8);
         let table = AppTable::new(&header, &slots);
@@ -578,6 +619,7 @@ mod tests {
         let file = StateFile {
             saved: wall_now,
             generation: 2,
+            writer: 9,
             apps: vec![
                 // b: the same pause, its deadline moved by a ttl.
                 saved(b"b", false, Some(1_310_000)),
@@ -624,6 +666,7 @@ mod tests {
         let empty = StateFile {
             saved: wall_now,
             generation: 3,
+            writer: 9,
             apps: vec![],
         };
         let (changed, _) = table.apply_state_file(&empty, now, wall_now);

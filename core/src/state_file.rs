@@ -7,16 +7,17 @@
 //!
 //! ```text
 //! intermission-state 1
-//! saved 1796040000000 generation 7
+//! saved 1796040000000 generation 7 writer 5f0c2a9be17d4403
 //! paused since=1796039990000 deadline=1796040600000 name=shop
 //! stopped since=1796039000000 deadline=none name=caf%C3%A9%20%E2%98%95
 //! end apps=2
 //! ```
 //!
 //! The generation counts the writes (each zone keeps the last it wrote or
-//! applied): nginx binaries that run side by side during a binary upgrade,
-//! each with its own zone, take from the file only a state newer than
-//! their own. Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
+//! applied), and the writer is the id of the zone that wrote it: nginx
+//! binaries that run side by side during a binary upgrade, each with its own
+//! zone, take from the file a state newer than their own, or as new but
+//! written by the other. Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
 //! name fits on one line. The `end` line, with the count, tells a whole file
 //! from a cut one. The reader takes nothing on trust: any line it does not
 //! understand makes the whole file unreadable, with the line's number and the
@@ -48,6 +49,8 @@ pub struct StateFile {
     pub saved: Millis,
     /// The write's number: one more than the state it replaced.
     pub generation: u64,
+    /// The id of the zone whose state it is (`TableHeader::zone_id`).
+    pub writer: u64,
     pub apps: Vec<SavedApp>,
 }
 
@@ -70,7 +73,11 @@ impl StateFile {
         let mut text = String::with_capacity(64 + self.apps.len() * 80);
         text.push_str(MAGIC);
         text.push('\n');
-        let _ = writeln!(text, "saved {} generation {}", self.saved, self.generation);
+        let _ = writeln!(
+            text,
+            "saved {} generation {} writer {:016x}",
+            self.saved, self.generation, self.writer
+        );
         for app in &self.apps {
             let _ = write!(
                 text,
@@ -126,16 +133,20 @@ impl StateFile {
             }
             None => return Err(bad(1, "empty".into())),
         }
-        let (saved, generation) = match lines.next() {
+        let (saved, generation, writer) = match lines.next() {
             Some((n, line)) => {
                 let parsed = line.strip_prefix("saved ").and_then(|rest| {
-                    let (ms, generation) = rest.split_once(" generation ")?;
-                    Some((number(ms)?, number(generation)?))
+                    let (ms, rest) = rest.split_once(" generation ")?;
+                    let (generation, writer) = rest.split_once(" writer ")?;
+                    Some((time(ms)?, generation_number(generation)?, zone_id(writer)?))
                 });
                 parsed.ok_or_else(|| {
                     bad(
                         n,
-                        format!("expected \"saved MS generation N\": \"{}\"", clip(line)),
+                        format!(
+                            "expected \"saved MS generation N writer ID\": \"{}\"",
+                            clip(line)
+                        ),
                     )
                 })?
             }
@@ -143,6 +154,7 @@ impl StateFile {
         };
 
         let mut apps: Vec<SavedApp> = Vec::new();
+        let mut names = std::collections::HashSet::new();
         let mut last = 2;
         for (n, line) in lines.by_ref() {
             last = n;
@@ -161,11 +173,12 @@ impl StateFile {
                 return Ok(StateFile {
                     saved,
                     generation,
+                    writer,
                     apps,
                 });
             }
             let app = parse_app(line).map_err(|reason| bad(n, reason))?;
-            if apps.iter().any(|a| a.name == app.name) {
+            if !names.insert(app.name.clone()) {
                 return Err(bad(
                     n,
                     format!("app \"{}\" twice", clip(&encoded(&app.name))),
@@ -197,11 +210,11 @@ fn parse_app(line: &str) -> Result<SavedApp, String> {
             .ok_or_else(|| format!("expected \"{key}=\" in \"{}\"", clip(line)))
     };
     let since = field("since")?;
-    let since = number(since)
-        .ok_or_else(|| format!("\"since\" is not a time in ms: \"{}\"", clip(since)))?;
+    let since =
+        time(since).ok_or_else(|| format!("\"since\" is not a time in ms: \"{}\"", clip(since)))?;
     let deadline = match field("deadline")? {
         "none" => None,
-        ms => Some(number(ms).ok_or_else(|| {
+        ms => Some(time(ms).ok_or_else(|| {
             format!(
                 "\"deadline\" is not a time in ms or \"none\": \"{}\"",
                 clip(ms)
@@ -225,6 +238,32 @@ fn parse_app(line: &str) -> Result<SavedApp, String> {
         since,
         deadline,
     })
+}
+
+/// The latest time a file may name, in ms since the epoch (the year 5138):
+/// far beyond any real one, and small enough that no sum of two overflows.
+pub const LATEST_TIME_MS: u64 = 100_000_000_000_000;
+
+/// A time in ms since the epoch, at most `LATEST_TIME_MS`.
+fn time(text: &str) -> Option<u64> {
+    number(text).filter(|&ms| ms <= LATEST_TIME_MS)
+}
+
+/// A generation, at most `i64::MAX`, so that counting on never overflows.
+fn generation_number(text: &str) -> Option<u64> {
+    number(text).filter(|&n| n <= i64::MAX as u64)
+}
+
+/// A zone id: 16 lower-case hex digits, as `render` writes it.
+fn zone_id(text: &str) -> Option<u64> {
+    if text.len() != 16
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
 }
 
 /// A decimal number that fits u64, written as `render` writes it: digits
@@ -350,6 +389,7 @@ mod tests {
         let file = StateFile {
             saved: 1_796_040_000_000,
             generation: 7,
+            writer: 0x5f0c_2a9b_e17d_4403,
             apps: vec![
                 app(b"shop", false, Some(1_796_040_600_000)),
                 app("café ☕".as_bytes(), true, None),
@@ -359,7 +399,9 @@ mod tests {
         };
         let text = file.render();
         assert!(
-            text.starts_with("intermission-state 1\nsaved 1796040000000 generation 7\n"),
+            text.starts_with(
+                "intermission-state 1\nsaved 1796040000000 generation 7 writer 5f0c2a9be17d4403\n"
+            ),
             "{text}"
         );
         assert!(
@@ -380,11 +422,12 @@ mod tests {
         let file = StateFile {
             saved: 7,
             generation: 0,
+            writer: 1,
             apps: vec![],
         };
         assert_eq!(
             file.render(),
-            "intermission-state 1\nsaved 7 generation 0\nend apps=0\n"
+            "intermission-state 1\nsaved 7 generation 0 writer 0000000000000001\nend apps=0\n"
         );
         assert_eq!(StateFile::parse(file.render().as_bytes()), Ok(file));
     }
@@ -396,22 +439,26 @@ mod tests {
             (b"hello\n", 1, "not a state file"),
             (b"intermission-state 2\n", 1, "not one this module reads"),
             (b"intermission-state 1\n", 2, "no \"saved\" line"),
-            (b"intermission-state 1\nsaved x generation 1\n", 2, "expected \"saved MS generation N\""),
-            (b"intermission-state 1\nsaved 1\n", 2, "expected \"saved MS generation N\""),
-            (b"intermission-state 1\nsaved 1 generation 1\n", 3, "no \"end\" line"),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a\n", 4, "no \"end\" line"),
-            (b"intermission-state 1\nsaved 1 generation 1\nend apps=1\n", 3, "says 1 apps, the file has 0"),
-            (b"intermission-state 1\nsaved 1 generation 1\nend apps=0\nmore\n", 4, "after the \"end\""),
-            (b"intermission-state 1\nsaved 1 generation 1\nresumed since=1 deadline=none name=a\nend apps=1\n", 3, "expected \"paused\""),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused since=-1 deadline=none name=a\nend apps=1\n", 3, "\"since\""),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=soon name=a\nend apps=1\n", 3, "\"deadline\""),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a%G0\nend apps=1\n", 3, "percent-encoding"),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a%2\nend apps=1\n", 3, "percent-encoding"),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a extra\nend apps=1\n", 3, "after the name"),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused deadline=none since=1 name=a\nend apps=1\n", 3, "\"since=\""),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=a\npaused since=2 deadline=none name=a\nend apps=2\n", 4, "twice"),
-            (b"intermission-state 1\nsaved 99999999999999999999 generation 1\nend apps=0\n", 2, "expected \"saved"),
-            (b"intermission-state 1\nsaved 1 generation 1\npaused since=1 deadline=none name=\xff\nend apps=1\n", 3, "UTF-8"),
+            (b"intermission-state 1\nsaved x generation 1 writer 0000000000000001\n", 2, "expected \"saved MS generation N writer ID\""),
+            (b"intermission-state 1\nsaved 1 generation 1\n", 2, "expected \"saved"),
+            (b"intermission-state 1\nsaved 1 generation 9223372036854775808 writer 0000000000000001\n", 2, "expected \"saved"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 00000000000000AB\n", 2, "expected \"saved"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=1 deadline=100000000000001 name=a\nend apps=1\n", 3, "\"deadline\""),
+            (b"intermission-state 1\nsaved 1\n", 2, "expected \"saved"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\n", 3, "no \"end\" line"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=1 deadline=none name=a\n", 4, "no \"end\" line"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\nend apps=1\n", 3, "says 1 apps, the file has 0"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\nend apps=0\nmore\n", 4, "after the \"end\""),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\nresumed since=1 deadline=none name=a\nend apps=1\n", 3, "expected \"paused\""),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=-1 deadline=none name=a\nend apps=1\n", 3, "\"since\""),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=1 deadline=soon name=a\nend apps=1\n", 3, "\"deadline\""),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=1 deadline=none name=a%G0\nend apps=1\n", 3, "percent-encoding"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=1 deadline=none name=a%2\nend apps=1\n", 3, "percent-encoding"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=1 deadline=none name=a extra\nend apps=1\n", 3, "after the name"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused deadline=none since=1 name=a\nend apps=1\n", 3, "\"since=\""),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=1 deadline=none name=a\npaused since=2 deadline=none name=a\nend apps=2\n", 4, "twice"),
+            (b"intermission-state 1\nsaved 99999999999999999999 generation 1 writer 0000000000000001\nend apps=0\n", 2, "expected \"saved"),
+            (b"intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\npaused since=1 deadline=none name=\xff\nend apps=1\n", 3, "UTF-8"),
         ];
         for (bytes, line, reason) in cases {
             let err = StateFile::parse(bytes).expect_err(&String::from_utf8_lossy(bytes));
@@ -435,6 +482,7 @@ mod tests {
         let text = StateFile {
             saved: 1,
             generation: 1,
+            writer: 1,
             apps: vec![app(&long, false, None)],
         }
         .render();

@@ -16,6 +16,7 @@ mod invariants;
 
 use intermission_core::control::{action_of, Action};
 use intermission_core::settings::{parse_max_time, InvalidMaxTime, LONGEST_MAX_TIME_MS};
+use intermission_core::state_file::LATEST_TIME_MS;
 use proptest::collection::{vec, SizeRange};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -237,14 +238,14 @@ proptest! {
     }
 
     #[test]
-    fn state_files_near_real_ones(value in bytes_of(b"intermission-state 1\nsaved 0123456789 generation paused stopped since= deadline=none name=%AF end apps=", 0..160)) {
+    fn state_files_near_real_ones(value in bytes_of(b"intermission-state 1\nsaved 0123456789abcdef generation writer paused stopped since= deadline=none name=%AF end apps=", 0..200)) {
         invariants::state_file(&value);
     }
 
     #[test]
     fn state_files_read_back_as_written(
-        saved in any::<u64>(),
-        apps in proptest::collection::vec((bytes(20), any::<bool>(), any::<u64>(), proptest::option::of(any::<u64>())), 0..6),
+        saved in 0..=LATEST_TIME_MS,
+        apps in proptest::collection::vec((bytes(20), any::<bool>(), 0..=LATEST_TIME_MS, proptest::option::of(0..=LATEST_TIME_MS)), 0..6),
     ) {
         invariants::state_file_round_trip(saved, &apps);
     }

@@ -22,7 +22,7 @@ pub use watch::{start as start_watching, stop as stop_watching};
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read as _, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,20 +46,42 @@ static ZONE_IS_NEW: AtomicBool = AtomicBool::new(false);
 /// before it forks the workers, which only read their copy.
 static RESTORE_ERROR: Mutex<Option<String>> = Mutex::new(None);
 
-/// The zone was just created, empty.
-pub fn zone_created() {
-    ZONE_IS_NEW.store(true, Ordering::Relaxed);
+/// The zone was just created (`true`), or a reload took the old one over.
+pub fn zone_created(created: bool) {
+    ZONE_IS_NEW.store(created, Ordering::Relaxed);
 }
 
-/// In the master, as a configuration starts: fills a zone it created from
-/// the file at `path`.
-pub fn restore_if_new_zone(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
-    if !ZONE_IS_NEW.swap(false, Ordering::Relaxed) {
-        return;
+/// Whether the zone of the configuration that starts now was created for
+/// it; asked once, by `init_module`, whether or not a state file is
+/// configured (a flag left set would restore into a running zone later).
+pub fn take_zone_is_new() -> bool {
+    ZONE_IS_NEW.swap(false, Ordering::Relaxed)
+}
+
+/// A state file larger than this is not read: a full `4m` zone's is about
+/// 1 MB.
+const LARGEST_FILE: u64 = 16 * 1024 * 1024;
+
+/// The bytes of the file at `path`, at most `LARGEST_FILE` of them.
+pub(crate) fn read(path: &Path) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() > LARGEST_FILE {
+        return Err(io::Error::other(format!(
+            "larger than {} MB",
+            LARGEST_FILE / 1024 / 1024
+        )));
     }
+    let mut bytes = Vec::new();
+    io::Read::take(file, LARGEST_FILE + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// In the master, as a configuration whose zone was just created starts:
+/// fills the zone from the file at `path`. No worker uses the zone yet.
+pub fn restore(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
     let path = Path::new(OsStr::from_bytes(path));
     set_restore_error(None);
-    let bytes = match fs::read(path) {
+    let bytes = match read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             ngx_log_error!(
@@ -161,7 +183,11 @@ pub fn report(table: AppTable) -> StateFileReport {
 pub fn save(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
     let path = Path::new(OsStr::from_bytes(path));
     let (now, wall_now) = (nginx::now_ms(), nginx::wall_clock_ms());
-    let wall = |at: u64| wall_now.saturating_sub(now.saturating_sub(at)) + at.saturating_sub(now);
+    let wall = |at: u64| {
+        wall_now
+            .saturating_sub(now.saturating_sub(at))
+            .saturating_add(at.saturating_sub(now))
+    };
     let apps = table
         .apps()
         .filter_map(|app| {
@@ -176,13 +202,24 @@ pub fn save(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
             })
         })
         .collect();
+    // Past the file's generation too: the other binary of a binary upgrade
+    // may have written it.
+    let in_file = read(path)
+        .ok()
+        .and_then(|bytes| StateFile::parse(&bytes).ok())
+        .map(|file| file.generation);
+    let header = table.header();
     let file = StateFile {
         saved: wall_now,
-        generation: table.header().next_state_generation(),
+        generation: header.next_state_generation(in_file),
+        writer: header.zone_id(),
         apps,
     };
     match write_atomically(path, file.render().as_bytes()) {
-        Ok(()) => table.header().record_state_saved(wall_now),
+        Ok(()) => {
+            header.adopt_state_generation(file.generation);
+            header.record_state_saved(wall_now);
+        }
         Err(e) => {
             table.header().record_state_save_error();
             ngx_log_error!(

@@ -13,7 +13,6 @@
 
 use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
-use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -48,14 +47,19 @@ pub fn start(path: &[u8], zone: &'static ngx_shm_zone_t) {
     let path = PathBuf::from(OsStr::from_bytes(path));
     let log = nginx::cycle_log();
     match watch_directory(&path) {
-        Ok((socket, name)) => WATCH.with_borrow_mut(|watch| {
-            *watch = Some(Watch {
-                socket,
-                path,
-                name,
-                zone,
-            })
-        }),
+        Ok((socket, name)) => {
+            WATCH.with_borrow_mut(|watch| {
+                *watch = Some(Watch {
+                    socket,
+                    path: path.clone(),
+                    name,
+                    zone,
+                })
+            });
+            // What the other binary wrote between the master's restore and
+            // this worker's start.
+            apply(&path, zone);
+        }
         Err(e) => {
             ngx_log_error!(
                 NGX_LOG_WARN,
@@ -153,7 +157,9 @@ fn names_the_file(fd: i32, name: &OsStr) -> bool {
                 .iter()
                 .position(|&b| b == 0)
                 .unwrap_or(event_name.len())];
-            named |= event_name == name.as_bytes();
+            let mask = u32::from_ne_bytes(buffer[at + 4..at + 8].try_into().unwrap());
+            // A full queue lost events: the file may have changed.
+            named |= event_name == name.as_bytes() || mask & libc::IN_Q_OVERFLOW != 0;
             at = end;
         }
     }
@@ -165,17 +171,17 @@ fn apply(path: &Path, zone: &'static ngx_shm_zone_t) {
     let Some(header) = zone::header(zone) else {
         return;
     };
-    let file = match fs::read(path).map(|bytes| StateFile::parse(&bytes)) {
+    let file = match super::read(path).map(|bytes| StateFile::parse(&bytes)) {
         Ok(Ok(file)) => file,
         // Removed, or not one this module wrote: nothing to follow.
         Ok(Err(_)) | Err(_) => return,
     };
-    if file.generation <= header.state_generation() {
+    if !header.state_is_news(&file) {
         return;
     }
     let table = zone::table(header);
     let lock = ZoneLock::acquire(zone);
-    if file.generation <= header.state_generation() {
+    if !header.state_is_news(&file) {
         return;
     }
     let (now, wall_now) = (nginx::now_ms(), nginx::wall_clock_ms());

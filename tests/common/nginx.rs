@@ -474,7 +474,8 @@ impl Nginx {
         parse().unwrap_or_else(|| panic!("no version in the output of nginx -v: {text:?}"))
     }
 
-    /// Runs `nginx -t` on a config: (accepted, everything nginx printed).
+    /// Runs `nginx -t` on a config: (accepted, everything nginx printed and
+    /// logged).
     pub fn test_config(config: &Config) -> (bool, String) {
         let prefix = Prefix::new();
         config.write(&prefix, &free_ports(config.servers.len()));
@@ -483,9 +484,10 @@ impl Nginx {
             .output()
             .expect("running nginx -t");
         let text = format!(
-            "{}{}",
+            "{}{}{}",
             String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            String::from_utf8_lossy(&output.stderr),
+            prefix.read("error.log")
         );
         (output.status.success(), text)
     }

@@ -1333,6 +1333,7 @@ pub fn state_file_round_trip(saved: u64, apps: &[(Vec<u8>, bool, u64, Option<u64
     let file = StateFile {
         saved,
         generation: saved / 3,
+        writer: saved.rotate_left(7),
         apps: apps
             .iter()
             .filter(|(name, ..)| check_app_name(name).is_ok() && names.insert(name.clone()))
