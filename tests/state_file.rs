@@ -301,7 +301,10 @@ fn bad_paths_fail_nginx_t_naming_the_directive() {
     fs::write(dir.file(), "not a state file").unwrap();
     let (ok, output) = Nginx::test_config(
         &Config::new()
-            .http(&format!("intermission_state_file {};", dir.file().display()))
+            .http(&format!(
+                "intermission_state_file {};",
+                dir.file().display()
+            ))
             .server(&app_per_query_server(&upstream)),
     );
     assert!(ok && !output.contains("restore"), "{output}");
