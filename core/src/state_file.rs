@@ -418,6 +418,15 @@ mod tests {
     }
 
     #[test]
+    fn a_last_line_without_its_newline_still_reads() {
+        let text = "intermission-state 1\nsaved 1 generation 1 writer 0000000000000001\nend apps=0";
+        assert_eq!(
+            StateFile::parse(text.as_bytes()).map(|f| f.apps.len()),
+            Ok(0)
+        );
+    }
+
+    #[test]
     fn no_app_is_an_empty_list() {
         let file = StateFile {
             saved: 7,
