@@ -6,6 +6,14 @@
 /// Milliseconds on nginx's monotonic clock (`ngx_current_msec`).
 pub type Millis = u64;
 
+/// The wall-clock time (Unix ms) of `at` on nginx's monotonic clock, given
+/// that the monotonic `now` is `wall_now`: as far before or after it.
+pub fn wall_time(at: Millis, now: Millis, wall_now: Millis) -> Millis {
+    wall_now
+        .saturating_sub(now.saturating_sub(at))
+        .saturating_add(at.saturating_sub(now))
+}
+
 /// Index of an app's slot in the app table: stable for the life of the zone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AppId(pub u32);
@@ -63,6 +71,15 @@ pub fn name_hash(name: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wall_times_are_as_far_from_now_as_their_monotonic_times() {
+        assert_eq!(wall_time(1_000, 1_000, 50_000), 50_000);
+        assert_eq!(wall_time(400, 1_000, 50_000), 49_400);
+        assert_eq!(wall_time(1_600, 1_000, 50_000), 50_600);
+        assert_eq!(wall_time(0, u64::MAX, 5), 0, "never below zero");
+        assert_eq!(wall_time(u64::MAX, 0, 5), u64::MAX, "never past the end");
+    }
 
     #[test]
     fn odd_phases_are_paused_and_any_move_makes_a_request_due() {

@@ -34,7 +34,7 @@ use intermission_core::control::{
     action_of, metrics_text, status_all_json, status_all_text, Action, AppReport, ControlArgs,
     Format, RunState,
 };
-use intermission_core::ids::AppId;
+use intermission_core::ids::{wall_time, AppId};
 use intermission_core::pause::{AppCounters, PauseOutcome, ResumeOutcome, StopOutcome};
 use intermission_core::settings::{check_app_name, AppLabel, LogSafe, Seconds};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
@@ -438,13 +438,7 @@ fn report<'n>(
     // The zone keeps nginx's monotonic clock; the answer shows wall-clock
     // times, as far from now as those are.
     let wall_now = nginx::wall_clock_ms();
-    let wall = |at: u64| {
-        if at >= now {
-            wall_now + (at - now)
-        } else {
-            wall_now.saturating_sub(now - at)
-        }
-    };
+    let wall = |at: u64| wall_time(at, now, wall_now);
     let paused = run_state != RunState::Running;
     AppReport {
         name,

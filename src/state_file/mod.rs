@@ -33,6 +33,7 @@ use ngx::ngx_log_error;
 
 use intermission_core::app_table::AppTable;
 use intermission_core::control::StateFileReport;
+use intermission_core::ids::wall_time;
 use intermission_core::settings::{AppLabel, Seconds};
 use intermission_core::state_file::{Restore, SavedApp, StateFile};
 
@@ -183,11 +184,7 @@ pub fn report(table: AppTable) -> StateFileReport {
 pub fn save(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
     let path = Path::new(OsStr::from_bytes(path));
     let (now, wall_now) = (nginx::now_ms(), nginx::wall_clock_ms());
-    let wall = |at: u64| {
-        wall_now
-            .saturating_sub(now.saturating_sub(at))
-            .saturating_add(at.saturating_sub(now))
-    };
+    let wall = |at: u64| wall_time(at, now, wall_now);
     let apps = table
         .apps()
         .filter_map(|app| {
