@@ -6,19 +6,7 @@
 
 mod common;
 
-use std::fs;
-use std::path::PathBuf;
-
 use common::*;
-
-fn state_file(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("intermission-tests")
-        .join(format!("upgrade-{test}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir.join("state")
-}
 
 fn start(file: &std::path::Path, upstream: &Upstream) -> Nginx {
     Nginx::start(
@@ -52,7 +40,8 @@ fn held_now(port: u16) -> u64 {
 
 #[test]
 fn one_disable_releases_what_both_binaries_hold_in_order_within_each() {
-    let file = state_file("both");
+    let dir = StateDir::new("upgrade-both");
+    let file = dir.file();
     let upstream = Upstream::start();
     let nginx = start(&file, &upstream);
     let port = nginx.port();
@@ -131,7 +120,8 @@ fn one_disable_releases_what_both_binaries_hold_in_order_within_each() {
 
 #[test]
 fn the_old_binary_answers_its_held_requests_when_it_quits_while_paused() {
-    let file = state_file("quit");
+    let dir = StateDir::new("upgrade-quit");
+    let file = dir.file();
     let upstream = Upstream::start();
     let nginx = start(&file, &upstream);
     let port = nginx.port();

@@ -5,41 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-
-/// A directory for one test's state file, outside any nginx prefix (each
-/// nginx of the test has its own), removed at the end.
-struct StateDir(PathBuf);
-
-impl StateDir {
-    fn new(test: &str) -> StateDir {
-        let dir = std::env::temp_dir()
-            .join("intermission-tests")
-            .join(format!("state-{test}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        StateDir(dir)
-    }
-
-    fn file(&self) -> PathBuf {
-        self.0.join("state")
-    }
-
-    fn text(&self) -> String {
-        fs::read_to_string(self.file()).unwrap_or_default()
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 fn start(file: &Path, upstream: &Upstream) -> Nginx {
     Nginx::start(

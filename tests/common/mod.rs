@@ -12,6 +12,7 @@ mod nginx;
 mod procfs;
 mod snippets;
 mod sockdiag;
+mod state_dir;
 mod upstream;
 
 use std::env;
@@ -23,6 +24,7 @@ pub use client::{wait_all_read, KeepAliveConnection, Pending, Request, Response}
 pub use nginx::{AccessEntry, Config, Nginx, PREFIX_MARK};
 pub use procfs::{children_of, is_alive};
 pub use snippets::*;
+pub use state_dir::StateDir;
 pub use upstream::{seqs, seqs_by_worker, GatedUpstream, Hit, Upstream, UPSTREAM_BODY};
 
 /// Upper bound for anything a test waits for.
