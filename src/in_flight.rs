@@ -33,16 +33,39 @@ use intermission_core::settings::check_app_name;
 /// paused: a variable lookup, a hash of the app name, one atomic add on the
 /// worker's own slot and a pointer written into the request.
 pub fn let_through(r: &HttpRequest, main: &MainConf, header: &TableHeader) -> ngx_int_t {
-    if !main.variables.outcome_recorded(r) {
-        // A name too long to be an app is let through uncounted: it can be
-        // neither paused nor drained (the paused path logs it).
-        let counted = check_app_name(main.variables.app_name(r))
-            .ok()
-            .zip(counting_slot())
-            .map(|(name, slot)| Counted::by(slot.enter(header.name_key().app_key(name))));
-        main.variables.record_outcome(r, Outcome::Passed, counted);
+    let_through_if(r, main, header, || true).unwrap_or(NGX_DECLINED as ngx_int_t)
+}
+
+/// As `let_through`, if `still_runs` (asked once the request is counted)
+/// says that its app has not been paused meanwhile; else the count is
+/// taken back and `None` returned, for the request to be decided as one of
+/// a paused app. Counting first and looking after, while a pause flips
+/// first and reads the counts after, a drain never misses a request that
+/// goes upstream (`AppState::phase_now`).
+pub fn let_through_if(
+    r: &HttpRequest,
+    main: &MainConf,
+    header: &TableHeader,
+    still_runs: impl FnOnce() -> bool,
+) -> Option<ngx_int_t> {
+    if main.variables.outcome_recorded(r) {
+        return Some(NGX_DECLINED as ngx_int_t);
     }
-    NGX_DECLINED as ngx_int_t
+    // A name too long to be an app is let through uncounted: it can be
+    // neither paused nor drained (the paused path logs it).
+    let counted = check_app_name(main.variables.app_name(r))
+        .ok()
+        .zip(counting_slot())
+        .map(|(name, slot)| (slot, slot.enter(header.name_key().app_key(name))));
+    if !still_runs() {
+        if let Some((slot, counter)) = counted {
+            slot.leave(counter, false);
+        }
+        return None;
+    }
+    let counted = counted.map(|(_, counter)| Counted::by(counter));
+    main.variables.record_outcome(r, Outcome::Passed, counted);
+    Some(NGX_DECLINED as ngx_int_t)
 }
 
 /// The log-phase handler: counts a finished request out, and tells the

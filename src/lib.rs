@@ -259,7 +259,13 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     let main = IntermissionModule::main_conf(cycle);
     if let Some((main, zone)) = main.and_then(|main| Some((main, main.zone()?))) {
-        guard_ffi(cycle.log, (), || release::start_worker(zone));
+        if let Some(header) = zone::header(zone) {
+            nginx::count_panics_in(header.internal_errors_counter());
+        }
+        let follows_state_file = main.state_file().is_some();
+        guard_ffi(cycle.log, (), || {
+            release::start_worker(zone, follows_state_file)
+        });
         if let Some(path) = main.state_file() {
             guard_ffi(cycle.log, (), || state_file::start_watching(path, zone));
         }
@@ -283,6 +289,11 @@ unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
         }
         guard_ffi(cycle.log, (), release::stop_worker);
         guard_ffi(cycle.log, (), state_file::stop_watching);
+        // What a control call changed last reaches the file (a hung disk
+        // delays the exit by this much at most).
+        guard_ffi(cycle.log, (), || {
+            state_file::finish_writes(std::time::Duration::from_secs(2))
+        });
     }
 }
 

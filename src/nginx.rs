@@ -107,17 +107,61 @@ pub fn is_exiting() -> bool {
     unsafe { nginx_sys::ngx_exiting != 0 }
 }
 
-/// `worker_processes` of a configuration.
-pub fn worker_processes(cycle: &nginx_sys::ngx_cycle_t) -> usize {
+/// The core module's configuration of a cycle (`worker_processes`,
+/// `worker_shutdown_timeout`, `pid`).
+fn core_conf(cycle: &nginx_sys::ngx_cycle_t) -> Option<&nginx_sys::ngx_core_conf_t> {
     // SAFETY: every cycle has the core module's configuration, an
-    // `ngx_core_conf_t`, at the core module's index.
+    // `ngx_core_conf_t`, at the core module's index, for as long as the
+    // cycle lives.
     unsafe {
         let index = (*ptr::addr_of!(nginx_sys::ngx_core_module)).index;
-        let core = (*cycle.conf_ctx.add(index)).cast::<nginx_sys::ngx_core_conf_t>();
-        core.as_ref().map_or(1, |core| {
-            usize::try_from(core.worker_processes).unwrap_or(1)
-        })
+        (*cycle.conf_ctx.add(index))
+            .cast::<nginx_sys::ngx_core_conf_t>()
+            .as_ref()
     }
+}
+
+/// The cycle this process runs.
+fn current_cycle() -> &'static nginx_sys::ngx_cycle_t {
+    // SAFETY: `ngx_cycle` is valid in every process once configuration ran,
+    // and a worker's cycle lives as long as the worker.
+    unsafe { &*nginx_sys::ngx_cycle }
+}
+
+/// `worker_processes` of a configuration.
+pub fn worker_processes(cycle: &nginx_sys::ngx_cycle_t) -> usize {
+    core_conf(cycle).map_or(1, |core| {
+        usize::try_from(core.worker_processes).unwrap_or(1)
+    })
+}
+
+/// `worker_shutdown_timeout` of the running configuration, if set: once a
+/// graceful shutdown has lasted this long, nginx closes every connection.
+pub fn worker_shutdown_timeout() -> Option<u64> {
+    core_conf(current_cycle())
+        .map(|core| core.shutdown_timeout as u64)
+        .filter(|&ms| ms != 0)
+}
+
+/// The paths of the running configuration's pid file and of the name nginx
+/// renames it to during a binary upgrade (`.oldbin`).
+pub fn pid_files() -> Vec<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(core) = core_conf(current_cycle()) else {
+        return Vec::new();
+    };
+    [&core.pid, &core.oldpid]
+        .into_iter()
+        // nginx counts the terminating NUL in `oldpid`'s length.
+        .map(|path| {
+            path.as_bytes()
+                .split(|&b| b == 0)
+                .next()
+                .unwrap_or_default()
+        })
+        .filter(|path| !path.is_empty())
+        .map(|path| std::ffi::OsStr::from_bytes(path).into())
+        .collect()
 }
 
 /// This process is a worker (not the master, a cache helper or nginx in
@@ -140,16 +184,15 @@ pub fn worker_number() -> usize {
     unsafe { nginx_sys::ngx_worker }
 }
 
-/// The cycle's log, for lines not tied to a request.
 /// True in `nginx -t` (and `-T`): the configuration is only checked.
 pub fn is_testing_config() -> bool {
     // SAFETY: a plain integer nginx sets from its command line at start.
     unsafe { nginx_sys::ngx_test_config != 0 }
 }
 
+/// The cycle's log, for lines not tied to a request.
 pub fn cycle_log() -> *mut ngx_log_t {
-    // SAFETY: `ngx_cycle` is valid in every process once configuration ran.
-    unsafe { (*nginx_sys::ngx_cycle).log }
+    current_cycle().log
 }
 
 /// Per-request state a module attaches to a request; dropped with the
@@ -769,10 +812,13 @@ impl WorkerEvent {
         (self.event.timer_set() != 0).then_some(self.event.timer.key as u64)
     }
 
-    /// Arms the timer for `at` on nginx's clock (at once if that has
-    /// passed), replacing an earlier setting exactly (nginx's own
-    /// `ngx_add_timer` keeps an old setting less than 300 ms away).
+    /// Arms the timer for `at` on nginx's clock, replacing an earlier
+    /// setting exactly (nginx's own `ngx_add_timer` keeps an old setting
+    /// less than 300 ms away). Never for now or before: nginx's clock
+    /// stands still within a turn of its event loop, and a timer due now
+    /// would run again in the same turn, forever.
     pub fn arm_at(&mut self, at: u64) {
+        let at = at.max(now_ms() + 1);
         if self.armed_at() == Some(at) {
             return;
         }
@@ -863,12 +909,34 @@ fn libc_close(fd: i32) {
     unsafe { libc::close(fd) };
 }
 
+/// Where `guard_ffi` counts the panics it catches (the zone's counter, for
+/// status and metrics); set once as the worker starts.
+static PANIC_COUNTER: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicU64> =
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Counts the panics `guard_ffi` catches in `counter` from now on.
+pub fn count_panics_in(counter: &'static std::sync::atomic::AtomicU64) {
+    PANIC_COUNTER.store(
+        ptr::from_ref(counter).cast_mut(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 /// Runs `f` at an FFI boundary: a panic must never unwind into nginx. It is
-/// logged and `fallback` returned instead.
+/// logged, counted, and `fallback` returned instead.
 pub fn guard_ffi<T>(log: *mut ngx_log_t, fallback: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => value,
         Err(panic) => {
+            // SAFETY: set by `count_panics_in` to a counter in the zone,
+            // which stays mapped for the life of the process.
+            if let Some(counter) = unsafe {
+                PANIC_COUNTER
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .as_ref()
+            } {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let message = panic
                 .downcast_ref::<&str>()
                 .copied()

@@ -1,8 +1,10 @@
-//! A binary upgrade (`USR2`, then `QUIT` of the old master) with
-//! `intermission_state_file`: the new binary starts paused, and until the old
-//! master quits both binaries' workers hold requests, each with its own zone.
-//! One `disable`, answered by either, releases them all: the other binary
-//! follows the state file.
+//! A binary upgrade with `intermission_state_file`, in the sequences
+//! nginx.org and Debian document: the new binary starts paused, both
+//! binaries' workers hold requests (each with its own zone), and one
+//! `disable`, answered by either, releases them all: the other binary
+//! follows the state file. Old workers that shut down gracefully (`WINCH`,
+//! or `QUIT` of the old master) keep holding while the other binary runs,
+//! as they do across a reload; so do the new binary's in a rollback.
 
 mod common;
 
@@ -118,8 +120,11 @@ fn one_disable_releases_what_both_binaries_hold_in_order_within_each() {
     assert_no_serious_lines(&nginx);
 }
 
+/// Debian's sequence (`USR2`, then `QUIT` of the old master) while paused:
+/// the old workers keep what they hold until a `disable` through the new
+/// binary releases it; then they exit, and so does the old master.
 #[test]
-fn the_old_binary_answers_its_held_requests_when_it_quits_while_paused() {
+fn after_usr2_and_quit_of_the_old_master_its_workers_keep_holding() {
     let dir = StateDir::new("upgrade-quit");
     let file = dir.file();
     let upstream = Upstream::start();
@@ -132,22 +137,125 @@ fn the_old_binary_answers_its_held_requests_when_it_quits_while_paused() {
 
     let old_master = nginx.master_pid();
     unsafe { libc::kill(old_master, libc::SIGQUIT) };
-    for held in old_held {
-        let answer = held.finish();
-        assert_eq!(answer.status, 503, "answered as at a shutdown: {answer:?}");
-        assert!(answer.header("retry-after").is_some(), "{answer:?}");
-    }
-    wait_until(BOUND, "the old master to exit", || !is_alive(old_master));
+    nginx.wait_for_error_line("saying the old workers keep holding", |l| {
+        l.contains("another nginx binary runs and follows the state file: it keeps holding")
+    });
+    assert_still_held(&old_held);
+    assert!(is_alive(old_master), "the old master waits for its workers");
 
-    // The new binary is still paused: it holds, and a disable releases.
+    // The new binary holds too; one disable, through it, releases both.
     let held = start_held(port, seq_request("/", 4));
     wait_until(BOUND, "1 held by the new binary", || held_now(port) == 1);
     assert!(children_of(new_master).iter().any(|&w| held.is_held_by(w)));
-    resume(port, "");
-    assert_from_upstream(&held.finish(), "held by the new binary");
     assert_eq!(
         upstream.count(),
-        1,
-        "the old binary's requests never reached the upstream"
+        0,
+        "nothing reached the upstream while paused"
     );
+    resume(port, "");
+    let mut pending = old_held;
+    pending.push(held);
+    finish_all_from_upstream(pending);
+    assert_each_seq_once(&upstream.hits(), 5);
+    wait_until(BOUND, "the old master to exit", || !is_alive(old_master));
+    assert!(is_alive(new_master));
+    assert_no_serious_lines(&nginx);
+}
+
+/// nginx.org's sequence: `USR2`, then `WINCH` (the old workers shut down
+/// gracefully, the old master stays for a rollback): the old workers keep
+/// holding, and the new binary's `disable` releases them.
+#[test]
+fn after_usr2_and_winch_the_old_workers_keep_holding_until_a_disable() {
+    let dir = StateDir::new("upgrade-winch");
+    let file = dir.file();
+    let upstream = Upstream::start();
+    let nginx = start(&file, &upstream);
+    let port = nginx.port();
+    pause(port, "");
+    let old_workers = nginx.worker_pids();
+    let mut pending = start_in_order(port, 10, |i| seq_request("/", i));
+    wait_until(BOUND, "10 held by the old binary", || held_now(port) == 10);
+    let new_master = upgrade(&nginx);
+    let old_master = nginx.master_pid();
+    unsafe { libc::kill(old_master, libc::SIGWINCH) };
+    wait_until(BOUND, "the old workers to stop listening", || {
+        let inode = listening_inode(port).expect("nginx listens");
+        old_workers
+            .iter()
+            .all(|&w| !is_alive(w) || !holds_socket(w, inode))
+    });
+    assert!(
+        pending
+            .iter()
+            .all(|p| old_workers.iter().any(|&w| is_alive(w) && p.is_held_by(w))),
+        "the old workers still hold their requests"
+    );
+    assert_still_held(&pending);
+    // Only the new binary accepts now.
+    pending.extend((10..13).map(|i| start_held(port, seq_request("/", i))));
+    wait_until(BOUND, "3 held by the new binary", || held_now(port) == 3);
+    assert_eq!(upstream.count(), 0);
+
+    resume(port, "");
+    finish_all_from_upstream(pending);
+    assert_each_seq_once(&upstream.hits(), 13);
+    wait_until(BOUND, "the old workers to exit", || {
+        old_workers.iter().all(|&w| !is_alive(w))
+    });
+    assert!(is_alive(old_master), "kept for a rollback");
+    assert!(is_alive(new_master));
+    assert_no_serious_lines(&nginx);
+}
+
+/// A rollback: `USR2`, `WINCH`, then `HUP` to the old master (it starts
+/// workers again) and `QUIT` to the new one: the new binary's workers keep
+/// what they hold, and the old binary's `disable` releases it.
+#[test]
+fn in_a_rollback_the_new_binarys_workers_keep_holding() {
+    let dir = StateDir::new("upgrade-rollback");
+    let file = dir.file();
+    let upstream = Upstream::start();
+    let nginx = start(&file, &upstream);
+    let port = nginx.port();
+    pause(port, "");
+    let new_master = upgrade(&nginx);
+    let old_master = nginx.master_pid();
+    // The new binary's master is a child of the old one too.
+    let old_workers = || -> Vec<i32> {
+        children_of(old_master)
+            .into_iter()
+            .filter(|&pid| pid != new_master)
+            .collect()
+    };
+    unsafe { libc::kill(old_master, libc::SIGWINCH) };
+    wait_until(BOUND, "the old workers to exit", || {
+        old_workers().is_empty()
+    });
+    let new_workers = children_of(new_master);
+    let held = start_in_order(port, 4, |i| seq_request("/", i));
+    wait_until(BOUND, "4 held by the new binary", || held_now(port) == 4);
+    assert!(held
+        .iter()
+        .all(|p| new_workers.iter().any(|&w| p.is_held_by(w))));
+
+    unsafe { libc::kill(old_master, libc::SIGHUP) };
+    wait_until(BOUND, "the old master's workers again", || {
+        old_workers().len() == 2
+    });
+    unsafe { libc::kill(new_master, libc::SIGQUIT) };
+    nginx.wait_for_error_line("saying the new workers keep holding", |l| {
+        l.contains("another nginx binary runs and follows the state file: it keeps holding")
+    });
+    assert_still_held(&held);
+    assert!(new_workers.iter().all(|&w| is_alive(w)));
+
+    // The old binary answers the disable; the new one follows the file.
+    resume(port, "");
+    finish_all_from_upstream(held);
+    assert_each_seq_once(&upstream.hits(), 4);
+    wait_until(BOUND, "the new master to exit", || !is_alive(new_master));
+    assert!(is_alive(old_master));
+    assert_passes(port, Request::get("/after"), "after the rollback");
+    assert_no_serious_lines(&nginx);
 }

@@ -90,3 +90,27 @@ fn seven_hundred_forty_held_in_debians_768_connections_are_all_released() {
 fn seven_hundred_forty_held_in_debians_768_connections_all_pass_at_their_max_time() {
     release_under_pressure(768, 740, Some("10"));
 }
+
+#[test]
+fn repro_spin_max_time_2() {
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(1)
+            .worker_connections(64)
+            .server(&app_server(
+                "shop",
+                &upstream,
+                "set $intermission_max_time 2;",
+            )),
+    );
+    let port = nginx.port();
+    pause(port, "");
+    let pending: Vec<Pending> = (0..40)
+        .map(|i| seq_request("/item/", i).start(port))
+        .collect();
+    for p in pending {
+        let what = p.describe().to_owned();
+        assert_from_upstream(&p.finish(), &what);
+    }
+}

@@ -34,9 +34,13 @@ fn metrics_show_every_app_and_its_counters() {
     let port = nginx.port();
     let empty = metrics(port);
     assert!(
-        empty.lines().all(|line| line.starts_with('#')),
-        "no app yet, no series:\n{empty}"
+        empty
+            .lines()
+            .all(|line| line.starts_with('#') || !line.contains("{app=")),
+        "no app yet, no app's series:\n{empty}"
     );
+    assert_series(&empty, "intermission_internal_errors_total", 0);
+    assert_series(&empty, "intermission_app_names_too_long_total", 0);
     assert!(
         empty.contains("# TYPE intermission_released_total counter"),
         "{empty}"

@@ -23,7 +23,7 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 8;
+const LAYOUT_VERSION: u64 = 9;
 
 /// The version and the sizes of the three parts of the zone (header, worker
 /// slot, app slot), 16 bits each: a reload into a build where any of them
@@ -86,6 +86,12 @@ pub struct TableHeader {
     /// bits: it is taken as running until it is replaced.
     newest_workers_uncounted: AtomicU64,
     state_file: StateFileFigures,
+    /// Panics the module caught (each logged at `alert`; the request got
+    /// the answer of the module's policy), in every process.
+    internal_errors: AtomicU64,
+    /// Requests whose `$app_name` was longer than any app's can be: let
+    /// through (no such app can be paused).
+    app_names_too_long: AtomicU64,
 }
 
 /// The state file's figures (`intermission_state_file`), for status: wall
@@ -128,6 +134,8 @@ impl TableHeader {
             newest_workers: Default::default(),
             newest_workers_uncounted: AtomicU64::new(0),
             state_file: StateFileFigures::default(),
+            internal_errors: AtomicU64::new(0),
+            app_names_too_long: AtomicU64::new(0),
         }
     }
 
@@ -228,6 +236,24 @@ impl TableHeader {
                     .any(|word| word.load(Ordering::Acquire) != 0))
     }
 
+    /// The counter of panics the module caught, for its FFI guard.
+    pub fn internal_errors_counter(&self) -> &AtomicU64 {
+        &self.internal_errors
+    }
+
+    /// A request's `$app_name` was too long to name an app.
+    pub fn record_app_name_too_long(&self) {
+        self.app_names_too_long.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Panics caught, and app names too long, so far.
+    pub fn error_counts(&self) -> (u64, u64) {
+        (
+            self.internal_errors.load(Ordering::Relaxed),
+            self.app_names_too_long.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn layout(&self) -> u64 {
         self.layout.load(Ordering::Relaxed)
     }
@@ -255,6 +281,14 @@ impl TableHeader {
     #[inline]
     pub fn any_paused(&self) -> bool {
         self.paused_apps.load(Ordering::Acquire) != 0
+    }
+
+    /// `any_paused`, read in the single total order of pauses and in-flight
+    /// counts (see `AppState::phase_now`): after counting a request in
+    /// flight, a request that reads false here is one every drain sees.
+    #[inline]
+    pub fn any_paused_now(&self) -> bool {
+        self.paused_apps.load(Ordering::SeqCst) != 0
     }
 }
 
@@ -388,7 +422,7 @@ impl<'a> AppTable<'a> {
     pub fn pause_until(&self, app: AppId, now: u64, deadline: Option<u64>) -> PauseOutcome {
         let outcome = self.state(app).pause_until(now, deadline);
         if outcome == PauseOutcome::Paused {
-            self.header.paused_apps.fetch_add(1, Ordering::AcqRel);
+            self.header.paused_apps.fetch_add(1, Ordering::SeqCst);
         }
         outcome
     }
@@ -398,7 +432,7 @@ impl<'a> AppTable<'a> {
     pub fn stop_until(&self, app: AppId, now: u64, deadline: Option<u64>) -> StopOutcome {
         let outcome = self.state(app).stop_until(now, deadline);
         if outcome == StopOutcome::StoppedRunning {
-            self.header.paused_apps.fetch_add(1, Ordering::AcqRel);
+            self.header.paused_apps.fetch_add(1, Ordering::SeqCst);
         }
         outcome
     }
@@ -698,7 +732,8 @@ mod tests {
             Restore::Again {
                 stopped: false,
                 paused_for: 10_000,
-                remaining: Some(60_000)
+                remaining: Some(60_000),
+                clamped: false
             }
         );
         let state = table.state(paused);

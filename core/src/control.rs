@@ -302,14 +302,14 @@ pub struct AppReport<'a> {
 }
 
 impl AppReport<'_> {
-    /// The app as a JSON object, on one line, with the state file's report
-    /// when one is configured.
-    pub fn json_with(&self, state_file: Option<&StateFileReport>) -> String {
+    /// The app as a JSON object, on one line, with `fields` (`"name":value`,
+    /// such as the module's and the state file's reports) after its own.
+    pub fn json_with(&self, fields: &[String]) -> String {
         let mut json = self.json();
-        if let Some(report) = state_file {
+        for field in fields {
             json.pop();
             json.push(',');
-            json.push_str(&report.json_field());
+            json.push_str(field);
             json.push('}');
         }
         json
@@ -329,6 +329,7 @@ impl AppReport<'_> {
             refused_at_shutdown,
             rejected,
             stopped,
+            unheld,
         } = self.counters;
         let _ = write!(
             json,
@@ -336,7 +337,7 @@ impl AppReport<'_> {
              \"held_in_pause\":{},\"longest_wait_ms\":{},\"in_flight\":{},\"upgraded\":{},\
              \"released\":{released},\"timed_out\":{timed_out},\"clients_gone\":{clients_gone},\
              \"rejected\":{rejected},\"stopped\":{stopped},\
-             \"refused_at_shutdown\":{refused_at_shutdown}}}",
+             \"refused_at_shutdown\":{refused_at_shutdown},\"unheld\":{unheld}}}",
             self.state.name(),
             time(self.since),
             time(self.deadline),
@@ -374,14 +375,18 @@ pub struct StatusAnswer {
     pub rejected: u64,
     pub stopped: u64,
     pub refused_at_shutdown: u64,
+    /// Requests of the paused app that could not be held and were answered
+    /// 503. Absent from answers of older modules.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub unheld: u64,
 }
 
-/// `status?all&format=json`: every app, in one object, and the state
-/// file's report when one is configured.
-pub fn status_all_json(apps: &[AppReport], state_file: Option<&StateFileReport>) -> String {
+/// `status?all&format=json`: every app, in one object, with `fields`
+/// (`"name":value`: the module's and the state file's reports).
+pub fn status_all_json(apps: &[AppReport], fields: &[String]) -> String {
     let objects: Vec<String> = apps.iter().map(AppReport::json).collect();
-    let state_file = state_file.map_or(String::new(), |report| format!(",{}", report.json_field()));
-    format!("{{\"apps\":[{}]{state_file}}}\n", objects.join(","))
+    let fields: String = fields.iter().map(|field| format!(",{field}")).collect();
+    format!("{{\"apps\":[{}]{fields}}}\n", objects.join(","))
 }
 
 /// `status?all` as text: one line per app, its name (as in JSON and the
@@ -423,7 +428,7 @@ pub fn rfc3339(unix_ms: u64) -> String {
 /// one series per app and figure, labelled `app`.
 pub fn metrics_text(apps: &[AppReport]) -> String {
     type Figure = fn(&AppReport) -> u64;
-    const FIGURES: [(&str, &str, &str, Figure); 12] = [
+    const FIGURES: [(&str, &str, &str, Figure); 13] = [
         (
             "intermission_paused",
             "gauge",
@@ -497,6 +502,13 @@ pub fn metrics_text(apps: &[AppReport]) -> String {
             "Requests answered 503 because nginx was stopping.",
             |a| a.counters.refused_at_shutdown,
         ),
+        (
+            "intermission_unheld_total",
+            "counter",
+            "Requests of the paused app that could not be held (no memory, no release \
+             engine) and were answered 503.",
+            |a| a.counters.unheld,
+        ),
     ];
     let mut text = String::new();
     for (name, kind, help, figure) in FIGURES {
@@ -509,6 +521,56 @@ pub fn metrics_text(apps: &[AppReport]) -> String {
         }
     }
     text
+}
+
+/// What the status and the metrics say of the module itself, for every app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModuleReport {
+    /// Panics the module caught (each logged at `alert`).
+    pub internal_errors: u64,
+    /// Requests whose `$app_name` was too long to name an app: let through.
+    pub app_names_too_long: u64,
+    /// Looks the workers' release engines took at their queues: flat while
+    /// they only hold, since nothing runs on a clock.
+    pub release_passes: u64,
+}
+
+impl ModuleReport {
+    /// `"module":{...}`, for the JSON status.
+    pub fn json_field(&self) -> String {
+        format!(
+            "\"module\":{{\"internal_errors\":{},\"app_names_too_long\":{},\"release_passes\":{}}}",
+            self.internal_errors, self.app_names_too_long, self.release_passes
+        )
+    }
+
+    /// The module's figures for Prometheus.
+    pub fn metrics(&self) -> String {
+        let mut text = String::new();
+        for (name, help, value) in [
+            (
+                "intermission_internal_errors_total",
+                "Panics the module caught; each is logged at alert.",
+                self.internal_errors,
+            ),
+            (
+                "intermission_app_names_too_long_total",
+                "Requests whose $app_name was too long to name an app (let through).",
+                self.app_names_too_long,
+            ),
+            (
+                "intermission_release_passes_total",
+                "Looks the release engines took at their held requests.",
+                self.release_passes,
+            ),
+        ] {
+            let _ = writeln!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        text
+    }
 }
 
 /// What the status and the metrics say of the state file
@@ -663,6 +725,7 @@ mod tests {
                 refused_at_shutdown: 7,
                 rejected: 8,
                 stopped: 9,
+                unheld: 10,
             },
         };
         let answer: StatusAnswer = serde_json::from_str(&report.json()).unwrap();
@@ -684,6 +747,7 @@ mod tests {
                 rejected: 8,
                 stopped: 9,
                 refused_at_shutdown: 7,
+                unheld: 10,
             }
         );
     }
@@ -738,7 +802,7 @@ mod tests {
             text.contains("\nintermission_stopped{app=\"shop\"} 1\n"),
             "{text}"
         );
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 24);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 26);
         assert!(metrics_text(&[]).lines().all(|l| l.starts_with('#')));
     }
 
@@ -844,6 +908,7 @@ mod tests {
                 refused_at_shutdown: 0,
                 rejected: 4,
                 stopped: 6,
+                unheld: 8,
             },
             ..report(b"shop", RunState::Paused)
         };
@@ -852,7 +917,8 @@ mod tests {
             "{\"app\":\"shop\",\"state\":\"paused\",\"since\":\"2026-11-23T10:15:30.123Z\",\
              \"deadline\":\"2026-11-23T10:25:30.123Z\",\"held_now\":2,\"held_in_pause\":7,\
              \"longest_wait_ms\":1500,\"in_flight\":3,\"upgraded\":1,\"released\":5,\"timed_out\":1,\
-             \"clients_gone\":3,\"rejected\":4,\"stopped\":6,\"refused_at_shutdown\":0}"
+             \"clients_gone\":3,\"rejected\":4,\"stopped\":6,\"refused_at_shutdown\":0,\
+             \"unheld\":8}"
         );
         let odd = report(b"a\"b\\c\n\x01\xff", RunState::Running).json();
         assert!(
@@ -873,9 +939,12 @@ mod tests {
                 serde_json::from_str(&report(name, RunState::Running).json()).unwrap();
             assert_eq!(parsed["app"], *String::from_utf8_lossy(name));
         }
-        let all = status_all_json(&[shop, report(b"blog", RunState::Stopped)], None);
+        let all = status_all_json(&[shop, report(b"blog", RunState::Stopped)], &[]);
         assert!(all.starts_with("{\"apps\":[{\"app\":\"shop\""), "{all}");
-        assert!(all.ends_with("\"refused_at_shutdown\":0}]}\n"), "{all}");
+        assert!(
+            all.ends_with("\"refused_at_shutdown\":0,\"unheld\":0}]}\n"),
+            "{all}"
+        );
         assert_eq!(
             status_all_text(&[
                 report(b"shop", RunState::Paused),
@@ -883,7 +952,7 @@ mod tests {
             ]),
             "shop paused\nb\\x0ax stopped\n"
         );
-        assert_eq!(status_all_json(&[], None), "{\"apps\":[]}\n");
+        assert_eq!(status_all_json(&[], &[]), "{\"apps\":[]}\n");
     }
 
     #[test]
@@ -897,7 +966,7 @@ mod tests {
         };
         let shop = report(b"shop", RunState::Paused);
         let parsed: serde_json::Value =
-            serde_json::from_str(&shop.json_with(Some(&restored))).unwrap();
+            serde_json::from_str(&shop.json_with(&[restored.json_field()])).unwrap();
         assert_eq!(parsed["app"], "shop");
         assert_eq!(
             parsed["state_file"]["restored_at"],
@@ -909,14 +978,14 @@ mod tests {
             serde_json::Value::Null
         );
         assert_eq!(parsed["state_file"]["save_errors"], 1);
-        assert_eq!(shop.json_with(None), shop.json());
+        assert_eq!(shop.json_with(&[]), shop.json());
 
         let failed = StateFileReport {
             restore_error: Some("line 3: \"since\" is not a time".into()),
             ..StateFileReport::default()
         };
         let all: serde_json::Value =
-            serde_json::from_str(&status_all_json(&[shop], Some(&failed))).unwrap();
+            serde_json::from_str(&status_all_json(&[shop], &[failed.json_field()])).unwrap();
         assert_eq!(
             all["state_file"]["restore_error"],
             "line 3: \"since\" is not a time"

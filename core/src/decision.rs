@@ -58,6 +58,13 @@ impl Answer {
         retry_after: Some(RETRY_AFTER_STOP),
         outcome: Outcome::Stopped,
     };
+    /// The app is paused and the module could not hold the request: never
+    /// the upstream under maintenance.
+    pub const UNHELD: Answer = Answer {
+        status: 503,
+        retry_after: Some(RETRY_AFTER_HOLD_LIMIT),
+        outcome: Outcome::Unheld,
+    };
     pub const SHUTDOWN: Answer = Answer {
         status: 503,
         retry_after: Some(RETRY_AFTER_SHUTDOWN),

@@ -124,9 +124,9 @@ impl InFlightTable {
     #[inline]
     pub fn enter(&self, app: AppKey, own: bool) -> InFlightCounter {
         let index = self.entry_for(app, own);
-        self.entries[index]
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
+        // SeqCst, as the key's store and the drain's reads: see
+        // `AppState::phase_now`.
+        self.entries[index].in_flight.fetch_add(1, Ordering::SeqCst);
         InFlightCounter(index as u16)
     }
 
@@ -154,9 +154,9 @@ impl InFlightTable {
     pub fn count(&self, app: AppKey) -> InFlight {
         let mut total = InFlight::default();
         for (index, entry) in self.entries.iter().enumerate() {
-            if index == OVERFLOW || entry.key.load(Ordering::Acquire) == app.0 {
+            if index == OVERFLOW || entry.key.load(Ordering::SeqCst) == app.0 {
                 total += InFlight {
-                    requests: u64::from(entry.in_flight.load(Ordering::Relaxed)),
+                    requests: u64::from(entry.in_flight.load(Ordering::SeqCst)),
                     upgraded: u64::from(entry.upgraded.load(Ordering::Relaxed)),
                 };
             }
@@ -203,14 +203,14 @@ impl InFlightTable {
             if key == 0 {
                 if own {
                     let index = reusable.unwrap_or(index);
-                    self.entries[index].key.store(app.0, Ordering::Release);
+                    self.entries[index].key.store(app.0, Ordering::SeqCst);
                     return index;
                 }
                 // Shared by several processes: claim it, unless another
                 // claimed it first (perhaps for this very app).
                 match entry
                     .key
-                    .compare_exchange(0, app.0, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(0, app.0, Ordering::SeqCst, Ordering::Acquire)
                 {
                     Ok(_) => return index,
                     Err(seen) if seen == app.0 => return index,
@@ -223,7 +223,7 @@ impl InFlightTable {
         }
         match reusable {
             Some(index) => {
-                self.entries[index].key.store(app.0, Ordering::Release);
+                self.entries[index].key.store(app.0, Ordering::SeqCst);
                 index
             }
             None => OVERFLOW,

@@ -9,7 +9,10 @@
 //! - `pause`: one app's pause state machine (atomics, shared by all
 //!   workers), and `app_table`, the table of apps in the shared zone;
 //! - `queue`: the requests one worker holds, in release order;
-//! - `order`: the window that keeps one arrival order across workers;
+//! - `order`: the window that keeps one arrival order across workers, and
+//!   the bound after which a stalled worker loses its place in it;
+//! - `budget` and `next_look`: how much one release pass lets go, and when
+//!   the next one runs by itself;
 //! - `worker_slots`: what each worker process publishes to the others (its
 //!   place in each app's order, its counts), reclaimed when it dies;
 //! - `in_flight`: which counter counts a request let through, for drains;
@@ -21,10 +24,12 @@
 #![forbid(unsafe_code)]
 
 pub mod app_table;
+pub mod budget;
 pub mod control;
 pub mod decision;
 pub mod ids;
 pub mod in_flight;
+pub mod next_look;
 pub mod order;
 pub mod outcome;
 pub mod pause;

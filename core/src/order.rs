@@ -12,8 +12,14 @@
 //! A ticket that will never be released (its client left, it was answered
 //! at its max time, its worker died and its slot was reclaimed) is simply no
 //! longer the lowest anywhere, so nothing waits for it.
+//!
+//! **Order yields to availability.** A worker that does not run (stopped,
+//! swapped out, throttled, hung on a disk) cannot release its tickets, and
+//! the others would wait for it. Once it has left a wake-up unlooked-at for
+//! `STALL_BOUND_MS`, it loses its precedence: the others release past it,
+//! and its own requests go when it runs again (`worker_slots`).
 
-use crate::ids::Ticket;
+use crate::ids::{Millis, Ticket};
 
 /// How far past the lowest ticket held elsewhere a worker may release.
 /// Measured with 10,000 held on 2 and 4 workers, upstream connections one
@@ -25,6 +31,13 @@ use crate::ids::Ticket;
 /// sent, which the window cannot see). 16 keeps the order well inside the
 /// project's target of 64 at no cost in speed.
 pub const ORDER_WINDOW: u64 = 16;
+
+/// How long a worker may leave a wake-up unlooked-at before the others stop
+/// waiting for its place in the order. A worker that runs looks within
+/// milliseconds (a pass is one turn of its event loop), so this only ever
+/// catches workers that do not run; it bounds what one stalled worker can
+/// delay the others by (see the benchmark's and README's figures).
+pub const STALL_BOUND_MS: Millis = 500;
 
 /// Whether `ticket` may go while the lowest ticket of its app held by
 /// another worker is `lowest_elsewhere` (`None`: no other worker holds any).

@@ -30,6 +30,9 @@ pub enum Outcome {
     Shutdown,
     /// Answered 503 because its app was stopped (`.../stop`).
     Stopped,
+    /// Answered 503 because its app was paused and the module could not
+    /// hold it (no memory, no release engine).
+    Unheld,
 }
 
 impl Outcome {
@@ -42,6 +45,7 @@ impl Outcome {
             Outcome::Rejected => b"rejected",
             Outcome::Shutdown => b"shutdown",
             Outcome::Stopped => b"stopped",
+            Outcome::Unheld => b"unheld",
         }
     }
 
@@ -147,6 +151,7 @@ mod tests {
             Outcome::Rejected,
             Outcome::Shutdown,
             Outcome::Stopped,
+            Outcome::Unheld,
         ];
         let mut words: Vec<_> = all.iter().map(|o| o.text()).collect();
         words.sort();

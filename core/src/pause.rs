@@ -122,6 +122,7 @@ struct SharedCounters {
     refused_at_shutdown: AtomicU64,
     rejected: AtomicU64,
     stopped: AtomicU64,
+    unheld: AtomicU64,
 }
 
 /// A reading of an app's counters, for the status endpoint.
@@ -144,6 +145,10 @@ pub struct AppCounters {
     pub rejected: u64,
     /// Answered 503 because the app was stopped (held ones and new ones).
     pub stopped: u64,
+    /// Requests of the paused app that the module could not hold (no
+    /// memory, no release engine in their worker), answered 503 rather than
+    /// sent to the app under maintenance.
+    pub unheld: u64,
 }
 
 impl Default for AppState {
@@ -170,6 +175,7 @@ impl AppState {
                 refused_at_shutdown: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 stopped: AtomicU64::new(0),
+                unheld: AtomicU64::new(0),
             },
             stopped: AtomicU64::new(0),
             first_held_at: AtomicU64::new(NOT_HELD),
@@ -198,6 +204,15 @@ impl AppState {
         self.phase().is_paused()
     }
 
+    /// The current phase, read in the single total order of the pause's and
+    /// resume's own steps and of the in-flight counts: a worker that counts
+    /// a request in flight and then reads the phase, and a pause that flips
+    /// the phase and then reads the counts, cannot both miss the other's
+    /// step (so a drain never answers while a request slips through).
+    pub fn phase_now(&self) -> Phase {
+        Phase(self.phase.load(Ordering::SeqCst))
+    }
+
     /// Pauses with no deadline.
     pub fn pause(&self) -> PauseOutcome {
         self.pause_until(0, None)
@@ -223,7 +238,7 @@ impl AppState {
         // pause and the mark) is due, and the workers answer it 503.
         let moved = self
             .phase
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |phase| {
+            .fetch_update(Ordering::SeqCst, Ordering::Acquire, |phase| {
                 Phase(phase).is_paused().then_some(phase + 2)
             });
         match moved {
@@ -314,7 +329,7 @@ impl AppState {
             match self.phase.compare_exchange_weak(
                 current,
                 current + 1,
-                Ordering::AcqRel,
+                Ordering::SeqCst,
                 Ordering::Acquire,
             ) {
                 Ok(_) => return PauseOutcome::Paused,
@@ -641,9 +656,14 @@ impl AppState {
     }
 
     /// A request counted in by `try_record_held` that could not be held after
-    /// all (out of memory): it passes, and no longer counts.
+    /// all (out of memory): it no longer counts (see `record_unheld`).
     pub fn count_out_unheld(&self) {
         self.count_out();
+    }
+
+    /// A request of the paused app could not be held, and was answered 503.
+    pub fn record_unheld(&self) {
+        self.counters.unheld.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests counted in by a worker that died without counting them out:
@@ -676,6 +696,7 @@ impl AppState {
             refused_at_shutdown: read(&c.refused_at_shutdown),
             rejected: read(&c.rejected),
             stopped: read(&c.stopped),
+            unheld: read(&c.unheld),
         }
     }
 
@@ -774,6 +795,7 @@ mod tests {
                 refused_at_shutdown: 2,
                 rejected: 0,
                 stopped: 0,
+                unheld: 0,
             }
         );
         app.record_client_gone();

@@ -52,6 +52,8 @@ pub struct Taken<R> {
     pub app: AppId,
     pub ticket: Ticket,
     pub held_in: Phase,
+    /// Its max time, as held (to hold it again: `hold`).
+    pub deadline: Millis,
     pub request: R,
 }
 
@@ -142,6 +144,7 @@ impl<R> HeldQueue<R> {
                 app,
                 ticket,
                 held_in,
+                deadline: held.deadline,
                 request: held.request,
             });
         }
@@ -172,6 +175,7 @@ impl<R> HeldQueue<R> {
             app,
             ticket,
             held_in: held.held_in,
+            deadline: held.deadline,
             request: held.request,
         })
     }
@@ -184,6 +188,16 @@ impl<R> HeldQueue<R> {
         }
         let held = self.by_app.get(&app)?.held.get(&ticket)?;
         Some((app, ticket, &held.request))
+    }
+
+    /// The held requests whose deadline has passed by `now`, earliest first.
+    pub fn expired(&self, now: Millis) -> impl Iterator<Item = (AppId, Ticket, &R)> + '_ {
+        self.by_deadline
+            .range(..(now.saturating_add(1), AppId(0), Ticket(0)))
+            .filter_map(|&(_, app, ticket)| {
+                let held = self.by_app.get(&app)?.held.get(&ticket)?;
+                Some((app, ticket, &held.request))
+            })
     }
 
     /// Takes out at most `limit` requests whose deadline has passed, earliest
@@ -216,6 +230,7 @@ impl<R> HeldQueue<R> {
                     app,
                     ticket,
                     held_in: held.held_in,
+                    deadline: held.deadline,
                     request: held.request,
                 });
             }
@@ -273,6 +288,16 @@ impl<R> HeldQueue<R> {
     pub fn next_deadline(&self) -> Option<Millis> {
         self.by_deadline.first().map(|&(deadline, _, _)| deadline)
     }
+
+    /// The earliest deadline after `now` among the held requests: those
+    /// already past are due now, and wait only for what a pass lacked
+    /// (connections, room in its batch), never for a clock.
+    pub fn next_deadline_after(&self, now: Millis) -> Option<Millis> {
+        self.by_deadline
+            .range((now.saturating_add(1), AppId(0), Ticket(0))..)
+            .next()
+            .map(|&(deadline, _, _)| deadline)
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +328,20 @@ mod tests {
         assert!(queue.is_empty());
         assert_eq!(queue.next_deadline(), None);
         assert_eq!(queue.apps().count(), 0);
+    }
+
+    #[test]
+    fn the_next_deadline_after_now_skips_those_already_past() {
+        let mut queue = HeldQueue::default();
+        for (ticket, deadline) in [(0, 100), (1, 100), (2, 250)] {
+            queue.hold(SHOP, Ticket(ticket), Phase(1), deadline, "r");
+        }
+        assert_eq!(queue.next_deadline(), Some(100));
+        assert_eq!(queue.next_deadline_after(99), Some(100));
+        assert_eq!(queue.next_deadline_after(100), Some(250));
+        assert_eq!(queue.next_deadline_after(250), None);
+        let taken = queue.take(SHOP, Ticket(2)).unwrap();
+        assert_eq!(taken.deadline, 250);
     }
 
     #[test]
@@ -371,6 +410,11 @@ mod tests {
         assert_eq!(queue.next_deadline(), Some(200));
         assert!(queue.take_expired(199, ALL).is_empty());
         assert_eq!(queue.next_expired(199), None);
+        assert_eq!(queue.expired(199).count(), 0);
+        assert_eq!(
+            queue.expired(200).map(|(_, t, _)| t.0).collect::<Vec<_>>(),
+            [1]
+        );
         assert_eq!(queue.next_expired(200), Some((SHOP, Ticket(1), &"early")));
         let expired = queue.take_expired(300, ALL);
         assert_eq!(

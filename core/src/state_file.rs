@@ -344,29 +344,48 @@ fn clip(text: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restore {
     /// Paused (or stopped) again: since how long, and for how much longer.
+    /// `clamped`: the file's deadline lay further than the pause can last
+    /// (the clock is behind the one that wrote it), and `remaining` is the
+    /// bound instead.
     Again {
         stopped: bool,
         paused_for: Millis,
         remaining: Option<Millis>,
+        clamped: bool,
     },
     /// Its deadline passed while nginx was down: the pause is over, by
     /// `late` ms.
     Ended { late: Millis },
 }
 
+/// The longest a restored pause lasts from its restore: the control
+/// endpoint takes a `ttl` of at most a day, and `intermission_max_pause`
+/// defaults to ten minutes.
+pub const LONGEST_RESTORED_MS: Millis = 24 * 60 * 60 * 1000;
+
 impl SavedApp {
     /// What becomes of this app at `now`. A clock that went backwards
-    /// (`since` after `now`) counts as no time passed.
+    /// (`since` after `now`) counts as no time passed. The wall clock is
+    /// trusted within a bound: a restored pause lasts no longer from now
+    /// than it was set to last in all (deadline less since), nor than
+    /// `LONGEST_RESTORED_MS`, so a host that boots with its clock behind
+    /// does not hold its sites for years.
     pub fn restore_at(&self, now: Millis) -> Restore {
         match self.deadline {
             Some(deadline) if deadline <= now => Restore::Ended {
                 late: now - deadline,
             },
-            deadline => Restore::Again {
-                stopped: self.stopped,
-                paused_for: now.saturating_sub(self.since),
-                remaining: deadline.map(|d| d - now),
-            },
+            deadline => {
+                let bound = deadline.map(|d| d.saturating_sub(self.since).min(LONGEST_RESTORED_MS));
+                let remaining = deadline.map(|d| d - now);
+                let clamped = remaining.zip(bound).is_some_and(|(left, most)| left > most);
+                Restore::Again {
+                    stopped: self.stopped,
+                    paused_for: now.saturating_sub(self.since),
+                    remaining: if clamped { bound } else { remaining },
+                    clamped,
+                }
+            }
         }
     }
 }
@@ -381,6 +400,44 @@ mod tests {
             stopped,
             since: 1_000,
             deadline,
+        }
+    }
+
+    #[test]
+    fn a_clock_behind_the_files_restores_no_more_than_the_pause_was_set_for() {
+        let paused = |since, deadline| SavedApp {
+            name: b"shop".to_vec(),
+            stopped: false,
+            since,
+            deadline: Some(deadline),
+        };
+        // Set for 60 s at 1,000,000; restored 10 s later: 50 s left.
+        assert_eq!(
+            paused(1_000_000, 1_060_000).restore_at(1_010_000),
+            Restore::Again {
+                stopped: false,
+                paused_for: 10_000,
+                remaining: Some(50_000),
+                clamped: false
+            }
+        );
+        // Restored by a clock five years behind: 60 s, not five years.
+        let five_years = 5 * 365 * LONGEST_RESTORED_MS;
+        assert_eq!(
+            paused(five_years, five_years + 60_000).restore_at(1_000),
+            Restore::Again {
+                stopped: false,
+                paused_for: 0,
+                remaining: Some(60_000),
+                clamped: true
+            }
+        );
+        // A file whose pause claims to last years: a day at most.
+        match paused(0, five_years).restore_at(1) {
+            Restore::Again {
+                remaining, clamped, ..
+            } => assert_eq!((remaining, clamped), (Some(LONGEST_RESTORED_MS), true)),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -512,7 +569,8 @@ mod tests {
             Restore::Again {
                 stopped: false,
                 paused_for: 3_000,
-                remaining: Some(1_000)
+                remaining: Some(1_000),
+                clamped: false
             }
         );
         assert_eq!(paused.restore_at(5_000), Restore::Ended { late: 0 });
@@ -527,7 +585,8 @@ mod tests {
             Restore::Again {
                 stopped: true,
                 paused_for: 0,
-                remaining: None
+                remaining: None,
+                clamped: false
             }
         );
     }

@@ -15,13 +15,23 @@
 //! They do not publish their place in the order (the slot is not theirs
 //! alone), so their requests go in their own order only.
 //!
+//! **Wake-ups.** A worker that changes what another must act on wakes it
+//! (`mark_woken`, then a datagram to the address the owner publishes in its
+//! slot). The mark says when the first wake-up it has not looked at yet was
+//! sent; the owner clears it at the start of every look at its queue
+//! (`take_wake`), so a mark never outlives a look, whatever became of the
+//! datagram. A mark older than `order::STALL_BOUND_MS` means the owner does
+//! not run (stopped, swapped out, throttled, dead): the others stop waiting
+//! for its place in the order (`order_elsewhere`).
+//!
 //! Safe Rust over atomics. Which processes are alive is the module's
 //! question (`is_alive`); the layout in shared memory is `zone_layout`'s.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ids::{AppId, Ticket};
+use crate::ids::{AppId, Millis, Ticket};
 use crate::in_flight::{AppKey, InFlight, InFlightCounter, InFlightTable};
+use crate::order::STALL_BOUND_MS;
 
 /// The apps one worker can hold requests of at once with its order and its
 /// counts published. The requests of a 33rd app are held all the same, but
@@ -77,9 +87,17 @@ pub struct WorkerSlot {
     /// What the owner's start time was, to tell it from a later process
     /// that got the same pid (0: unknown).
     started: AtomicU64,
-    /// A wake-up was sent to the owner and it has not looked yet: further
+    /// When the first wake-up the owner has not looked at yet was sent
+    /// (nginx's monotonic clock, at least 1); 0 when there is none. Further
     /// senders need not send another.
-    wake_pending: AtomicU64,
+    woken_at: AtomicU64,
+    /// Where the owner listens for wake-ups (`wake_channel` in the module:
+    /// the abstract name the kernel gave its socket, packed); 0 when it
+    /// cannot be woken.
+    wake_address: AtomicU64,
+    /// How many times the owner has looked at its queue: flat while it only
+    /// holds (nothing runs on a clock), for the tests and the metrics.
+    passes: AtomicU64,
     held: [HeldEntry; HELD_APPS_PER_WORKER],
     /// Requests in flight, per app (see `in_flight`).
     in_flight: InFlightTable,
@@ -90,7 +108,9 @@ impl Default for WorkerSlot {
         WorkerSlot {
             owner: AtomicU64::new(FREE),
             started: AtomicU64::new(0),
-            wake_pending: AtomicU64::new(0),
+            woken_at: AtomicU64::new(0),
+            wake_address: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
             held: std::array::from_fn(|_| HeldEntry::default()),
             in_flight: InFlightTable::default(),
         }
@@ -189,16 +209,58 @@ impl WorkerSlot {
         self.in_flight.total()
     }
 
-    /// Marks a wake-up as sent; true if the owner had none pending, so the
-    /// sender must actually send one.
-    pub fn mark_wake_pending(&self) -> bool {
-        self.wake_pending.swap(1, Ordering::AcqRel) == 0
+    /// Marks a wake-up as sent at `now`; true if the owner had none pending,
+    /// so the sender must actually send one.
+    pub fn mark_woken(&self, now: Millis) -> bool {
+        self.woken_at
+            .compare_exchange(0, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
-    /// The owner takes its pending wake-up, before it looks at the state:
-    /// whatever changes after this sends a new one.
+    /// The wake-up marked at `now` by `mark_woken` could not be sent: the
+    /// mark goes, so that the next sender tries again (unless the owner has
+    /// looked meanwhile, or another mark replaced it).
+    pub fn unmark_woken(&self, now: Millis) {
+        let _ = self
+            .woken_at
+            .compare_exchange(now.max(1), 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// The owner looks at its queue: it takes its pending wake-up first, so
+    /// whatever changes after this sends a new one. Counts the look.
     pub fn take_wake(&self) {
-        self.wake_pending.swap(0, Ordering::AcqRel);
+        self.woken_at.store(0, Ordering::SeqCst);
+        self.passes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// When the owner counts as stalled if it does not look before: the
+    /// bound after the first wake-up it has not looked at; `None` with no
+    /// wake-up pending.
+    pub fn stalls_at(&self) -> Option<Millis> {
+        match self.woken_at.load(Ordering::SeqCst) {
+            0 => None,
+            at => Some(at.saturating_add(STALL_BOUND_MS)),
+        }
+    }
+
+    /// The owner has not looked at a wake-up for `STALL_BOUND_MS` by `now`.
+    pub fn is_stalled(&self, now: Millis) -> bool {
+        self.stalls_at().is_some_and(|at| now >= at)
+    }
+
+    /// Publishes where the owner listens for wake-ups (0: nowhere).
+    pub fn set_wake_address(&self, address: u64) {
+        self.wake_address.store(address, Ordering::Release);
+    }
+
+    /// Where the owner listens for wake-ups, if anywhere.
+    pub fn wake_address(&self) -> Option<u64> {
+        Some(self.wake_address.load(Ordering::Acquire)).filter(|&a| a != 0)
+    }
+
+    /// How many times the owner has looked at its queue.
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
     }
 
     fn owner(&self) -> Option<Owner> {
@@ -250,7 +312,8 @@ impl<'a> WorkerSlots<'a> {
                 .compare_exchange(FREE, BUSY, Ordering::AcqRel, Ordering::Relaxed)
                 .ok()?;
             slot.started.store(owner.started, Ordering::Release);
-            slot.wake_pending.store(0, Ordering::Release);
+            slot.woken_at.store(0, Ordering::Release);
+            slot.wake_address.store(0, Ordering::Release);
             slot.owner.store(owner.pid, Ordering::Release);
             Some(SlotId(index as u32))
         })
@@ -296,7 +359,8 @@ impl<'a> WorkerSlots<'a> {
         }
         slot.in_flight.clear();
         slot.started.store(0, Ordering::Relaxed);
-        slot.wake_pending.store(0, Ordering::Relaxed);
+        slot.woken_at.store(0, Ordering::Relaxed);
+        slot.wake_address.store(0, Ordering::Relaxed);
         slot.owner.store(FREE, Ordering::Release);
         true
     }
@@ -312,14 +376,30 @@ impl<'a> WorkerSlots<'a> {
     }
 
     /// The lowest ticket of `app` that a worker other than `me` still holds
-    /// or wakes: the order window starts there.
-    pub fn lowest_elsewhere(&self, app: AppId, me: SlotId) -> Option<Ticket> {
+    /// or wakes, and that worker's slot: the order window starts there.
+    /// Workers stalled at `now` (see `is_stalled`) have lost their
+    /// precedence and are not counted; their requests go when they run
+    /// again.
+    pub fn order_elsewhere(&self, app: AppId, me: SlotId, now: Millis) -> Option<(Ticket, SlotId)> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|&(index, slot)| index != me.0 as usize && slot.owner().is_some())
-            .filter_map(|(_, slot)| slot.lowest_of(app))
+            .filter(|&(index, slot)| {
+                index != me.0 as usize && slot.owner().is_some() && !slot.is_stalled(now)
+            })
+            .filter_map(|(index, slot)| Some((slot.lowest_of(app)?, SlotId(index as u32))))
             .min()
+    }
+
+    /// `order_elsewhere`'s ticket alone.
+    pub fn lowest_elsewhere(&self, app: AppId, me: SlotId, now: Millis) -> Option<Ticket> {
+        self.order_elsewhere(app, me, now).map(|(ticket, _)| ticket)
+    }
+
+    /// Release passes of every worker with a slot, the shared slot's
+    /// workers' included.
+    pub fn passes(&self) -> u64 {
+        self.slots.iter().map(WorkerSlot::passes).sum()
     }
 
     /// The slots other than `me` whose owner holds (or wakes) requests of
@@ -425,7 +505,7 @@ mod tests {
         );
         assert!(table.reclaim(a, A, |app, n| forgotten.push((app, n))));
         assert_eq!(forgotten, [(SHOP, 3)]);
-        assert_eq!(table.lowest_elsewhere(SHOP, SHARED_SLOT), None);
+        assert_eq!(table.lowest_elsewhere(SHOP, SHARED_SLOT, 0), None);
     }
 
     #[test]
@@ -443,17 +523,17 @@ mod tests {
         table.get(a).publish(SHOP, 2, Some(Ticket(4)));
         table.get(b).publish(SHOP, 5, Some(Ticket(9)));
         table.get(b).publish(BLOG, 1, Some(Ticket(1)));
-        assert_eq!(table.lowest_elsewhere(SHOP, a), Some(Ticket(9)));
-        assert_eq!(table.lowest_elsewhere(SHOP, b), Some(Ticket(4)));
-        assert_eq!(table.lowest_elsewhere(SHOP, c), Some(Ticket(4)));
-        assert_eq!(table.lowest_elsewhere(BLOG, b), None);
+        assert_eq!(table.lowest_elsewhere(SHOP, a, 0), Some(Ticket(9)));
+        assert_eq!(table.lowest_elsewhere(SHOP, b, 0), Some(Ticket(4)));
+        assert_eq!(table.lowest_elsewhere(SHOP, c, 0), Some(Ticket(4)));
+        assert_eq!(table.lowest_elsewhere(BLOG, b, 0), None);
         let holders: Vec<_> = table.holders_of(SHOP, c).collect();
         assert_eq!(holders, [a, b]);
         // A moves on; then it holds nothing more of the shop.
         table.get(a).publish(SHOP, 0, Some(Ticket(6)));
-        assert_eq!(table.lowest_elsewhere(SHOP, b), Some(Ticket(6)));
+        assert_eq!(table.lowest_elsewhere(SHOP, b, 0), Some(Ticket(6)));
         table.get(a).publish(SHOP, 0, None);
-        assert_eq!(table.lowest_elsewhere(SHOP, b), None);
+        assert_eq!(table.lowest_elsewhere(SHOP, b, 0), None);
         assert_eq!(table.holders_of(SHOP, c).collect::<Vec<_>>(), [b]);
     }
 
@@ -476,10 +556,46 @@ mod tests {
         let memory = slots(2);
         let table = WorkerSlots::new(&memory);
         let a = table.get(table.claim(A).unwrap());
-        assert!(a.mark_wake_pending());
-        assert!(!a.mark_wake_pending(), "one is on its way");
+        assert!(a.mark_woken(10));
+        assert!(!a.mark_woken(11), "one is on its way");
         a.take_wake();
-        assert!(a.mark_wake_pending());
+        assert!(a.mark_woken(12));
+        // A send that failed takes its mark back; a later one's stays.
+        a.unmark_woken(12);
+        assert!(a.mark_woken(13));
+        a.unmark_woken(12);
+        assert_eq!(a.stalls_at(), Some(13 + STALL_BOUND_MS));
+        assert_eq!(a.passes(), 1);
+    }
+
+    #[test]
+    fn a_worker_that_does_not_look_loses_its_place_in_the_order() {
+        let memory = slots(3);
+        let table = WorkerSlots::new(&memory);
+        let a = table.claim(A).unwrap();
+        let b = table.claim(B).unwrap();
+        table.get(a).publish(SHOP, 3, Some(Ticket(2)));
+        table.get(b).publish(SHOP, 3, Some(Ticket(5)));
+        assert_eq!(table.order_elsewhere(SHOP, b, 100), Some((Ticket(2), a)));
+        // A is woken at 100 and does not look.
+        assert!(table.get(a).mark_woken(100));
+        let bound = 100 + STALL_BOUND_MS;
+        assert_eq!(
+            table.order_elsewhere(SHOP, b, bound - 1),
+            Some((Ticket(2), a))
+        );
+        assert!(table.get(a).is_stalled(bound));
+        assert_eq!(
+            table.order_elsewhere(SHOP, b, bound),
+            None,
+            "b goes on alone"
+        );
+        // A looks again: its place counts again.
+        table.get(a).take_wake();
+        assert_eq!(
+            table.order_elsewhere(SHOP, b, bound + 5),
+            Some((Ticket(2), a))
+        );
     }
 
     #[test]

@@ -440,8 +440,11 @@ fn order_op() -> impl Strategy<Value = OrderOp> {
         1 => (worker.clone(), any::<u8>()).prop_map(|(worker, pick)| OrderOp::Leave { worker, pick }),
         4 => (worker.clone(), 0u8..80).prop_map(|(worker, limit)| OrderOp::Pass { worker, limit }),
         4 => worker.clone().prop_map(|worker| OrderOp::Wake { worker }),
-        1 => worker.prop_map(|worker| OrderOp::Die { worker }),
+        1 => worker.clone().prop_map(|worker| OrderOp::Die { worker }),
         1 => Just(OrderOp::Resume),
+        1 => worker.clone().prop_map(|worker| OrderOp::Stop { worker }),
+        1 => worker.prop_map(|worker| OrderOp::Cont { worker }),
+        1 => (0u16..1_000).prop_map(|ms| OrderOp::Tick { ms }),
     ]
 }
 

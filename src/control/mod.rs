@@ -9,14 +9,15 @@
 //! apply one after the other; then every worker is woken to act on it.
 
 mod drain;
+mod wait;
 
 use std::ffi::{c_char, c_void};
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_http_request_t, ngx_int_t,
-    ngx_shm_zone_t, ngx_uint_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_POST, NGX_LOG_EMERG, NGX_LOG_ERR,
-    NGX_LOG_NOTICE, NGX_OK,
+    ngx_command_t, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_http_request_t, ngx_int_t, ngx_uint_t,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED,
+    NGX_HTTP_NOT_FOUND, NGX_HTTP_POST, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE,
+    NGX_OK,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::NgxHttpCoreModule;
@@ -26,18 +27,20 @@ use crate::config::{LocConf, MainConf};
 use crate::nginx::guard_ffi;
 use crate::nginx::{self, HttpRequest};
 use crate::panic_probe::{self, Point};
-use crate::state_file;
+use crate::state_file::{self, Ask};
 use crate::zone::{self, ZoneLock, ZONE_NAME};
 use crate::{release, IntermissionModule};
+use drain::Drain;
 use intermission_core::app_table::{AppTable, TableHeader};
 use intermission_core::control::{
     action_of, metrics_text, status_all_json, status_all_text, Action, AppReport, ControlArgs,
-    Format, RunState,
+    Format, ModuleReport, RunState,
 };
 use intermission_core::ids::{wall_time, AppId};
 use intermission_core::pause::{AppCounters, PauseOutcome, ResumeOutcome, StopOutcome};
 use intermission_core::settings::{check_app_name, AppLabel, LogSafe, Seconds};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
+use wait::Then;
 
 const HTTP_OK: ngx_uint_t = 200;
 const HTTP_NOT_MODIFIED: ngx_uint_t = 304;
@@ -140,7 +143,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
     let now = nginx::now_ms();
     // A pause past its deadline ends before anything else is answered.
     if let Some(app) = table.find(name) {
-        release::end_pause_at_deadline(r.log(), zone, table, app, now);
+        release::end_pause_if_past_deadline(r.log(), table, app, now);
     }
 
     match action {
@@ -148,16 +151,15 @@ fn control(r: HttpRequest) -> ngx_int_t {
             // The counts of a worker that died are taken back first.
             release::reclaim_dead_workers(now);
             let format = args.format_for(r.header_in(b"accept"));
-            let state_file = main.state_file().map(|_| state_file::report(table));
+            let fields = report_fields(main, header, table);
             if args.all {
-                let names = every_app(&r, zone, table, now);
+                let names = every_app(&r, table, now);
                 let reports = reports_of(header, table, &names, now);
                 return match format {
                     Format::Text => r.send_text(HTTP_OK, status_all_text(&reports).as_bytes()),
-                    Format::Json => r.send_json(
-                        HTTP_OK,
-                        status_all_json(&reports, state_file.as_ref()).as_bytes(),
-                    ),
+                    Format::Json => {
+                        r.send_json(HTTP_OK, status_all_json(&reports, &fields).as_bytes())
+                    }
                 };
             }
             let report = report(header, table, table.find(name), name, now);
@@ -170,10 +172,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
                         RunState::Stopped => STOPPED,
                     },
                 ),
-                Format::Json => r.send_json(
-                    HTTP_OK,
-                    (report.json_with(state_file.as_ref()) + "\n").as_bytes(),
-                ),
+                Format::Json => r.send_json(HTTP_OK, (report.json_with(&fields) + "\n").as_bytes()),
             }
         }
         Action::Stop => {
@@ -191,13 +190,11 @@ fn control(r: HttpRequest) -> ngx_int_t {
             // Whether this call set the deadline or a pause before it did.
             let until = Until(table.state(app).deadline().map(|d| d.saturating_sub(now)));
             let changed = outcome != StopOutcome::AlreadyStopped || moved;
-            if changed {
-                save_state(main, table, &r);
-            }
             drop(lock);
             if !changed {
                 return r.send_text(HTTP_NOT_MODIFIED, b"");
             }
+            let write = save_state(main, table, &r);
             ngx_log_error!(
                 NGX_LOG_NOTICE,
                 r.log(),
@@ -210,7 +207,7 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 }
             );
             release::state_changed();
-            r.send_text(HTTP_OK, STOPPED)
+            wait::answer_after(&r, write, then_answer(HTTP_OK, STOPPED), now)
         }
         Action::Enable => {
             let lock = ZoneLock::acquire(zone);
@@ -227,10 +224,10 @@ fn control(r: HttpRequest) -> ngx_int_t {
             let moved = outcome == PauseOutcome::AlreadyPaused
                 && args.ttl.is_some()
                 && table.state(app).move_deadline(deadline);
-            if outcome == PauseOutcome::Paused || moved || was_stopped {
-                save_state(main, table, &r);
-            }
             drop(lock);
+            let write = (outcome == PauseOutcome::Paused || moved || was_stopped)
+                .then(|| save_state(main, table, &r))
+                .flatten();
             let until = Until(lasts);
             let changed = match outcome {
                 PauseOutcome::Paused => {
@@ -266,19 +263,21 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 // Holding workers set their timers for the new deadline.
                 release::state_changed();
             }
-            match args.drain {
+            let then = match args.drain {
                 // Paused now or before: either way the caller wants to
                 // know that the app is quiet.
-                Some(drain) => drain::answer_when_drained(&r, zone, table, app, name, drain, now),
-                None if changed => r.send_text(HTTP_OK, ENABLED),
-                None => r.send_text(HTTP_NOT_MODIFIED, b""),
-            }
+                Some(drain) => Then::Drain(Drain::new(table, app, name, drain, now)),
+                None if changed => then_answer(HTTP_OK, ENABLED),
+                None => then_answer(HTTP_NOT_MODIFIED, b""),
+            };
+            wait::answer_after(&r, write, then, now)
         }
         Action::Metrics => {
             release::reclaim_dead_workers(now);
-            let names = every_app(&r, zone, table, now);
+            let names = every_app(&r, table, now);
             let reports = reports_of(header, table, &names, now);
             let mut metrics = metrics_text(&reports);
+            metrics.push_str(&module_report(header).metrics());
             if main.state_file().is_some() {
                 metrics.push_str(&state_file::report(table).metrics());
             }
@@ -301,10 +300,10 @@ fn control(r: HttpRequest) -> ngx_int_t {
             let pacing_ended = outcome == ResumeOutcome::NotPaused
                 && args.rate.is_none()
                 && table.end_pacing(app, now);
-            if outcome != ResumeOutcome::NotPaused {
-                save_state(main, table, &r);
-            }
             drop(lock);
+            let write = (outcome != ResumeOutcome::NotPaused)
+                .then(|| save_state(main, table, &r))
+                .flatten();
             match outcome {
                 ResumeOutcome::Resumed { held } => {
                     ngx_log_error!(
@@ -327,17 +326,51 @@ fn control(r: HttpRequest) -> ngx_int_t {
                 ResumeOutcome::NotPaused => return r.send_text(HTTP_NOT_MODIFIED, b""),
             }
             release::state_changed();
-            r.send_text(HTTP_OK, DISABLED)
+            wait::answer_after(&r, write, then_answer(HTTP_OK, DISABLED), now)
         }
     }
 }
 
-/// With `intermission_state_file`, writes the zone's pause state to it.
-/// Called with the zone's lock held, after a change.
-fn save_state(main: &MainConf, table: AppTable, r: &HttpRequest) {
-    if let Some(path) = main.state_file() {
-        state_file::save(path, table, r.log());
+/// The status's fields beside the app's own: the module's report, and the
+/// state file's when one is configured.
+fn report_fields(main: &MainConf, header: &'static TableHeader, table: AppTable) -> Vec<String> {
+    let mut fields = vec![module_report(header).json_field()];
+    if main.state_file().is_some() {
+        fields.push(state_file::report(table).json_field());
     }
+    fields
+}
+
+/// What the status and the metrics say of the module itself.
+fn module_report(header: &'static TableHeader) -> ModuleReport {
+    let (internal_errors, app_names_too_long) = header.error_counts();
+    ModuleReport {
+        internal_errors,
+        app_names_too_long,
+        release_passes: zone::worker_slots(header).passes(),
+    }
+}
+
+/// With `intermission_state_file`, has the zone's pause state written to it
+/// after a change: the write the answer waits for.
+fn save_state(main: &MainConf, table: AppTable<'static>, r: &HttpRequest) -> Option<Ask> {
+    let path = main.state_file()?;
+    match state_file::save(path, table) {
+        Ok(ask) => Some(ask),
+        Err(e) => {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                r.log(),
+                "intermission: cannot write the state file: no thread to write it ({e}); \
+                 a restart would not restore this change"
+            );
+            None
+        }
+    }
+}
+
+fn then_answer(status: ngx_uint_t, body: &'static [u8]) -> Then {
+    Then::Answer { status, body }
 }
 
 /// A control request that cannot be obeyed as asked: 400, saying why, in the
@@ -380,16 +413,11 @@ impl std::fmt::Display for Until {
 
 /// Every app in the zone with its name, each pause past its deadline ended
 /// first.
-fn every_app(
-    r: &HttpRequest,
-    zone: &ngx_shm_zone_t,
-    table: AppTable<'static>,
-    now: u64,
-) -> Vec<(AppId, Vec<u8>)> {
+fn every_app(r: &HttpRequest, table: AppTable<'static>, now: u64) -> Vec<(AppId, Vec<u8>)> {
     table
         .apps()
         .map(|app| {
-            release::end_pause_at_deadline(r.log(), zone, table, app, now);
+            release::end_pause_if_past_deadline(r.log(), table, app, now);
             (app, table.name(app))
         })
         .collect()

@@ -17,7 +17,7 @@ use ngx::{ngx_log_debug, ngx_log_error};
 
 use super::park;
 use crate::config::MainConf;
-use crate::in_flight::let_through;
+use crate::in_flight::{let_through, let_through_if};
 use crate::nginx::guard_ffi;
 use crate::nginx::{self, HttpRequest};
 use crate::panic_probe::{self, Point};
@@ -27,6 +27,7 @@ use intermission_core::decision::{
     after_release, decide, AfterRelease, Answer, PausedRequest, Verdict,
 };
 use intermission_core::outcome::Outcome;
+use intermission_core::pause::AppState;
 use intermission_core::settings::{
     check_app_name, AppLabel, ExemptionCheck, LogSafe, DEFAULT_MAX_TIME_MS,
 };
@@ -66,7 +67,10 @@ fn handle(r: HttpRequest) -> ngx_int_t {
     }
     // While nothing is paused: one load, and the request is counted in flight.
     if !header.any_paused() {
-        return let_through(&r, main, header);
+        if let Some(rc) = let_through_if(&r, main, header, || !header.any_paused_now()) {
+            return rc;
+        }
+        // A pause began as it was counted: it is decided as paused.
     }
     if let Some(ctx) = r.context::<HoldContext>(module()) {
         // Held once already: while held, it stays parked; once let go, it
@@ -91,6 +95,9 @@ fn handle(r: HttpRequest) -> ngx_int_t {
     let name = match check_app_name(vars.app_name) {
         Ok(name) => name,
         Err(too_long) => {
+            // No app by that name can be paused (the control endpoint
+            // refuses it too): it is let through, uncounted.
+            header.record_app_name_too_long();
             ngx_log_error!(
                 NGX_LOG_ERR,
                 r.log(),
@@ -99,19 +106,36 @@ fn handle(r: HttpRequest) -> ngx_int_t {
             return let_through(&r, main, header);
         }
     };
-    let Some(app) = table.find(name) else {
-        return let_through(&r, main, header);
+    let app_runs = || {
+        table
+            .find(name)
+            .is_none_or(|app| !table.state(app).phase_now().is_paused())
+    };
+    // The app's phase, read once: a resume after this point releases the
+    // request at the next pass, because its phase will no longer match. A
+    // request of a running app is counted in flight, then the phase read
+    // again: a pause that began meanwhile decides it (a few tries at most;
+    // past them it goes, counted, as if it had come a moment earlier).
+    let mut tries = 0;
+    let (app, phase) = loop {
+        let found = table.find(name).map(|app| (app, table.state(app).phase()));
+        if let Some((app, phase)) = found.filter(|(_, phase)| phase.is_paused()) {
+            break (app, phase);
+        }
+        tries += 1;
+        if tries > 4 {
+            return let_through(&r, main, header);
+        }
+        if let Some(rc) = let_through_if(&r, main, header, app_runs) {
+            return rc;
+        }
     };
     let state = table.state(app);
-    // Read once: a resume after this point releases the request at the next
-    // pass, because its phase will no longer match.
-    let phase = state.phase();
-    if !phase.is_paused() {
-        return let_through(&r, main, header);
-    }
     let now = nginx::now_ms();
-    if release::end_pause_at_deadline(r.log(), zone, table, app, now) {
-        return let_through(&r, main, header);
+    if release::end_pause_if_past_deadline(r.log(), table, app, now) {
+        if let Some(rc) = let_through_if(&r, main, header, app_runs) {
+            return rc;
+        }
     }
 
     let decision = decide(&PausedRequest {
@@ -162,8 +186,15 @@ fn handle(r: HttpRequest) -> ngx_int_t {
             on_timeout,
         } => {
             if !release::is_running() {
-                // A worker whose engine could not start holds nothing.
-                return bypass(&r, main);
+                // A worker whose engine did not start can hold nothing, and
+                // the app is paused: never the upstream under maintenance.
+                return unheld(
+                    &r,
+                    main,
+                    state,
+                    name,
+                    "this worker's release engine did not start",
+                );
             }
             if !state.try_record_held(location.max_held()) {
                 ngx_log_error!(
@@ -191,12 +222,7 @@ fn handle(r: HttpRequest) -> ngx_int_t {
             );
             if !held {
                 state.count_out_unheld();
-                ngx_log_error!(
-                    NGX_LOG_ERR,
-                    r.log(),
-                    "intermission: out of memory, the request is not held"
-                );
-                return bypass(&r, main);
+                return unheld(&r, main, state, name, "out of memory");
             }
             state.record_hold_time(now);
             main.variables.record_outcome(&r, Outcome::Held, None);
@@ -210,6 +236,20 @@ fn handle(r: HttpRequest) -> ngx_int_t {
             PARK
         }
     }
+}
+
+/// A request of a paused app that the module cannot hold: answered 503, as
+/// when the app holds its `intermission_max_held`, and counted.
+fn unheld(r: &HttpRequest, main: &MainConf, state: &AppState, name: &[u8], why: &str) -> ngx_int_t {
+    state.record_unheld();
+    ngx_log_error!(
+        NGX_LOG_ERR,
+        r.log(),
+        "intermission: {why}: a request of {} is answered 503 instead of held",
+        AppLabel(name)
+    );
+    main.variables.record_outcome(r, Outcome::Unheld, None);
+    answer_now(r, Answer::UNHELD)
 }
 
 /// Lets a request of a paused app through without holding it.

@@ -1,12 +1,13 @@
 //! `intermission_state_file`: the pause state kept on disk, so that nginx
 //! comes back paused after a restart.
 //!
-//! Every control call that changes an app's state writes the whole file
-//! (`intermission_core::state_file`) while it holds the zone's lock, so the
-//! last write is always the last state: a temporary file next to it, fsync,
-//! rename over it, fsync of the directory. A pause that ends at its deadline
-//! does not write: the file has the deadline, and a restart ends the pause
-//! by it.
+//! Every control call that changes an app's state has the whole file
+//! written (`intermission_core::state_file`): a temporary file next to it,
+//! fsync, rename over it, fsync of the directory. The write happens on a
+//! thread of the worker's (`writer`), so that a slow disk stops nothing,
+//! under a lock that only writers take; the call's answer waits for it. A
+//! pause that ends at its deadline does not write: the file has the
+//! deadline, and a restart ends the pause by it.
 //!
 //! When nginx creates the zone (at start, or at a reload that replaces it),
 //! the master fills it from the file before it forks the workers. A missing
@@ -17,8 +18,10 @@
 //! binary (`watch`).
 
 mod watch;
+mod writer;
 
 pub use watch::{start as start_watching, stop as stop_watching};
+pub use writer::{Ask, Outcome as WriteOutcome};
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -28,7 +31,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use nginx_sys::{ngx_log_t, NGX_LOG_ALERT, NGX_LOG_NOTICE};
+use nginx_sys::{ngx_log_t, NGX_LOG_ALERT, NGX_LOG_NOTICE, NGX_LOG_WARN};
 use ngx::ngx_log_error;
 
 use intermission_core::app_table::AppTable;
@@ -119,8 +122,20 @@ pub fn restore(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
                 stopped,
                 paused_for,
                 remaining,
+                clamped,
             } => {
                 restored += 1;
+                if clamped {
+                    ngx_log_error!(
+                        NGX_LOG_WARN,
+                        log,
+                        "intermission: the deadline of {} in the state file is further away \
+                         than its pause was set to last (is this host's clock behind?): \
+                         it lasts {} from now instead",
+                        AppLabel(&saved.name),
+                        Seconds(remaining.unwrap_or(0))
+                    );
+                }
                 ngx_log_error!(
                     NGX_LOG_NOTICE,
                     log,
@@ -178,12 +193,53 @@ pub fn report(table: AppTable) -> StateFileReport {
     }
 }
 
-/// Writes every paused or stopped app of `table` to the file at `path`.
-/// The caller holds the zone's lock, so writes follow the changes in order.
-/// A failure is logged at `alert` and counted; the change itself stands.
-pub fn save(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
-    let path = Path::new(OsStr::from_bytes(path));
-    let (now, wall_now) = (nginx::now_ms(), nginx::wall_clock_ms());
+thread_local! {
+    /// This worker's writer thread, once it has saved.
+    static WRITER: std::cell::RefCell<Option<writer::Writer>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Has the state of `table` written to the file at `path` (by this worker's
+/// writer thread, started on first use). `Err` if no thread could be started.
+pub fn save(path: &[u8], table: AppTable<'static>) -> io::Result<Ask> {
+    WRITER.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            let path = Path::new(OsStr::from_bytes(path)).to_owned();
+            *slot = Some(writer::Writer::start(path, table)?);
+        }
+        Ok(slot.as_ref().expect("started above").ask())
+    })
+}
+
+/// What became of a write asked for by `save`.
+pub fn write_outcome(ask: Ask) -> WriteOutcome {
+    WRITER.with_borrow(|slot| match slot {
+        Some(writer) => writer.outcome(ask),
+        None => WriteOutcome::Failed("no writer".to_owned()),
+    })
+}
+
+/// As the worker exits: what it asked for is written first, for at most
+/// `within`.
+pub fn finish_writes(within: std::time::Duration) {
+    WRITER.with_borrow(|slot| {
+        if let Some(writer) = slot {
+            writer.finish(within);
+        }
+    });
+}
+
+/// The directory the file at `path` is in.
+fn directory_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes every paused or stopped app of `table` to the file at `path`,
+/// and counts the write (or its failure) in the zone. The caller (the
+/// writer thread) holds the writers' lock, so writes follow each other.
+fn write_state(path: &Path, table: AppTable) -> io::Result<()> {
+    let (now, wall_now) = (monotonic_ms(), wall_clock_ms());
     let wall = |at: u64| wall_time(at, now, wall_now);
     let apps = table
         .apps()
@@ -216,28 +272,42 @@ pub fn save(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
         Ok(()) => {
             header.adopt_state_generation(file.generation);
             header.record_state_saved(wall_now);
+            Ok(())
         }
         Err(e) => {
-            table.header().record_state_save_error();
-            ngx_log_error!(
-                NGX_LOG_ALERT,
-                log,
-                "intermission: cannot write the state file \"{}\": {e}; \
-                 a restart would not restore this change",
-                path.display()
-            );
+            header.record_state_save_error();
+            Err(e)
         }
     }
+}
+
+/// nginx's monotonic clock, read by the writer thread itself (nginx's cached
+/// one is the worker thread's): `CLOCK_MONOTONIC` in milliseconds, as nginx
+/// computes `ngx_current_msec`.
+fn monotonic_ms() -> u64 {
+    clock_ms(libc::CLOCK_MONOTONIC)
+}
+
+fn wall_clock_ms() -> u64 {
+    clock_ms(libc::CLOCK_REALTIME)
+}
+
+fn clock_ms(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes into the timespec on this stack.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
 /// Replaces the file at `path` with `contents`, whole or not at all: a
 /// temporary file in the same directory, synced, renamed over it, and the
 /// directory synced so that the rename survives a crash.
 fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = directory_of(path);
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = Path::new(&temporary);

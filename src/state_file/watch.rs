@@ -115,9 +115,8 @@ fn watch_directory(path: &Path) -> io::Result<(WatchedSocket, OsString)> {
 unsafe extern "C" fn on_change(event: *mut ngx_event_t) {
     guard_ffi(nginx::cycle_log(), (), || {
         if WatchedSocket::take_close_request(event) {
-            // Shutting down: what this worker still holds is answered as at
-            // any shutdown; it need not follow the file any more.
-            stop();
+            // Shutting down: during a binary upgrade the worker keeps
+            // holding, and follows the file until it exits (`stop`).
             return;
         }
         let changed = WATCH.with_borrow(|watch| {

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 pub use client::{wait_all_read, KeepAliveConnection, Pending, Request, Response};
 pub use nginx::{AccessEntry, Config, Nginx, PREFIX_MARK};
-pub use procfs::{children_of, is_alive};
+pub use procfs::{children_of, holds_socket, is_alive};
 pub use snippets::*;
+pub use sockdiag::listening_inode;
 pub use state_dir::StateDir;
 pub use upstream::{seqs, seqs_by_worker, GatedUpstream, Hit, Upstream, UPSTREAM_BODY};
 

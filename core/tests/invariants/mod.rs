@@ -150,6 +150,7 @@ pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
         refused_at_shutdown,
         rejected,
         stopped: released ^ rejected,
+        unheld: timed_out ^ clients_gone,
     };
     let report = AppReport {
         name: app,
@@ -180,6 +181,7 @@ pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
         ("rejected", rejected),
         ("in_flight", rejected),
         ("upgraded", released),
+        ("unheld", timed_out ^ clients_gone),
     ] {
         assert_eq!(parsed[key].as_u64(), Some(value), "{key} in {json}");
     }
@@ -1108,6 +1110,13 @@ pub enum OrderOp {
     Die { worker: u8 },
     /// The app is resumed (once).
     Resume,
+    /// `worker` stops running (SIGSTOP, swapped out): it takes no pass and
+    /// looks at no wake-up until `Cont`.
+    Stop { worker: u8 },
+    /// `worker` runs again.
+    Cont { worker: u8 },
+    /// The clock moves on by `ms`.
+    Tick { ms: u16 },
 }
 
 const ORDER_WORKERS: usize = 3;
@@ -1120,12 +1129,14 @@ struct OrderWorker {
 
 /// Three workers hold requests of one app, publish their place in its order
 /// in their slots, and release as the order window lets them while clients
-/// leave and workers die; then everything left is released. The requests
-/// run on (the upstream sees them) within the window of their arrival
-/// order, each held request ends exactly once (run on, left, or lost with
-/// its worker), and nothing is ever stuck.
+/// leave, workers stop and run again, and die; then everything left is
+/// released. Each held request ends exactly once (run on, left, or lost
+/// with its worker), and nothing is ever stuck: a worker blocked by a
+/// stopped one's place goes on once `STALL_BOUND_MS` has passed since it
+/// asked that one to look. Unless a worker stopped, the requests run on
+/// (the upstream sees them) within the window of their arrival order.
 pub fn order_across_workers(ops: &[OrderOp]) {
-    use intermission_core::order::{within_window, ORDER_WINDOW};
+    use intermission_core::order::{within_window, ORDER_WINDOW, STALL_BOUND_MS};
     use intermission_core::worker_slots::{Owner, WorkerSlot, WorkerSlots};
 
     const APP: AppId = AppId(1);
@@ -1162,16 +1173,31 @@ pub fn order_across_workers(ops: &[OrderOp]) {
         }
     };
     let mut held_tickets = Vec::new();
+    let mut now: Millis = 1;
+    let mut stopped = [false; ORDER_WORKERS];
+    let mut ever_stopped = false;
 
-    let pass = |worker: &mut OrderWorker, limit: usize, slots: &WorkerSlots<'_>| -> usize {
-        let window = slots.lowest_elsewhere(APP, worker.slot);
+    // A pass looks at its wake-up, releases what the window lets go, and
+    // asks the worker whose place stops it to look (the engine's `pass`).
+    let pass = |worker: &mut OrderWorker, limit: usize, slots: &WorkerSlots<'_>, now| -> usize {
+        slots.get(worker.slot).take_wake();
+        let elsewhere = slots.order_elsewhere(APP, worker.slot, now);
+        let window = elsewhere.map(|(ticket, _)| ticket);
+        let mut blocked_by = None;
         let taken = worker
             .queue
             .take_due(APP, state.phase(), limit, |_, ticket| {
-                within_window(ticket, window)
+                let goes = within_window(ticket, window);
+                if !goes {
+                    blocked_by = elsewhere.map(|(_, slot)| slot);
+                }
+                goes
             });
         for t in &taken {
             worker.queue.mark_waking(APP, t.ticket);
+        }
+        if let Some(slot) = blocked_by {
+            slots.get(slot).mark_woken(now);
         }
         taken.len()
     };
@@ -1223,12 +1249,20 @@ pub fn order_across_workers(ops: &[OrderOp]) {
                 publish(worker);
             }
             OrderOp::Pass { worker, limit } => {
-                let worker = &mut workers[usize::from(worker) % ORDER_WORKERS];
-                pass(worker, usize::from(limit), &slots);
+                let index = usize::from(worker) % ORDER_WORKERS;
+                if stopped[index] {
+                    continue;
+                }
+                let worker = &mut workers[index];
+                pass(worker, usize::from(limit), &slots, now);
                 publish(worker);
             }
             OrderOp::Wake { worker } => {
-                let worker = &mut workers[usize::from(worker) % ORDER_WORKERS];
+                let index = usize::from(worker) % ORDER_WORKERS;
+                if stopped[index] {
+                    continue;
+                }
+                let worker = &mut workers[index];
                 for ticket in wake(worker, &mut ran_on) {
                     end(ticket, "ran on");
                 }
@@ -1251,39 +1285,69 @@ pub fn order_across_workers(ops: &[OrderOp]) {
             OrderOp::Resume => {
                 state.resume();
             }
+            OrderOp::Stop { worker } => {
+                stopped[usize::from(worker) % ORDER_WORKERS] = true;
+                ever_stopped = true;
+            }
+            OrderOp::Cont { worker } => {
+                stopped[usize::from(worker) % ORDER_WORKERS] = false;
+            }
+            OrderOp::Tick { ms } => now += Millis::from(ms),
         }
     }
 
-    // The release goes to its end: passes and wake-ups in turns.
+    // The release goes to its end, passes and wake-ups in turns: first with
+    // the workers still stopped kept stopped (the others must finish all
+    // they hold, waiting for them at most the stall bound), then all.
     state.resume();
-    let mut idle_turns = 0;
-    let mut turn = 0;
-    while workers.iter().any(|w| w.queue.lowest(APP).is_some()) {
-        let worker = &mut workers[turn % ORDER_WORKERS];
-        turn += 1;
-        let taken = pass(worker, 16, &slots);
-        let woken = wake(worker, &mut ran_on);
-        for &ticket in &woken {
-            end(ticket, "ran on");
+    for phase in ["while some are stopped", "once all run"] {
+        if phase == "once all run" {
+            stopped = [false; ORDER_WORKERS];
         }
-        publish(worker);
-        if taken == 0 && woken.is_empty() {
-            idle_turns += 1;
-            assert!(
-                idle_turns <= 2 * ORDER_WORKERS,
-                "stuck with {:?}",
-                workers
-                    .iter()
-                    .map(|w| w.queue.lowest(APP))
-                    .collect::<Vec<_>>()
-            );
-        } else {
-            idle_turns = 0;
+        let mut idle_turns = 0;
+        let mut turn = 0;
+        let running: Vec<usize> = (0..ORDER_WORKERS).filter(|&w| !stopped[w]).collect();
+        if running.is_empty() {
+            continue;
+        }
+        while running
+            .iter()
+            .any(|&w| workers[w].queue.lowest(APP).is_some())
+        {
+            let worker = &mut workers[running[turn % running.len()]];
+            turn += 1;
+            let taken = pass(worker, 16, &slots, now);
+            let woken = wake(worker, &mut ran_on);
+            for &ticket in &woken {
+                end(ticket, "ran on");
+            }
+            publish(worker);
+            if taken == 0 && woken.is_empty() {
+                idle_turns += 1;
+                if idle_turns > 2 * running.len() {
+                    // Blocked by a stopped worker: its bound passes.
+                    now += STALL_BOUND_MS;
+                    assert!(
+                        idle_turns <= 4 * running.len(),
+                        "stuck {phase} with {:?}",
+                        workers
+                            .iter()
+                            .map(|w| w.queue.lowest(APP))
+                            .collect::<Vec<_>>()
+                    );
+                }
+            } else {
+                idle_turns = 0;
+            }
         }
     }
 
     for ticket in held_tickets {
         assert!(ended.contains_key(&ticket), "ticket {ticket} never ended");
+    }
+    if ever_stopped {
+        // Order yielded to availability.
+        return;
     }
     let mut sorted = ran_on.clone();
     sorted.sort_unstable();

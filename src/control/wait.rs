@@ -1,0 +1,133 @@
+//! Control answers that wait: for the state file's write that the call
+//! asked for (at most `WRITE_WAIT_MS`), then, for `enable?drain=...`, for
+//! the app to drain.
+//!
+//! The control request waits without blocking its worker: its content
+//! handler returns NGX_DONE with the request kept open, and a timer of its
+//! own looks every few milliseconds until it answers. That is one timer per
+//! waiting control request, never one per held request. A client that
+//! gives up ends the request, and the timer goes with it.
+
+use nginx_sys::{
+    ngx_event_t, ngx_int_t, ngx_uint_t, NGX_DONE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT,
+    NGX_LOG_WARN,
+};
+use ngx::ngx_log_error;
+
+use super::drain::Drain;
+use crate::module;
+use crate::nginx::guard_ffi;
+use crate::nginx::{self, HttpRequest, RequestContext, RequestTimer};
+use crate::state_file::{self, Ask, WriteOutcome};
+use intermission_core::ids::Millis;
+use intermission_core::settings::Seconds;
+
+/// How often a waiting control request looks again: an answer comes within
+/// this of what it waits for.
+const CHECK_EVERY_MS: u64 = 5;
+
+/// The longest a control answer waits for the state file's write. The
+/// change is in effect in the zone from the start: past this the answer
+/// goes, and the write goes on (a slow or hung disk).
+const WRITE_WAIT_MS: Millis = 5_000;
+
+/// What the answer is once the write is done.
+pub enum Then {
+    /// A fixed answer.
+    Answer {
+        status: ngx_uint_t,
+        body: &'static [u8],
+    },
+    /// The answer of a drain, once it is over.
+    Drain(Drain),
+}
+
+/// Attached to a control request while it waits.
+struct Waiting {
+    /// The write it waits for, and until when.
+    write: Option<(Ask, Millis)>,
+    then: Then,
+    timer: RequestTimer,
+}
+
+impl RequestContext for Waiting {
+    fn on_request_freed(&self) {}
+}
+
+/// Answers `r` with `then`, after the write `write` (if any): now if
+/// nothing is left to wait for, else later (NGX_DONE).
+pub fn answer_after(r: &HttpRequest, write: Option<Ask>, then: Then, now: Millis) -> ngx_int_t {
+    let waiting = Waiting {
+        write: write.map(|ask| (ask, now.saturating_add(WRITE_WAIT_MS))),
+        then,
+        timer: RequestTimer::new(*r, on_check),
+    };
+    let Some(waiting) = r.attach_context(module(), waiting) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    if let Some(answer) = waiting.answer(r, now) {
+        return answer;
+    }
+    waiting.timer.arm(CHECK_EVERY_MS);
+    r.wait_after_content_phase();
+    NGX_DONE as ngx_int_t
+}
+
+impl Waiting {
+    /// The answer, if the wait is over at `now`.
+    fn answer(&self, r: &HttpRequest, now: Millis) -> Option<ngx_int_t> {
+        if let Some((ask, until)) = self.write {
+            match state_file::write_outcome(ask) {
+                WriteOutcome::Pending if now < until => return None,
+                WriteOutcome::Pending => {
+                    ngx_log_error!(
+                        NGX_LOG_WARN,
+                        r.log(),
+                        "intermission: the state file is still being written after {} (a slow \
+                         disk?); the change is in effect, and a restart before the write ends \
+                         would not restore it",
+                        Seconds(WRITE_WAIT_MS)
+                    );
+                }
+                WriteOutcome::Written => {}
+                WriteOutcome::Failed(e) => {
+                    ngx_log_error!(
+                        NGX_LOG_ALERT,
+                        r.log(),
+                        "intermission: cannot write the state file: {e}; a restart would not \
+                         restore this change"
+                    );
+                }
+            }
+        }
+        match &self.then {
+            Then::Answer { status, body } => Some(r.send_text(*status, body)),
+            Then::Drain(drain) => drain.answer(r, now),
+        }
+    }
+}
+
+unsafe extern "C" fn on_check(event: *mut ngx_event_t) {
+    // SAFETY: the event is a `Waiting`'s timer, which is dropped (and taken
+    // out of the timer tree) with its request: the request is live.
+    let Some(r) = (unsafe { RequestTimer::request_of(event) }) else {
+        return;
+    };
+    let answered = guard_ffi(
+        r.log(),
+        Some(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t),
+        || {
+            let waiting = r.context::<Waiting>(module())?;
+            let answer = waiting.answer(&r, nginx::now_ms());
+            if answer.is_none() {
+                waiting.timer.arm(CHECK_EVERY_MS);
+            }
+            answer
+        },
+    );
+    // Finalizing may free the request, its context and this timer: nothing
+    // of them is touched after it.
+    if let Some(rc) = answered {
+        r.finalize(rc);
+    }
+}
