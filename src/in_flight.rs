@@ -21,6 +21,7 @@ use ngx::http::HttpModuleMainConf;
 use crate::config::MainConf;
 use crate::nginx::HttpRequest;
 use crate::nginx::{self, guard_ffi};
+use crate::test_probe::{self, Point};
 use crate::worker_slot::counting_slot;
 use crate::{release, IntermissionModule};
 use intermission_core::app_table::TableHeader;
@@ -57,6 +58,7 @@ pub fn let_through_if(
         .ok()
         .zip(counting_slot())
         .map(|(name, slot)| (slot, slot.enter(header.name_key().app_key(name))));
+    test_probe::delay_if_asked(r, Point::Counted);
     if !still_runs() {
         if let Some((slot, counter)) = counted {
             slot.leave(counter, false);

@@ -37,10 +37,10 @@ mod config;
 mod control;
 mod in_flight;
 mod nginx;
-mod panic_probe;
 mod release;
 mod request;
 mod state_file;
+mod test_probe;
 mod variables;
 mod worker_slot;
 mod zone;
@@ -263,9 +263,11 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             nginx::count_panics_in(header.internal_errors_counter());
         }
         let follows_state_file = main.state_file().is_some();
-        guard_ffi(cycle.log, (), || {
-            release::start_worker(zone, follows_state_file)
-        });
+        if !test_probe::engine_disabled() {
+            guard_ffi(cycle.log, (), || {
+                release::start_worker(zone, follows_state_file)
+            });
+        }
         if let Some(path) = main.state_file() {
             guard_ffi(cycle.log, (), || state_file::start_watching(path, zone));
         }

@@ -3,11 +3,11 @@
 //! workers that died without giving theirs back reclaimed by any process that
 //! finds their owner gone.
 //!
-//! Whether an owner is alive is asked of `/proc/PID/stat`: a pid that no
-//! longer exists, a zombie waiting for the master to reap it, or a process
-//! that started at another time than the owner did (the pid was reused) all
-//! mean the owner is gone. Without `/proc`, a pid that no longer exists
-//! (`kill(pid, 0)`) is the only sign.
+//! Whether an owner is alive is asked of `/proc/PID/stat`: a zombie waiting
+//! for the master to reap it, or a process that started at another time
+//! than the owner did (the pid was reused), mean the owner is gone. When
+//! `/proc` cannot be read (no such process, or no descriptor left, or no
+//! `/proc`), only `kill(pid, 0)` failing with ESRCH does.
 
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -119,16 +119,18 @@ impl Membership {
     }
 }
 
-/// Whether the process `owner` still runs.
+/// Whether the process `owner` still runs. Only "no such process" means it
+/// does not: /proc may be unreadable for other reasons (a worker out of
+/// descriptors, a hardened /proc), and a live worker taken for dead would
+/// lose its slot while it runs. A zombie, or a process that started at
+/// another time than the owner (the pid was reused), is gone.
 pub fn is_alive(owner: Owner) -> bool {
     match read_stat(owner.pid) {
-        Some(stat) => {
+        Ok(stat) => {
             !matches!(stat.state, 'Z' | 'X' | 'x')
                 && (owner.started == 0 || stat.started == owner.started)
         }
-        None if std::path::Path::new("/proc/self/stat").exists() => false,
-        // No /proc: only a pid that no longer exists tells.
-        None => {
+        Err(_) => {
             let pid = libc::pid_t::try_from(owner.pid).unwrap_or(0);
             // SAFETY: signal 0 only checks that the process exists.
             let exists = unsafe { libc::kill(pid, 0) } == 0;
@@ -144,12 +146,12 @@ struct Stat {
 }
 
 fn start_time(pid: u64) -> Option<u64> {
-    read_stat(pid).map(|stat| stat.started)
+    read_stat(pid).ok().map(|stat| stat.started)
 }
 
-fn read_stat(pid: u64) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+fn read_stat(pid: u64) -> std::io::Result<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text).ok_or_else(|| std::io::Error::other("unreadable /proc/PID/stat"))
 }
 
 /// `PID (COMM) STATE ...`: the command may hold spaces and parentheses, so

@@ -91,8 +91,12 @@ fn seven_hundred_forty_held_in_debians_768_connections_all_pass_at_their_max_tim
     release_under_pressure(768, 740, Some("10"));
 }
 
+/// Forty requests read in one go expire in the same millisecond, with room
+/// for only some of them to go upstream at once: the worker lets go what
+/// it has connections for and the rest as those finish (it once re-armed
+/// its timer for the past and spun forever, answering nothing).
 #[test]
-fn repro_spin_max_time_2() {
+fn forty_held_in_64_connections_expiring_at_once_all_pass_and_no_worker_spins() {
     let upstream = Upstream::start();
     let nginx = Nginx::start(
         Config::new()
@@ -109,8 +113,16 @@ fn repro_spin_max_time_2() {
     let pending: Vec<Pending> = (0..40)
         .map(|i| seq_request("/item/", i).start(port))
         .collect();
+    wait_all_read(&pending);
     for p in pending {
         let what = p.describe().to_owned();
         assert_from_upstream(&p.finish(), &what);
     }
+    assert_each_seq_once(&upstream.wait_for(40), 40);
+    let figures = counters(port, "");
+    assert_eq!((figures.timed_out, figures.held_now), (40, 0));
+    assert_eq!(figures.state, "paused");
+    nginx.assert_not_spinning();
+    assert_no_serious_lines(&nginx);
+    nginx.stop();
 }

@@ -221,3 +221,38 @@ fn bad_drain_arguments_are_refused_naming_them() {
     assert_status(port, "", RESUMED);
     nginx.stop();
 }
+
+/// A request that was being let through as a pause began: it is counted in
+/// flight before it looks whether its app was paused meanwhile, and the
+/// pause flips before the drain reads the counts, so either the drain waits
+/// for it or it is held; never "drained" while it goes upstream. The test
+/// probe stops its worker for a while between the count and the look, with
+/// the drain made by the other worker right then.
+#[test]
+fn a_drain_never_answers_while_a_request_that_slipped_past_the_pause_goes_upstream() {
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(2)
+            .server(&app_server("shop", &upstream, "")),
+    );
+    let port = nginx.port();
+    let slipping = seq_request("/item/", 0)
+        .header("X-Intermission-Test-Delay", "counted=800")
+        .start(port);
+    slipping.wait_read();
+    // Its worker is asleep in the probe: the other answers the drain.
+    let drain = control(port, "enable?drain=10s");
+    assert_answer(&drain, 200, PAUSED, "the drain");
+    wait_until(BOUND, "the request to be held or answered", || {
+        counters(port, "").held_now == 1 || slipping.is_answered()
+    });
+    assert_eq!(
+        upstream.count(),
+        0,
+        "a request went upstream after the drain answered"
+    );
+    resume(port, "");
+    assert_from_upstream(&slipping.finish(), "released by the resume");
+    nginx.stop();
+}

@@ -172,3 +172,32 @@ fn bad_rates_are_refused_naming_the_argument() {
     resume(port, "");
     nginx.stop();
 }
+
+/// A paced release that lasts past the deadline its pause had: the old
+/// deadline is no reason to look any more (the worker once kept re-arming
+/// its timer for it, in the past, and spun forever in the middle of the
+/// release), and the release keeps its pace to the end.
+#[test]
+fn a_paced_release_that_outlasts_the_pauses_deadline_keeps_its_pace_and_no_worker_spins() {
+    const HELD: usize = 12;
+    let (nginx, upstream) = start_shop(1, STAMP);
+    let port = nginx.port();
+    pause(port, "?ttl=1s");
+    let held = start_in_order(port, HELD, |i| seq_request("/item/", i));
+    wait_until(BOUND, "every request to be counted as held", || {
+        counters(port, "").held_now == HELD as u64
+    });
+    // Six per second: the last goes about two seconds after the resume,
+    // well past the pause's deadline.
+    resume(port, "?rate=6");
+    finish_all_from_upstream(held);
+    let hits = upstream.wait_for(HELD);
+    assert_each_seq_once(&hits, HELD);
+    assert!(
+        most_in_one_second(&hits) <= 6 + 1,
+        "at most the rate in any second"
+    );
+    nginx.assert_not_spinning();
+    assert_no_serious_lines(&nginx);
+    nginx.stop();
+}

@@ -124,3 +124,44 @@ fn a_reload_onto_a_new_zone_answers_the_old_workers_requests() {
     assert_passes(port, Request::get("/after"), "a request after the reload");
     nginx.stop();
 }
+
+/// With `worker_shutdown_timeout`, nginx closes every connection of a
+/// retired worker once it has been shutting down that long: the old
+/// workers answer what they still hold 503 with `Retry-After` a little
+/// before, instead of letting their clients see a closed connection.
+#[test]
+fn old_workers_answer_before_worker_shutdown_timeout_closes_their_connections() {
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(2)
+            .main("worker_shutdown_timeout 2s;")
+            .server(&app_server("shop", &upstream, "")),
+    );
+    let port = nginx.port();
+    pause(port, "");
+    let held = start_in_order(port, 6, |i| seq_request("/item/", i));
+    let old_workers = nginx.reload();
+    // Held across the reload, as always: longer than a moment.
+    assert_still_held(&held);
+    for p in held {
+        let what = p.describe().to_owned();
+        let response = p.finish();
+        assert_eq!(response.status, 503, "{what}: {response:?}");
+        assert_eq!(response.header("retry-after"), Some("1"), "{what}");
+    }
+    assert_eq!(upstream.count(), 0, "nothing reached the upstream");
+    nginx.wait_for_error_line("saying why", |line| {
+        line.contains("worker_shutdown_timeout (2.000 s) is near: answering the")
+    });
+    wait_until(BOUND, "the old workers to exit", || {
+        old_workers.iter().all(|&pid| !is_alive(pid))
+    });
+    // The new workers hold on.
+    let late = start_held(port, seq_request("/item/", 6));
+    assert_still_held([&late]);
+    resume(port, "");
+    assert_from_upstream(&late.finish(), "held by a new worker");
+    assert_no_serious_lines(&nginx);
+    nginx.stop();
+}

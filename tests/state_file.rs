@@ -302,3 +302,119 @@ fn bad_paths_fail_nginx_t_naming_the_directive() {
     );
     assert!(!ok && output.contains("is duplicate"), "{output}");
 }
+
+/// A disk that hangs on the state file's write stops no worker: the write
+/// happens on a thread of its own, under a lock only writers take; the
+/// control call answers after a bound, saying so; requests are served
+/// meanwhile, and a pause whose deadline passes ends (no request path takes
+/// a lock a writer holds). A FIFO in place of a worker's
+/// temporary file stands for the hung disk: opening it for writing blocks
+/// until a reader comes.
+#[test]
+fn a_hung_disk_stops_no_worker_and_the_control_call_answers_after_a_bound() {
+    let dir = StateDir::new("hung");
+    let file = dir.file();
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(2)
+            .http(&format!("intermission_state_file {};", file.display()))
+            .server(&format!(
+                "{} {}",
+                app_per_query_server(&upstream),
+                plain_location("/plain/", &upstream, "")
+            )),
+    );
+    let port = nginx.port();
+    let fifos: Vec<std::path::PathBuf> = nginx
+        .worker_pids()
+        .into_iter()
+        .map(|pid| dir.0.join(format!("state.{pid}.tmp")))
+        .collect();
+    for fifo in &fifos {
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: creating a FIFO at a path of the test's own directory.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    }
+
+    let enable = control_request("GET", "enable?app=shop&ttl=1s").start(port);
+    // The write hangs; every worker serves on.
+    for i in 0..20 {
+        assert_passes(port, seq_request("/plain/", i), "while the write hangs");
+    }
+    // The pause reached its deadline: requests of the app pass again.
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    assert_passes(
+        port,
+        Request::get("/?app=shop").header("X-Seq", "20"),
+        "past the pause's deadline",
+    );
+    assert_answer(&enable.finish(), 200, PAUSED, "the enable, after its bound");
+    nginx.wait_for_error_line("saying the write is slow", |l| {
+        l.contains("the state file is still being written after 5.000 s")
+    });
+
+    // The disk comes back: the FIFOs are opened (which ends the hung
+    // write, in error) and removed; later writes work.
+    for fifo in &fifos {
+        use std::os::unix::fs::OpenOptionsExt;
+        let reader = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .unwrap();
+        let _ = fs::remove_file(fifo);
+        drop(reader);
+    }
+    wait_until(BOUND, "the hung write to end", || {
+        status_json(port, "app=shop")["state_file"]["save_errors"] == 1
+    });
+    pause(port, "?app=shop");
+    wait_until(BOUND, "the file to say shop is paused", || {
+        dir.text().contains(" name=shop\n")
+    });
+    resume(port, "?app=shop");
+    assert!(!dir.text().contains("name=shop"), "{}", dir.text());
+    nginx.stop();
+}
+
+/// A host that boots with its clock behind the one that wrote the file
+/// would restore a pause whose deadline is years away: it lasts no longer
+/// than it was set to last in all, and the log says why.
+#[test]
+fn a_clock_behind_the_files_restores_the_pause_for_its_length_not_years() {
+    use intermission_core::state_file::{SavedApp, StateFile};
+    let dir = StateDir::new("clock-behind");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Written by a clock five years ahead of this one: paused for a minute.
+    let ahead = now + 5 * 365 * 24 * 3_600_000;
+    let file = StateFile {
+        saved: ahead,
+        generation: 1,
+        writer: 1,
+        apps: vec![SavedApp {
+            name: b"shop".to_vec(),
+            stopped: false,
+            since: ahead,
+            deadline: Some(ahead + 60_000),
+        }],
+    };
+    fs::write(dir.file(), file.render()).unwrap();
+    let upstream = Upstream::start();
+    let nginx = start(&dir.file(), &upstream);
+    let status = status_json(nginx.port(), "app=shop");
+    assert_eq!(status["state"], "paused", "{status}");
+    // RFC 3339 times of one format compare as their text does.
+    let latest = intermission_core::control::rfc3339(now + 61_000);
+    assert!(
+        status["deadline"].as_str().unwrap() <= latest.as_str(),
+        "the deadline is at most a minute away ({latest}): {status}"
+    );
+    nginx.wait_for_error_line("saying the deadline was clamped", |l| {
+        l.contains("[warn]") && l.contains("is further away than its pause was set to last")
+    });
+    nginx.stop();
+}

@@ -241,3 +241,81 @@ fn an_old_worker_killed_after_a_reload_does_not_hold_the_order_up() {
     drop(lost);
     nginx.stop();
 }
+
+/// Only "no such process" means a worker is dead. A worker out of
+/// descriptors (a long pause pushes workers toward their limit) cannot read
+/// /proc; it once took that for death and reclaimed a live worker's slot
+/// (its held requests uncounted, its in-flight ones forgotten by drains).
+#[test]
+fn a_worker_out_of_descriptors_declares_no_live_worker_dead() {
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(2)
+            .reuseport()
+            .server(&app_server("shop", &upstream, "")),
+    );
+    let port = nginx.port();
+    pause(port, "");
+    // The status calls go over a connection of worker A, the one that will
+    // run out of descriptors (it needs none to answer them).
+    let mut ops = KeepAliveConnection::open(port);
+    let status = control_request("GET", "status?format=json").keep_alive();
+    assert_eq!(ops.round_trip(&status).status, 200);
+    let workers = nginx.worker_pids();
+    let a = *workers.iter().find(|&&w| ops.is_held_by(w)).unwrap();
+    let b = *workers.iter().find(|&&w| w != a).unwrap();
+    // B holds requests.
+    let mut held = Vec::new();
+    while !held.iter().any(|p: &Pending| p.is_held_by(b)) {
+        assert!(held.len() < 200, "no request reached worker {b}");
+        held.push(start_held(port, seq_request("/item/", held.len())));
+    }
+    let n = held.len() as u64;
+    wait_until(BOUND, "all held", || counters(port, "").held_now == n);
+
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reading and lowering the limit of a child process of the test.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(a, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit),
+            0
+        );
+        let none = libc::rlimit {
+            rlim_cur: 3,
+            rlim_max: limit.rlim_max,
+        };
+        assert_eq!(
+            libc::prlimit(a, libc::RLIMIT_NOFILE, &none, std::ptr::null_mut()),
+            0
+        );
+    }
+    // A looks for dead workers before each status (at most every 200 ms).
+    for _ in 0..4 {
+        let answer = ops.round_trip(&status);
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(json["held_now"], n, "B's held requests still count: {json}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // SAFETY: as above, back to what it was.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(a, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()),
+            0
+        );
+    }
+    assert!(
+        !nginx
+            .error_log()
+            .contains(&format!("worker process {b} is gone")),
+        "a live worker was taken for dead:\n{}",
+        nginx.error_log()
+    );
+    resume(port, "");
+    drop(ops);
+    finish_all_from_upstream(held);
+    nginx.stop();
+}

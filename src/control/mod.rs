@@ -26,8 +26,8 @@ use ngx::{ngx_conf_log_error, ngx_log_error};
 use crate::config::{LocConf, MainConf};
 use crate::nginx::guard_ffi;
 use crate::nginx::{self, HttpRequest};
-use crate::panic_probe::{self, Point};
 use crate::state_file::{self, Ask};
+use crate::test_probe::{self, Point};
 use crate::zone::{self, ZoneLock, ZONE_NAME};
 use crate::{release, IntermissionModule};
 use drain::Drain;
@@ -86,7 +86,7 @@ pub extern "C" fn handle_control_request(r: *mut ngx_http_request_t) -> ngx_int_
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     guard_ffi(r.log(), NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
-        panic_probe::panic_if_asked(&r, Point::Control);
+        test_probe::panic_if_asked(&r, Point::Control);
         control(r)
     })
 }

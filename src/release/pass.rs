@@ -16,6 +16,7 @@ use super::{count_in_flight, end_at_deadline, uncount_in_flight, Engine, Going, 
 use crate::module;
 use crate::nginx;
 use crate::release::HoldContext;
+use crate::test_probe::{self, Point};
 use intermission_core::budget::{Budget, Spent};
 use intermission_core::decision::after_release;
 use intermission_core::ids::{AppId, Millis, Phase, Release, Ticket};
@@ -158,7 +159,14 @@ impl Engine {
         // Counted in flight first, then the phase read again: a pause that
         // began meanwhile either counts them (its drain waits for them) or
         // is seen here, and holds them again.
-        let counted: Vec<_> = taken.iter().map(|t| count_in_flight(&t.request)).collect();
+        let counted: Vec<_> = taken
+            .iter()
+            .map(|t| {
+                let counted = count_in_flight(&t.request);
+                test_probe::delay_if_asked(&t.request, Point::Counted);
+                counted
+            })
+            .collect();
         if !taken.is_empty() && state.phase_now() != phase {
             for (t, counted) in taken.into_iter().zip(counted) {
                 uncount_in_flight(counted);

@@ -8,8 +8,7 @@
 //! the answer its release calls for.
 
 use nginx_sys::{
-    ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_LOG_ERR, NGX_LOG_WARN,
+    ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_DECLINED, NGX_LOG_ERR, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::log::DebugMask;
@@ -20,8 +19,8 @@ use crate::config::MainConf;
 use crate::in_flight::{let_through, let_through_if};
 use crate::nginx::guard_ffi;
 use crate::nginx::{self, HttpRequest};
-use crate::panic_probe::{self, Point};
 use crate::release::{self, HoldContext};
+use crate::test_probe::{self, Point};
 use crate::{module, zone, IntermissionModule};
 use intermission_core::decision::{
     after_release, decide, AfterRelease, Answer, PausedRequest, Verdict,
@@ -41,15 +40,28 @@ pub extern "C" fn hold_phase_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(r) = (unsafe { HttpRequest::from_raw(r) }) else {
         return PASS;
     };
-    // A panic must not unwind into nginx: the request is answered 500 rather
-    // than let through to an upstream that may be under maintenance.
-    guard_ffi(r.log(), NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
-        handle(r)
-    })
+    // A panic must not unwind into nginx; it is logged and counted, and the
+    // request gets what the module's policy says for it (`after_panic`).
+    guard_ffi(r.log(), None, || Some(handle(r))).unwrap_or_else(|| after_panic(&r))
+}
+
+/// The answer of a request whose phase handler panicked: while any app is
+/// paused, 503 with `Retry-After` (it may be a paused app's, and a paused
+/// app's upstream is under maintenance); else it passes, as if the module
+/// were not there.
+fn after_panic(r: &HttpRequest) -> ngx_int_t {
+    let paused = IntermissionModule::main_conf(r.as_raw())
+        .and_then(MainConf::zone)
+        .and_then(zone::header)
+        .is_some_and(|header| header.any_paused());
+    if !paused {
+        return PASS;
+    }
+    answer_now(r, Answer::UNHELD)
 }
 
 fn handle(r: HttpRequest) -> ngx_int_t {
-    panic_probe::panic_if_asked(&r, Point::Hold);
+    test_probe::panic_if_asked(&r, Point::Hold);
     let Some(location) = IntermissionModule::location_conf(r.as_raw()).filter(|l| l.holds()) else {
         return PASS;
     };

@@ -5,13 +5,14 @@
 //! Nothing runs for the request while it waits; the release engine posts
 //! its write event when it lets it go.
 
-use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_HTTP_INTERNAL_SERVER_ERROR};
+use nginx_sys::{ngx_http_request_t, ngx_int_t};
 
 use crate::module;
 use crate::nginx::guard_ffi;
 use crate::nginx::HttpRequest;
-use crate::panic_probe::{self, Point};
 use crate::release::{self, HoldContext};
+use crate::test_probe::{self, Point};
+use intermission_core::decision::Answer;
 use intermission_core::ids::Millis;
 
 /// Parks `r` with `ctx` attached, for the engine to release by `deadline`
@@ -34,7 +35,7 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
         return;
     };
     let woke = guard_ffi(r.log(), false, || {
-        panic_probe::panic_if_asked(&r, Point::Wake);
+        test_probe::panic_if_asked(&r, Point::Wake);
         let Some(ctx) = r.context::<HoldContext>(module()) else {
             r.resume_phases();
             return true;
@@ -53,7 +54,13 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
         true
     });
     if !woke {
-        // The panic was logged; the request must still get an answer.
-        r.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        // The panic was logged and counted; the request must still get an
+        // answer, and its upstream may be under maintenance: 503, as for a
+        // request that could not be held.
+        let answer = Answer::UNHELD;
+        if let Some(retry_after) = answer.retry_after {
+            r.add_response_header("Retry-After", retry_after);
+        }
+        r.finalize(answer.status as ngx_int_t);
     }
 }

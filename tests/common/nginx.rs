@@ -152,6 +152,7 @@ pub struct Config {
     workers: usize,
     worker_connections: usize,
     reuseport: bool,
+    main: Vec<String>,
     http: Vec<String>,
     servers: Vec<String>,
     files: Vec<(String, String)>,
@@ -174,6 +175,7 @@ impl Config {
             workers: 1,
             worker_connections: 10000,
             reuseport: false,
+            main: Vec::new(),
             http: Vec::new(),
             servers: Vec::new(),
             files: Vec::new(),
@@ -206,6 +208,12 @@ impl Config {
     /// takes most of them).
     pub fn reuseport(mut self) -> Self {
         self.reuseport = true;
+        self
+    }
+
+    /// Text for the main context (`worker_shutdown_timeout 2s;`, `env ...;`).
+    pub fn main(mut self, text: &str) -> Self {
+        self.main.push(text.to_owned());
         self
     }
 
@@ -259,6 +267,7 @@ impl Config {
             })
             .collect();
         let http_extra = self.http.join("\n    ");
+        let main_extra = self.main.join("\n");
         let text = format!(
             "# written by tests/common/nginx.rs
 daemon {daemon};
@@ -269,6 +278,7 @@ pid {p}/nginx.pid;
 error_log {p}/error.log info;
 worker_rlimit_nofile 20000;
 load_module {p}/modules/{MODULE_NAME};
+{main_extra}
 
 events {{
     worker_connections {worker_connections};
@@ -601,9 +611,36 @@ impl Nginx {
         found.unwrap()
     }
 
+    /// Fails the test if any nginx process (master, workers, another
+    /// binary's) spins: one that uses most of a core while the test has
+    /// stopped sending (the module only holds or idles then). Called as a
+    /// test ends (`stop`, or dropping the nginx); a module that polls or
+    /// re-arms a timer in the past fails every test this way.
+    pub fn assert_not_spinning(&self) {
+        const WINDOW: Duration = Duration::from_millis(150);
+        let pids = procfs::with_descendants(self.master_pid());
+        let before: Vec<Option<u64>> = pids.iter().map(|&pid| procfs::cpu_ticks(pid)).collect();
+        let start = Instant::now();
+        thread::sleep(WINDOW);
+        let elapsed = start.elapsed();
+        let window_ticks = elapsed.as_millis() as u64 * procfs::ticks_per_second() / 1000;
+        for (&pid, before) in pids.iter().zip(before) {
+            let (Some(before), Some(after)) = (before, procfs::cpu_ticks(pid)) else {
+                continue;
+            };
+            let used = after.saturating_sub(before);
+            assert!(
+                used * 2 <= window_ticks.max(4),
+                "nginx process {pid} used {used} of {window_ticks} clock ticks in {elapsed:?} \
+                 after the test: it spins"
+            );
+        }
+    }
+
     /// Graceful stop (QUIT); fails the test if nginx does not exit within the
-    /// bound (e.g. a worker kept alive by a leftover timer).
+    /// bound (e.g. a worker kept alive by a leftover timer), or spins first.
     pub fn stop(mut self) {
+        self.assert_not_spinning();
         let master = self.master_pid();
         unsafe { libc::kill(master, libc::SIGQUIT) };
         let deadline = Instant::now() + scaled(BOUND);
@@ -644,7 +681,22 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         if thread::panicking() {
             self.dump_logs();
+        } else if self.child.is_some() || self.daemon_master.is_some() {
+            let spinning = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.assert_not_spinning()
+            }));
+            if let Err(why) = spinning {
+                self.dump_logs();
+                self.kill_all();
+                std::panic::resume_unwind(why);
+            }
         }
+        self.kill_all();
+    }
+}
+
+impl Nginx {
+    fn kill_all(&mut self) {
         if let Some(master) = self.daemon_master.take() {
             // Its own process group (setsid), with every binary a USR2
             // started and all their workers.

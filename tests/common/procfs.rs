@@ -4,15 +4,47 @@
 
 use std::fs;
 
+/// The fields of /proc/PID/stat after the command name (which is in
+/// parentheses and may hold spaces): the state is the first.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// (parent pid, state letter) of a process, or None once it is gone.
 fn parent_and_state(pid: i32) -> Option<(i32, char)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: parse after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let parent = fields.next()?.parse().ok()?;
+    let fields = stat_fields(pid)?;
+    let state = fields.first()?.chars().next()?;
+    let parent = fields.get(1)?.parse().ok()?;
     Some((parent, state))
+}
+
+/// The CPU time a process has used (user and system), in clock ticks.
+pub fn cpu_ticks(pid: i32) -> Option<u64> {
+    let fields = stat_fields(pid)?;
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
+}
+
+/// Clock ticks per second (`cpu_ticks`).
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a constant.
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100)
+}
+
+/// `pid` and its live descendants.
+pub fn with_descendants(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut at = 0;
+    while at < all.len() {
+        all.extend(children_of(all[at]));
+        at += 1;
+    }
+    all.retain(|&pid| is_alive(pid));
+    all
 }
 
 /// A process that exists and is not a zombie.

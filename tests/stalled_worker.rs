@@ -1,0 +1,84 @@
+//! Order yields to availability: a worker that stops running (SIGSTOP here;
+//! in production a blocking disk write, swap, a throttled container) loses
+//! its place in the order once it has left a wake-up unlooked-at for the
+//! stall bound (`intermission_core::order::STALL_BOUND_MS`), and the other
+//! workers release everything they hold; its own requests go when it runs
+//! again. Without it, the running worker once let go 9 of its ~100 in 8 s.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: signalling a worker of the test's own nginx.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+#[test]
+fn a_stopped_worker_holds_no_other_workers_release_hostage() {
+    const HELD: usize = 200;
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(2)
+            .reuseport()
+            .server(&app_server("shop", &upstream, "")),
+    );
+    let port = nginx.port();
+    pause(port, "");
+    let held = hold_in_order(port, HELD, |i| seq_request("/item/", i));
+    // The control calls go over a connection of the worker that keeps
+    // running (a stopped one answers nothing, not even the control calls).
+    let mut ops = KeepAliveConnection::open(port);
+    let status = control_request("GET", "status").keep_alive();
+    assert_eq!(ops.round_trip(&status).status, 200);
+    let workers = nginx.worker_pids();
+    let running = *workers
+        .iter()
+        .find(|&&w| ops.is_held_by(w))
+        .expect("a worker has the control connection");
+    let stopped = *workers.iter().find(|&&w| w != running).unwrap();
+    let (mut mine, mut theirs): (Vec<Pending>, Vec<Pending>) = (Vec::new(), Vec::new());
+    for p in held {
+        if p.is_held_by(stopped) {
+            theirs.push(p);
+        } else {
+            mine.push(p);
+        }
+    }
+    assert!(
+        !mine.is_empty() && !theirs.is_empty(),
+        "both workers hold some: {} and {}",
+        mine.len(),
+        theirs.len()
+    );
+    signal(stopped, libc::SIGSTOP);
+
+    // Everything the running worker holds is released.
+    let resumed = Instant::now();
+    let disable = control_request("GET", "disable").keep_alive();
+    assert_answer(&ops.round_trip(&disable), 200, RESUMED, "disable");
+    let count = mine.len();
+    finish_all_from_upstream(mine);
+    eprintln!(
+        "the running worker released its {count} in {:?} while the other was stopped",
+        resumed.elapsed()
+    );
+    assert_still_held(&theirs);
+    nginx.wait_for_error_line("saying the stopped worker lost its place", |line| {
+        line.contains(&format!(
+            "worker process {stopped} has not looked at its wake-up"
+        ))
+    });
+
+    // It runs again: its own go too.
+    signal(stopped, libc::SIGCONT);
+    finish_all_from_upstream(theirs);
+    assert_each_seq_once(&upstream.wait_for(HELD), HELD);
+    drop(ops);
+    wait_until(BOUND, "nothing held", || counters(port, "").held_now == 0);
+    assert_no_serious_lines(&nginx);
+    nginx.stop();
+}
