@@ -82,3 +82,64 @@ fn a_stopped_worker_holds_no_other_workers_release_hostage() {
     assert_no_serious_lines(&nginx);
     nginx.stop();
 }
+
+/// A request let go for a 503 (its max time with `$intermission_on_timeout
+/// 503`, or a stop) whose worker runs its phases again only after every
+/// pause has ended still gets its 503, never the upstream. Found by the
+/// fault campaign (seed 129: a worker stopped across the moment): the
+/// phase handler's path for "nothing is paused" let it through. Here the
+/// test probe holds the worker in the request's wake-up while the other
+/// worker resumes the app.
+#[test]
+fn a_503_due_before_every_pause_ended_is_answered_after() {
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(Config::new().workers(2).reuseport().server(&format!(
+        "{} {}",
+        app_per_query_server(&upstream),
+        "set $intermission_max_time 1; set $intermission_on_timeout 503;"
+    )));
+    let port = nginx.port();
+    let mut ops = KeepAliveConnection::open(port);
+    let call = |ops: &mut KeepAliveConnection, action: &str| {
+        ops.round_trip(&control_request("GET", action).keep_alive())
+            .status
+    };
+    assert_eq!(call(&mut ops, "status"), 200);
+    let workers = nginx.worker_pids();
+    let b = *workers.iter().find(|&&w| ops.is_held_by(w)).unwrap();
+    let a = *workers.iter().find(|&&w| w != b).unwrap();
+    // A request of `app`, held by worker A, whose wake-up stops A for 1.5 s.
+    let held_by_a = |app: &str| loop {
+        let p = start_held(
+            port,
+            Request::get(&format!("/?app={app}"))
+                .header("X-Seq", "1")
+                .header("X-Intermission-Test-Delay", "wake=1500"),
+        );
+        if p.is_held_by(a) {
+            break p;
+        }
+        p.close();
+    };
+
+    // Its max time passes while paused; in its wake-up, the app resumes.
+    assert_eq!(call(&mut ops, "enable?app=timed"), 200);
+    let timed = held_by_a("timed");
+    std::thread::sleep(std::time::Duration::from_millis(1_300));
+    assert_eq!(call(&mut ops, "disable?app=timed"), 200);
+    let response = timed.finish();
+    assert_eq!(response.status, 503, "at its max time: {response:?}");
+
+    // Its app is stopped; in its wake-up, the app resumes.
+    assert_eq!(call(&mut ops, "enable?app=stopped"), 200);
+    let stopped = held_by_a("stopped");
+    assert_eq!(call(&mut ops, "stop?app=stopped"), 200);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(call(&mut ops, "disable?app=stopped"), 200);
+    let response = stopped.finish();
+    assert_eq!(response.status, 503, "stopped: {response:?}");
+
+    assert_eq!(upstream.count(), 0, "nothing reached the upstream");
+    drop(ops);
+    nginx.stop();
+}

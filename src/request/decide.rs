@@ -77,8 +77,12 @@ fn handle(r: HttpRequest) -> ngx_int_t {
     if !r.is_main() {
         return PASS;
     }
-    // While nothing is paused: one load, and the request is counted in flight.
-    if !header.any_paused() {
+    // While nothing is paused, a request the module has not met yet: one
+    // load, and it is counted in flight. One it has met (held and let go,
+    // or back after an internal redirect) goes the whole way: a request
+    // answered 503 at its max time, or by a stop, gets that answer even if
+    // every pause has ended since.
+    if !header.any_paused() && !main.variables.outcome_recorded(&r) {
         if let Some(rc) = let_through_if(&r, main, header, || !header.any_paused_now()) {
             return rc;
         }

@@ -36,6 +36,7 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
     };
     let woke = guard_ffi(r.log(), false, || {
         test_probe::panic_if_asked(&r, Point::Wake);
+        test_probe::delay_if_asked(&r, Point::Wake);
         let Some(ctx) = r.context::<HoldContext>(module()) else {
             r.resume_phases();
             return true;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use client::{wait_all_read, KeepAliveConnection, Pending, Request, Response};
 pub use nginx::{AccessEntry, Config, Nginx, PREFIX_MARK};
-pub use procfs::{children_of, holds_socket, is_alive};
+pub use procfs::{children_of, cpu_ticks, holds_socket, is_alive, ticks_per_second};
 pub use snippets::*;
 pub use sockdiag::listening_inode;
 pub use state_dir::StateDir;

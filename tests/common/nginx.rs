@@ -569,6 +569,11 @@ impl Nginx {
         self.prefix.read(name)
     }
 
+    /// The path of a file in nginx's prefix.
+    pub fn prefix_path(&self, name: &str) -> PathBuf {
+        self.prefix.path(name)
+    }
+
     pub fn error_log(&self) -> String {
         self.prefix.read("error.log")
     }
