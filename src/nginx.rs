@@ -882,6 +882,16 @@ impl WatchedSocket {
         unsafe { self.connection.as_ref().fd }
     }
 
+    /// The descriptor of the socket whose read event `event` is, in its
+    /// handler.
+    ///
+    /// # Safety
+    /// `event` must be the read event of a connection `watch` set up.
+    pub unsafe fn fd_of(event: *mut ngx_event_t) -> i32 {
+        // SAFETY: the caller's contract: `data` is that connection.
+        unsafe { (*(*event).data.cast::<nginx_sys::ngx_connection_t>()).fd }
+    }
+
     /// In the handler: true if nginx is shutting the worker down and asked
     /// the connection to close; the request is taken (the socket stays).
     pub fn take_close_request(event: *mut ngx_event_t) -> bool {

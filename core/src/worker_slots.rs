@@ -412,6 +412,22 @@ impl<'a> WorkerSlots<'a> {
             .map(|index| SlotId(index as u32))
     }
 
+    /// The slots other than `me` whose owner has stalled by `now` (see
+    /// `WorkerSlot::is_stalled`).
+    pub fn stalled(&self, me: SlotId, now: Millis) -> impl Iterator<Item = SlotId> + 'a {
+        let slots = self.slots;
+        self.owners()
+            .map(|(slot, _)| slot)
+            .filter(move |&slot| slot != me && slots[slot.0 as usize].is_stalled(now))
+    }
+
+    /// Whether the owner of `slot` holds (or wakes) requests of `app`.
+    pub fn holds(&self, slot: SlotId, app: AppId) -> bool {
+        self.slots
+            .get(slot.0 as usize)
+            .is_some_and(|s| s.holds(app))
+    }
+
     /// The owner of `id`, if it is claimed.
     pub fn owner_of(&self, id: SlotId) -> Option<Owner> {
         self.slots.get(id.0 as usize)?.owner()

@@ -355,7 +355,7 @@ fn module_report(header: &'static TableHeader) -> ModuleReport {
 /// after a change: the write the answer waits for.
 fn save_state(main: &MainConf, table: AppTable<'static>, r: &HttpRequest) -> Option<Ask> {
     let path = main.state_file()?;
-    match state_file::save(path, table) {
+    match state_file::save(path, table, wait::on_state_written) {
         Ok(ask) => Some(ask),
         Err(e) => {
             ngx_log_error!(

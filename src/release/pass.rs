@@ -205,6 +205,7 @@ impl Engine {
                 }
             }
         }
+        // Waiting for a stalled worker, or releasing past one: say so.
         self.note_stalled(app, now);
     }
 

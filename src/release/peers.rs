@@ -99,8 +99,8 @@ impl Engine {
         let me = self.membership.me;
         let slots = self.membership.slots;
         let stalled: Vec<SlotId> = slots
-            .holders_of(app, me)
-            .filter(|&slot| slots.get(slot).is_stalled(now))
+            .stalled(me, now)
+            .filter(|&slot| slots.holds(slot, app))
             .collect();
         let mut new = false;
         for slot in stalled {

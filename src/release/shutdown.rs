@@ -53,6 +53,9 @@ pub struct Shutdown {
     since: Option<Millis>,
     /// What was last said in the error log.
     said: Option<Exit>,
+    /// Whether another binary ran, and when that was last looked at (the
+    /// phase handler asks for every request of a paused app).
+    another_binary: Option<(Millis, bool)>,
 }
 
 impl Shutdown {
@@ -75,7 +78,7 @@ impl Shutdown {
         }
         let since = *self.since.get_or_insert(now);
         let reloaded = zone::newer_configuration_runs(header);
-        let upgraded = !reloaded && follows_state_file && another_binary_runs();
+        let upgraded = !reloaded && follows_state_file && self.another_binary_runs(now);
         let answer_at = nginx::worker_shutdown_timeout()
             .map(|timeout| since.saturating_add(timeout.saturating_sub(margin(timeout))));
         let exit = match answer_at {
@@ -92,6 +95,18 @@ impl Shutdown {
         };
         self.say(exit, upgraded, answer_at.is_some_and(|at| now >= at), held);
         exit
+    }
+
+    /// `another_binary_runs`, looked at once every `ANOTHER_BINARY_CHECK_MS`.
+    fn another_binary_runs(&mut self, now: Millis) -> bool {
+        match self.another_binary {
+            Some((at, runs)) if now < at + ANOTHER_BINARY_CHECK_MS => runs,
+            _ => {
+                let runs = another_binary_runs();
+                self.another_binary = Some((now, runs));
+                runs
+            }
+        }
     }
 
     /// Logs what the worker does, once for each change.

@@ -199,12 +199,13 @@ thread_local! {
 }
 
 /// Has the state of `table` written to the file at `path` (by this worker's
-/// writer thread, started on first use). `Err` if no thread could be started.
-pub fn save(path: &[u8], table: AppTable<'static>) -> io::Result<Ask> {
+/// writer thread, started on first use); `on_written` runs in the worker's
+/// event loop after each write. `Err` if no thread could be started.
+pub fn save(path: &[u8], table: AppTable<'static>, on_written: fn()) -> io::Result<Ask> {
     WRITER.with_borrow_mut(|slot| {
         if slot.is_none() {
             let path = Path::new(OsStr::from_bytes(path)).to_owned();
-            *slot = Some(writer::Writer::start(path, table)?);
+            *slot = Some(writer::Writer::start(path, table, on_written)?);
         }
         Ok(slot.as_ref().expect("started above").ask())
     })
@@ -221,11 +222,9 @@ pub fn write_outcome(ask: Ask) -> WriteOutcome {
 /// As the worker exits: what it asked for is written first, for at most
 /// `within`.
 pub fn finish_writes(within: std::time::Duration) {
-    WRITER.with_borrow(|slot| {
-        if let Some(writer) = slot {
-            writer.finish(within);
-        }
-    });
+    if let Some(writer) = WRITER.with_borrow_mut(Option::take) {
+        writer.finish(within);
+    }
 }
 
 /// The directory the file at `path` is in.
