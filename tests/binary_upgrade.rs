@@ -40,17 +40,32 @@ fn held_now(port: u16) -> u64 {
     counters(port, "").held_now
 }
 
-#[test]
-fn one_disable_releases_what_both_binaries_hold_in_order_within_each() {
-    let dir = StateDir::new("upgrade-both");
-    let file = dir.file();
-    let upstream = Upstream::start();
-    let nginx = start(&file, &upstream);
+/// nginx with a state file (in `dir`), app `shop` paused, and `n` requests
+/// held by the first binary's workers.
+fn paused_holding(dir: &StateDir, upstream: &Upstream, n: usize) -> (Nginx, Vec<Pending>) {
+    let nginx = start(&dir.file(), upstream);
     let port = nginx.port();
     pause(port, "");
+    let held = start_in_order(port, n, |i| seq_request("/", i));
+    wait_until(BOUND, &format!("{n} held by the old binary"), || {
+        held_now(port) == n as u64
+    });
+    (nginx, held)
+}
+
+/// Waits for the line of a worker that keeps holding as it shuts down.
+fn wait_keeps_holding(nginx: &Nginx) {
+    nginx.wait_for_error_line("saying the exiting workers keep holding", |l| {
+        l.contains("another nginx binary runs and follows the state file: it keeps holding")
+    });
+}
+
+#[test]
+fn one_disable_releases_what_both_binaries_hold_in_order_within_each() {
+    let (dir, upstream) = (StateDir::new("upgrade-both"), Upstream::start());
+    let (nginx, mut pending) = paused_holding(&dir, &upstream, 10);
+    let port = nginx.port();
     let old_workers = nginx.worker_pids();
-    let mut pending = start_in_order(port, 10, |i| seq_request("/", i));
-    wait_until(BOUND, "10 held by the old binary", || held_now(port) == 10);
 
     let new_master = upgrade(&nginx);
     let new_workers = children_of(new_master);
@@ -125,21 +140,14 @@ fn one_disable_releases_what_both_binaries_hold_in_order_within_each() {
 /// binary releases it; then they exit, and so does the old master.
 #[test]
 fn after_usr2_and_quit_of_the_old_master_its_workers_keep_holding() {
-    let dir = StateDir::new("upgrade-quit");
-    let file = dir.file();
-    let upstream = Upstream::start();
-    let nginx = start(&file, &upstream);
+    let (dir, upstream) = (StateDir::new("upgrade-quit"), Upstream::start());
+    let (nginx, old_held) = paused_holding(&dir, &upstream, 4);
     let port = nginx.port();
-    pause(port, "");
-    let old_held = start_in_order(port, 4, |i| seq_request("/", i));
-    wait_until(BOUND, "4 held by the old binary", || held_now(port) == 4);
     let new_master = upgrade(&nginx);
 
     let old_master = nginx.master_pid();
     unsafe { libc::kill(old_master, libc::SIGQUIT) };
-    nginx.wait_for_error_line("saying the old workers keep holding", |l| {
-        l.contains("another nginx binary runs and follows the state file: it keeps holding")
-    });
+    wait_keeps_holding(&nginx);
     assert_still_held(&old_held);
     assert!(is_alive(old_master), "the old master waits for its workers");
 
@@ -167,15 +175,10 @@ fn after_usr2_and_quit_of_the_old_master_its_workers_keep_holding() {
 /// holding, and the new binary's `disable` releases them.
 #[test]
 fn after_usr2_and_winch_the_old_workers_keep_holding_until_a_disable() {
-    let dir = StateDir::new("upgrade-winch");
-    let file = dir.file();
-    let upstream = Upstream::start();
-    let nginx = start(&file, &upstream);
+    let (dir, upstream) = (StateDir::new("upgrade-winch"), Upstream::start());
+    let (nginx, mut pending) = paused_holding(&dir, &upstream, 10);
     let port = nginx.port();
-    pause(port, "");
     let old_workers = nginx.worker_pids();
-    let mut pending = start_in_order(port, 10, |i| seq_request("/", i));
-    wait_until(BOUND, "10 held by the old binary", || held_now(port) == 10);
     let new_master = upgrade(&nginx);
     let old_master = nginx.master_pid();
     unsafe { libc::kill(old_master, libc::SIGWINCH) };
@@ -213,12 +216,9 @@ fn after_usr2_and_winch_the_old_workers_keep_holding_until_a_disable() {
 /// what they hold, and the old binary's `disable` releases it.
 #[test]
 fn in_a_rollback_the_new_binarys_workers_keep_holding() {
-    let dir = StateDir::new("upgrade-rollback");
-    let file = dir.file();
-    let upstream = Upstream::start();
-    let nginx = start(&file, &upstream);
+    let (dir, upstream) = (StateDir::new("upgrade-rollback"), Upstream::start());
+    let (nginx, _) = paused_holding(&dir, &upstream, 0);
     let port = nginx.port();
-    pause(port, "");
     let new_master = upgrade(&nginx);
     let old_master = nginx.master_pid();
     // The new binary's master is a child of the old one too.
@@ -244,9 +244,7 @@ fn in_a_rollback_the_new_binarys_workers_keep_holding() {
         old_workers().len() == 2
     });
     unsafe { libc::kill(new_master, libc::SIGQUIT) };
-    nginx.wait_for_error_line("saying the new workers keep holding", |l| {
-        l.contains("another nginx binary runs and follows the state file: it keeps holding")
-    });
+    wait_keeps_holding(&nginx);
     assert_still_held(&held);
     assert!(new_workers.iter().all(|&w| is_alive(w)));
 

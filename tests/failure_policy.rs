@@ -31,14 +31,6 @@ fn assert_panic_logged(nginx: &Nginx, at: &str, times: usize) {
     );
 }
 
-fn internal_errors(port: u16) -> u64 {
-    let response = control(port, "status?format=json");
-    let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    json["module"]["internal_errors"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no module.internal_errors in {json}"))
-}
-
 #[test]
 fn panics_are_answered_by_the_policy_logged_counted_and_the_workers_live_on() {
     let (nginx, upstream) = start_shop(1, "");
@@ -83,7 +75,11 @@ fn panics_are_answered_by_the_policy_logged_counted_and_the_workers_live_on() {
     assert_eq!(answers, [200, 503, 200]);
     assert_panic_logged(&nginx, "wake", 1);
     assert_eq!(seqs(&upstream.wait_for(3)), [99, 0, 2]);
-    assert_eq!(internal_errors(port), 4, "every panic counted");
+    assert_eq!(
+        module_figure(port, "internal_errors"),
+        4,
+        "every panic counted"
+    );
 
     assert_eq!(nginx.worker_pids(), workers, "no worker died");
     assert_passes(port, Request::get("/after"), "a request after the panics");

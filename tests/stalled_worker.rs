@@ -31,15 +31,7 @@ fn a_stopped_worker_holds_no_other_workers_release_hostage() {
     let held = hold_in_order(port, HELD, |i| seq_request("/item/", i));
     // The control calls go over a connection of the worker that keeps
     // running (a stopped one answers nothing, not even the control calls).
-    let mut ops = KeepAliveConnection::open(port);
-    let status = control_request("GET", "status").keep_alive();
-    assert_eq!(ops.round_trip(&status).status, 200);
-    let workers = nginx.worker_pids();
-    let running = *workers
-        .iter()
-        .find(|&&w| ops.is_held_by(w))
-        .expect("a worker has the control connection");
-    let stopped = *workers.iter().find(|&&w| w != running).unwrap();
+    let (mut ops, _running, stopped) = control_connection(&nginx);
     let (mut mine, mut theirs): (Vec<Pending>, Vec<Pending>) = (Vec::new(), Vec::new());
     for p in held {
         if p.is_held_by(stopped) {
@@ -58,8 +50,7 @@ fn a_stopped_worker_holds_no_other_workers_release_hostage() {
 
     // Everything the running worker holds is released.
     let resumed = Instant::now();
-    let disable = control_request("GET", "disable").keep_alive();
-    assert_answer(&ops.round_trip(&disable), 200, RESUMED, "disable");
+    assert_answer(&ops.control("disable"), 200, RESUMED, "disable");
     let count = mine.len();
     finish_all_from_upstream(mine);
     eprintln!(
@@ -99,15 +90,8 @@ fn a_503_due_before_every_pause_ended_is_answered_after() {
         "set $intermission_max_time 1; set $intermission_on_timeout 503;"
     )));
     let port = nginx.port();
-    let mut ops = KeepAliveConnection::open(port);
-    let call = |ops: &mut KeepAliveConnection, action: &str| {
-        ops.round_trip(&control_request("GET", action).keep_alive())
-            .status
-    };
-    assert_eq!(call(&mut ops, "status"), 200);
-    let workers = nginx.worker_pids();
-    let b = *workers.iter().find(|&&w| ops.is_held_by(w)).unwrap();
-    let a = *workers.iter().find(|&&w| w != b).unwrap();
+    let (mut ops, _b, a) = control_connection(&nginx);
+    let call = |ops: &mut KeepAliveConnection, action: &str| ops.control(action).status;
     // A request of `app`, held by worker A, whose wake-up stops A for 1.5 s.
     let held_by_a = |app: &str| loop {
         let p = start_held(

@@ -13,11 +13,7 @@ use std::process::Command;
 use common::*;
 
 fn release_passes(port: u16) -> u64 {
-    let response = control(port, "status?format=json");
-    let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    json["module"]["release_passes"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no module.release_passes in {json}"))
+    module_figure(port, "release_passes")
 }
 
 /// The abstract names of the Unix sockets `pid` has open (`@` dropped).

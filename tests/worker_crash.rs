@@ -259,12 +259,7 @@ fn a_worker_out_of_descriptors_declares_no_live_worker_dead() {
     pause(port, "");
     // The status calls go over a connection of worker A, the one that will
     // run out of descriptors (it needs none to answer them).
-    let mut ops = KeepAliveConnection::open(port);
-    let status = control_request("GET", "status?format=json").keep_alive();
-    assert_eq!(ops.round_trip(&status).status, 200);
-    let workers = nginx.worker_pids();
-    let a = *workers.iter().find(|&&w| ops.is_held_by(w)).unwrap();
-    let b = *workers.iter().find(|&&w| w != a).unwrap();
+    let (mut ops, a, b) = control_connection(&nginx);
     // B holds requests.
     let mut held = Vec::new();
     while !held.iter().any(|p: &Pending| p.is_held_by(b)) {
@@ -295,7 +290,7 @@ fn a_worker_out_of_descriptors_declares_no_live_worker_dead() {
     }
     // A looks for dead workers before each status (at most every 200 ms).
     for _ in 0..4 {
-        let answer = ops.round_trip(&status);
+        let answer = ops.control("status?format=json");
         let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
         assert_eq!(json["held_now"], n, "B's held requests still count: {json}");
         std::thread::sleep(std::time::Duration::from_millis(250));

@@ -342,6 +342,11 @@ impl KeepAliveConnection {
         self.read_response()
     }
 
+    /// A control call (GET) on this connection; `action` as for `control`.
+    pub fn control(&mut self, action: &str) -> Response {
+        self.round_trip(&super::control_request("GET", action).keep_alive())
+    }
+
     /// Another handle on the socket, e.g. for a thread that writes a body
     /// while this one reads.
     pub fn writer(&self) -> TcpStream {

@@ -223,3 +223,29 @@ pub fn counters(port: u16, query: &str) -> Counters {
         deadline: time("deadline"),
     }
 }
+
+/// A figure of the module's own in the JSON status (`module.NAME`).
+pub fn module_figure(port: u16, name: &str) -> u64 {
+    let response = control(port, "status?format=json");
+    let json: serde_json::Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("status is not JSON ({e}): {response:?}"));
+    json["module"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no module.{name} in {json}"))
+}
+
+/// A keep-alive connection for control calls, accepted by one of nginx's
+/// workers (it has answered a status on it): the connection, that worker,
+/// and another worker. Tests that stop a worker or take its descriptors
+/// away make their calls through the other.
+pub fn control_connection(nginx: &super::Nginx) -> (super::KeepAliveConnection, i32, i32) {
+    let mut ops = super::KeepAliveConnection::open(nginx.port());
+    assert_eq!(ops.control("status").status, 200);
+    let workers = nginx.worker_pids();
+    let mine = *workers
+        .iter()
+        .find(|&&w| ops.is_held_by(w))
+        .expect("a worker has the control connection");
+    let other = *workers.iter().find(|&&w| w != mine).expect("two workers");
+    (ops, mine, other)
+}
