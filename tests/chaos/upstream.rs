@@ -183,7 +183,10 @@ fn serve(shared: &Shared, stream: TcpStream) {
                 at: Instant::now(),
             });
         }
-        if let UpstreamMode::Slow(ms) = *shared.mode.lock().unwrap() {
+        // The mode is read, and its lock let go, before the sleep: the
+        // connections are slow side by side, not one after another.
+        let mode = *shared.mode.lock().unwrap();
+        if let UpstreamMode::Slow(ms) = mode {
             thread::sleep(Duration::from_millis(ms));
         }
         let answer = format!(

@@ -285,7 +285,7 @@ events {{
 }}
 
 http {{
-    log_format intermission '$status $request_method \"$request_uri\" pid=$pid seq=\"$http_x_seq\" outcome=$intermission_outcome wait=\"$intermission_wait\"';
+    log_format intermission '$status $request_method \"$request_uri\" pid=$pid seq=\"$http_x_seq\" outcome=$intermission_outcome wait=\"$intermission_wait\" at=$msec took=$request_time up=$upstream_connect_time/$upstream_response_time';
     access_log {p}/access.log intermission;
     client_body_temp_path {p}/tmp/client_body;
     proxy_temp_path {p}/tmp/proxy;
