@@ -49,7 +49,7 @@ use config::{LocConf, MainConf};
 use nginx::guard_ffi;
 
 /// The version of CHANGELOG.md's top entry (scripts/check-version).
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 struct IntermissionModule;
 

@@ -197,3 +197,36 @@ fn all_workers_agree_on_the_state() {
     }
     nginx.stop();
 }
+
+/// Every answer of the control endpoint carries the module's marker, with
+/// its version, error pages included (the ops command line tells the
+/// endpoint from a site's URL or a proxy's own error by it); the app's own
+/// locations do not.
+#[test]
+fn every_control_answer_carries_the_modules_marker() {
+    let (nginx, _upstream) = start_shop(1, "");
+    let port = nginx.port();
+    let version = env!("CARGO_PKG_VERSION");
+    for (method, action, status) in [
+        ("GET", "status", 200),
+        ("GET", "status?format=json", 200),
+        ("POST", "enable", 200),
+        ("POST", "enable", 304),
+        ("GET", "pause", 404),
+        ("DELETE", "status", 405),
+        ("GET", "status?format=xml", 400),
+        ("GET", "metrics", 200),
+        ("POST", "disable", 200),
+    ] {
+        let response = control_request(method, action).send(port);
+        assert_eq!(response.status, status, "{method} {action}: {response:?}");
+        assert_eq!(
+            response.header("x-intermission-version"),
+            Some(version),
+            "{method} {action}: {response:?}"
+        );
+    }
+    let site = Request::get("/").send(port);
+    assert_eq!(site.header("x-intermission-version"), None, "{site:?}");
+    nginx.stop();
+}

@@ -11,15 +11,23 @@ use intermission_core::control::{Action, ControlArgs};
 
 const AFTER_HELP: &str = "\
 A TARGET is the URL of an intermission_control location, such as
-http://10.0.0.5/_intermission. Append #HOST to send \"Host: HOST\" (the virtual
-host, so the app, it controls): http://10.0.0.5/_intermission#shop.example.com.
-Credentials for auth_basic go in the URL (http://ops:secret@10.0.0.5/_intermission)
-or, for targets without them, in INTERMISSION_USER and INTERMISSION_PASSWORD;
-passwords are never printed. Every target is called in parallel.
+http://10.0.0.5/_intermission (not a site URL: that one's requests are held).
+Append #HOST to send \"Host: HOST\" (the virtual host, so the app, it
+controls): http://10.0.0.5/_intermission#shop.example.com. A query string
+(?app=shop, for configurations that name the app with $arg_app) is kept after
+the action; --app NAME adds app=NAME to every target.
+
+Credentials for auth_basic: --credentials FILE (USER:PASSWORD on its first
+line), else INTERMISSION_USER and INTERMISSION_PASSWORD, for every target
+without its own in the URL (http://ops:secret@10.0.0.5/_intermission: other
+users of the machine see that one in the process list; a '#' in it must be
+written %23). Passwords are never printed. HTTPS targets are checked against the system's certificate store, or
+--cacert FILE. Every target is called in parallel.
 
 Exit status: 0 when every target succeeded, 1 when any failed, 2 for a usage
-error; run: the command's status (1 if the pause failed and it did not run,
-128+N if signal N ended it).";
+error, 3 for status --expect when a target is in another state; run: the
+command's status (1 if the pause failed and it did not run, 128+N if signal N
+ended it).";
 
 /// Pause, resume, stop or look at the intermission nginx module on one nginx
 /// or a whole fleet at once, and run a maintenance command inside a pause
@@ -33,8 +41,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Each target's state and held requests.
-    Status(Common),
+    /// Each target's state, deadline, held and in-flight requests.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        status: StatusArgs,
+    },
     /// Pause every target. If any fails, resume those this call paused and
     /// exit 1 (all or nothing), unless --no-rollback.
     Pause {
@@ -42,6 +55,8 @@ pub enum Command {
         common: Common,
         #[command(flatten)]
         pause: PauseArgs,
+        #[command(flatten)]
+        retry: RetryArgs,
     },
     /// Resume every target, retrying failed ones; name those that may still
     /// be paused.
@@ -50,6 +65,8 @@ pub enum Command {
         common: Common,
         #[command(flatten)]
         resume: ResumeArgs,
+        #[command(flatten)]
+        retry: RetryArgs,
     },
     /// Stop every target: every request answered 503 until resume.
     Stop {
@@ -58,6 +75,8 @@ pub enum Command {
         /// The stop ends by itself after TIME (seconds, or 90s, 5m, 1h)
         #[arg(long, value_name = "TIME", value_parser = ttl)]
         ttl: Option<Time>,
+        #[command(flatten)]
+        retry: RetryArgs,
     },
     /// Pause, run COMMAND, then resume whatever happens: success, failure,
     /// Ctrl-C or SIGTERM. COMMAND runs in its own process group; signals
@@ -69,6 +88,13 @@ pub enum Command {
         pause: PauseArgs,
         #[command(flatten)]
         resume: ResumeArgs,
+        #[command(flatten)]
+        retry: RetryArgs,
+        /// Processes COMMAND leaves running outside its process group (setsid,
+        /// a daemon it starts) are waited for at most SECONDS after the
+        /// group has exited; then the resume goes on and names them
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        wait_detached: u64,
         /// The maintenance command and its arguments, after `--`
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<OsString>,
@@ -78,8 +104,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff).
-    Manpage,
+    /// Print the manual page (roff); with --dir, write every page, the
+    /// subcommands' too, into DIR.
+    Manpage {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// What every command that calls targets takes.
@@ -96,13 +126,49 @@ pub struct Common {
     #[arg(long, value_name = "SECONDS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
-    /// Calls to a target that failed a resume, after the first (one second
-    /// apart)
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub retries: u32,
+    /// Add app=NAME to every target's query string (for configurations that
+    /// name the app with `set $app_name $arg_app;`)
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// Read USER:PASSWORD for auth_basic from the first line of FILE (keep it
+    /// readable by you alone); it wins over INTERMISSION_USER and
+    /// INTERMISSION_PASSWORD
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Trust the certificate authorities in FILE (PEM) for https:// targets,
+    /// instead of the system's store
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// Print the result as one JSON document instead of lines
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Calls to a target that failed a resume (or a rollback), after the
+    /// first (one second apart)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Every app of each target, not only the target's own
+    #[arg(long)]
+    pub all: bool,
+    /// Exit 0 if every target (every app, with --all) is in STATE, else 3:
+    /// for scripts that ask "is it paused?"
+    #[arg(long, value_name = "STATE", value_enum)]
+    pub expect: Option<ExpectedState>,
+}
+
+/// A state `status --expect` can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExpectedState {
+    Running,
+    Paused,
+    Stopped,
 }
 
 #[derive(Debug, Args)]
@@ -194,7 +260,7 @@ mod tests {
     #[test]
     fn commands_take_their_own_options_only() {
         let Cli {
-            command: Command::Pause { common, pause },
+            command: Command::Pause { common, pause, .. },
         } = parse(&[
             "pause",
             "--ttl",
@@ -211,6 +277,10 @@ mod tests {
         assert_eq!(common.targets, ["http://a/_i"]);
         assert!(common.json);
         assert_eq!(common.timeout, 5);
+        assert!(
+            parse(&["status", "--retries", "2", "http://a"]).is_err(),
+            "no retries on status"
+        );
         assert_eq!(pause.ttl.unwrap().millis, 300_000);
         assert_eq!(pause.drain.unwrap().millis, 30_000);
         for wrong in [

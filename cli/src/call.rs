@@ -1,12 +1,19 @@
 //! One call to one target: the control action, then the target's JSON
 //! status (read into the module's own status type), and whether the call
-//! did what it asked.
+//! did what it asked. A target that is not an `intermission_control`
+//! location (its answers lack the module's `X-Intermission-Version`
+//! header), or that holds the call, gets a hint at what is likely wrong.
 
+use std::path::Path;
 use std::time::Duration;
 
-use intermission_core::control::{RunState, StatusAnswer};
+use intermission_core::control::StatusAnswer;
+use serde::Deserialize;
 
 use crate::target::Target;
+
+/// The header the module puts on every answer of its control endpoint.
+const MARKER: &str = "x-intermission-version";
 
 /// A control action, as its path names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,84 +38,190 @@ impl Verb {
 /// What a target answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    /// The HTTP status of the action; 0 when the target was not reached.
+    /// The HTTP status of the action; 0 when the target was not reached, or
+    /// did not answer in time.
     pub http: u16,
-    /// What its status said after the action, if it answered one.
-    pub state: Option<RunState>,
-    pub held: Option<u64>,
+    /// The answer came from the module's control endpoint (it carried its
+    /// `X-Intermission-Version` header), not from a proxy in front.
+    pub marked: bool,
+    /// The call never reached nginx (the connection was refused, the host
+    /// not found): it changed nothing there.
+    pub unreached: bool,
+    /// The target's app as its status said after the action, if it did.
+    pub status: Option<StatusAnswer>,
+    /// Every app of the target (`status --all`).
+    pub apps: Vec<StatusAnswer>,
     /// Whether the action did what it asked.
     pub ok: bool,
     /// Why not, in one short line.
     pub error: Option<String>,
 }
 
-/// Longest error text kept from an answer.
-const ERROR_CHARS: usize = 120;
+impl Answer {
+    /// Whether an `enable` (or `stop`) that got this answer may have paused
+    /// the target (and a rollback must resume it): the module said so (200,
+    /// or 504 for a drain out of time), or failed in a way that does not
+    /// say (a 5xx of its own but 507, "no room"), or the answer is not the
+    /// module's: none came (a timeout, a reset), or a proxy in front gave
+    /// its own (a 502, 503 or 504). A 304 (paused before this call) and the
+    /// module's refusals (4xx, 507) paused nothing.
+    pub fn may_have_paused(&self) -> bool {
+        if self.unreached {
+            return false;
+        }
+        !self.marked || matches!(self.http, 200 | 500..=506 | 508..=599)
+    }
 
-/// Calls `verb` (with `query`, such as `?ttl=5m`) on `target`, each HTTP
-/// call allowed `limit`.
-pub fn call(target: &Target, verb: Verb, query: &str, limit: Duration) -> Answer {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    fn failed(http: u16, error: String) -> Answer {
+        Answer {
+            http,
+            marked: false,
+            unreached: false,
+            status: None,
+            apps: Vec::new(),
+            ok: false,
+            error: Some(error),
+        }
+    }
+}
+
+/// Longest error text kept from an answer.
+const ERROR_CHARS: usize = 200;
+
+/// The HTTP client every call of a command shares: the system's
+/// certificate store for https:// targets, or `cacert`.
+pub fn agent(cacert: Option<&Path>) -> Result<ureq::Agent, String> {
+    use ureq::tls::{RootCerts, TlsConfig};
+    let roots = match cacert {
+        None => RootCerts::PlatformVerifier,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --cacert file \"{}\": {e}", path.display()))?;
+            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!(
+                    "--cacert file \"{}\" holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            RootCerts::new_with_certs(&certs)
+        }
+    };
+    Ok(ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
-        .timeout_global(Some(limit))
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
         .build()
-        .into();
+        .into())
+}
+
+/// Calls `verb` (with `query`, such as `?ttl=5m`) on `target`, each HTTP
+/// call allowed `limit`; `all`: the status of every app (`status?all`).
+pub fn call(
+    agent: &ureq::Agent,
+    target: &Target,
+    verb: Verb,
+    query: &str,
+    limit: Duration,
+    all: bool,
+) -> Answer {
     if verb == Verb::Status {
-        return match status(&agent, target) {
-            Ok((http, Ok(answer))) => Answer {
+        return match status(agent, target, limit, all) {
+            Ok(Read::App(http, answer)) => Answer {
                 http,
-                state: Some(answer.state),
-                held: Some(answer.held_now),
+                marked: true,
+                unreached: false,
+                status: Some(answer),
+                apps: Vec::new(),
                 ok: true,
                 error: None,
             },
-            Ok((http, Err(why))) => Answer {
+            Ok(Read::Apps(http, apps)) => Answer {
                 http,
-                state: None,
-                held: None,
-                ok: false,
-                error: Some(why),
+                marked: true,
+                unreached: false,
+                status: None,
+                apps,
+                ok: true,
+                error: None,
+            },
+            Ok(Read::Not(http, marked, why)) => Answer {
+                marked,
+                ..Answer::failed(http, why)
             },
             Err(why) => unreached(target, &why),
         };
     }
-    let mut request = agent.post(target.url_of(&format!("{}{query}", verb.path())));
+    let mut request = agent
+        .post(target.url_of(&format!("{}{query}", verb.path())))
+        .config()
+        .timeout_global(Some(limit))
+        .build();
     if let Some(host) = &target.host {
         request = request.header("Host", host);
     }
     if let Some(authorization) = target.authorization() {
         request = request.header("Authorization", authorization);
     }
-    let (http, body) = match request.send_empty() {
+    let (http, marked, body) = match request.send_empty() {
         Ok(mut response) => (
             response.status().as_u16(),
+            response.headers().contains_key(MARKER),
             response.body_mut().read_to_string().unwrap_or_default(),
         ),
         Err(why) => return unreached(target, &why),
     };
+    if !marked {
+        return Answer::failed(http, not_the_control_location(target, http, &body));
+    }
     let ok = matches!(http, 200 | 304);
-    let (state, held) = match status(&agent, target) {
-        Ok((_, Ok(answer))) => (Some(answer.state), Some(answer.held_now)),
-        _ => (None, None),
+    let status = match status(agent, target, limit, false) {
+        Ok(Read::App(_, answer)) => Some(answer),
+        _ => None,
     };
     Answer {
         http,
-        state,
-        held,
+        marked: true,
+        unreached: false,
+        status,
+        apps: Vec::new(),
         ok,
         error: (!ok).then(|| short(&target.redact(&format!("HTTP {http}: {}", first_line(&body))))),
     }
 }
 
-/// The target's JSON status: its HTTP status and the parsed answer, or why
-/// it is not one; `Err` when it was not reached.
+/// What a status call read.
+enum Read {
+    App(u16, StatusAnswer),
+    Apps(u16, Vec<StatusAnswer>),
+    /// Not a status, and why; whether the module said so.
+    Not(u16, bool, String),
+}
+
+/// `status?all&format=json`: every app.
+#[derive(Deserialize)]
+struct AllApps {
+    apps: Vec<StatusAnswer>,
+}
+
+/// The target's JSON status; `Err` when it was not reached.
 fn status(
     agent: &ureq::Agent,
     target: &Target,
-) -> Result<(u16, Result<StatusAnswer, String>), ureq::Error> {
+    limit: Duration,
+    all: bool,
+) -> Result<Read, ureq::Error> {
+    let action = if all { "status?all" } else { "status" };
     let mut request = agent
-        .get(target.url_of("status"))
+        .get(target.url_of(action))
+        .config()
+        .timeout_global(Some(limit))
+        .build()
         .header("Accept", "application/json");
     if let Some(host) = &target.host {
         request = request.header("Host", host);
@@ -118,33 +231,88 @@ fn status(
     }
     let mut response = request.call()?;
     let http = response.status().as_u16();
+    let marked = response.headers().contains_key(MARKER);
     let body = response.body_mut().read_to_string().unwrap_or_default();
-    if http != 200 {
-        return Ok((
+    if !marked {
+        return Ok(Read::Not(
             http,
-            Err(short(
-                &target.redact(&format!("HTTP {http}: {}", first_line(&body))),
-            )),
+            false,
+            not_the_control_location(target, http, &body),
         ));
     }
-    Ok((
-        http,
-        serde_json::from_str::<StatusAnswer>(&body).map_err(|e| {
+    if http != 200 {
+        return Ok(Read::Not(
+            http,
+            true,
+            short(&target.redact(&format!("HTTP {http}: {}", first_line(&body)))),
+        ));
+    }
+    let parsed = if all {
+        serde_json::from_str::<AllApps>(&body).map(|all| Read::Apps(http, all.apps))
+    } else {
+        serde_json::from_str::<StatusAnswer>(&body).map(|app| Read::App(http, app))
+    };
+    Ok(parsed.unwrap_or_else(|e| {
+        Read::Not(
+            http,
+            true,
             short(&format!(
-                "not the module's status ({e}): {}",
-                target.redact(first_line(&body))
-            ))
-        }),
-    ))
+                "not a status this command knows ({e}): is the module newer than the command?"
+            )),
+        )
+    }))
+}
+
+/// What an answer without the module's marker says, and the likely
+/// mistake: the target is not an `intermission_control` location, or
+/// something in front of nginx answered.
+fn not_the_control_location(target: &Target, http: u16, body: &str) -> String {
+    let line = first_line(body);
+    let text = match http {
+        401 | 403 => format!(
+            "HTTP {http}: {line} (the control location refused access: its allow/deny or \
+             auth_basic)"
+        ),
+        404 => format!(
+            "HTTP 404: no intermission_control location at {}",
+            target.shown_url()
+        ),
+        200..=399 => format!(
+            "HTTP {http} not from the module (no X-Intermission-Version header): this is not \
+             the intermission_control location; point the target at it, not at the site"
+        ),
+        500..=599 => format!(
+            "HTTP {http} from something in front of nginx (no X-Intermission-Version header): \
+             {line}"
+        ),
+        _ => format!("HTTP {http}: {line}"),
+    };
+    short(&target.redact(&text))
 }
 
 fn unreached(target: &Target, why: &ureq::Error) -> Answer {
+    let hint = match why {
+        ureq::Error::Timeout(_) => {
+            "; if it is a location with `intermission` (a site URL) rather than \
+             `intermission_control`, its requests are held while the app is paused"
+        }
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
+            "; for a certificate of your own authority, --cacert FILE"
+        }
+        ureq::Error::Io(e) if e.to_string().contains("certificate") => {
+            "; for a certificate of your own authority, --cacert FILE"
+        }
+        _ => "",
+    };
+    // A call that never reached nginx changed nothing there.
+    let never_sent = match why {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Io(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
+    };
     Answer {
-        http: 0,
-        state: None,
-        held: None,
-        ok: false,
-        error: Some(short(&target.redact(&why.to_string()))),
+        unreached: never_sent,
+        ..Answer::failed(0, short(&target.redact(&format!("{why}{hint}"))))
     }
 }
 
@@ -176,5 +344,30 @@ mod tests {
         assert_eq!(short(&long).chars().count(), ERROR_CHARS);
         assert!(short(&long).ends_with("..."));
         assert_eq!(first_line("\n  <html>\r\n<head>"), "<html>");
+    }
+
+    #[test]
+    fn only_the_modules_304_or_refusal_says_an_enable_paused_nothing() {
+        let answer = |http, marked| Answer {
+            marked,
+            ..Answer::failed(http, String::new())
+        };
+        for http in [0, 200, 304, 400, 403, 500, 502, 503, 504, 507] {
+            assert!(
+                answer(http, false).may_have_paused(),
+                "{http}, not the module's"
+            );
+        }
+        let refused = Answer {
+            unreached: true,
+            ..answer(0, false)
+        };
+        assert!(!refused.may_have_paused(), "never reached nginx");
+        for http in [200, 500, 504] {
+            assert!(answer(http, true).may_have_paused(), "{http}");
+        }
+        for http in [304, 400, 401, 403, 404, 405, 409, 507] {
+            assert!(!answer(http, true).may_have_paused(), "{http}");
+        }
     }
 }

@@ -22,16 +22,35 @@ const PROGRESS_AFTER: Duration = Duration::from_millis(300);
 
 pub struct Fleet {
     pub targets: Arc<Vec<Target>>,
+    /// The HTTP client every call shares (its certificate store).
+    pub agent: ureq::Agent,
     /// Time allowed for each call.
     pub timeout: Duration,
     pub retries: u32,
     pub json: bool,
 }
 
-/// A round of calls that a signal cut short: the answers that came.
+/// A round of calls that a signal cut short: the answers that came, and
+/// the calls still under way.
 pub struct Interrupted {
     pub signal: i32,
     pub answers: Vec<Option<Answer>>,
+    rest: mpsc::Receiver<(usize, Answer)>,
+}
+
+impl Interrupted {
+    /// Waits for the calls still under way, at most `bound` (each call has
+    /// its own limit, so they end), and adds their answers: a rollback must
+    /// not race a pause still on its way.
+    pub fn finish(&mut self, bound: Duration) {
+        let until = Instant::now() + bound;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match self.rest.recv_timeout(left) {
+                Ok((index, answer)) => self.answers[index] = Some(answer),
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 impl Fleet {
@@ -42,7 +61,7 @@ impl Fleet {
     /// Calls `verb` on the targets numbered in `only`, all at once, each
     /// allowed `limit`, and waits for every answer: `None` for targets not
     /// called. With `interruptible`, a signal ends the wait, and the answers
-    /// that came are returned as `Err`.
+    /// that came are returned as `Err`, with the calls still under way.
     pub fn round(
         &self,
         verb: Verb,
@@ -51,11 +70,33 @@ impl Fleet {
         limit: Duration,
         interruptible: bool,
     ) -> Result<Vec<Option<Answer>>, Interrupted> {
+        self.round_of(verb, query, only, limit, interruptible, false)
+    }
+
+    /// `status`, with `all`: every app of each target.
+    pub fn status_round(&self, all: bool) -> Result<Vec<Option<Answer>>, Interrupted> {
+        self.round_of(Verb::Status, "", &self.all(), self.timeout, true, all)
+    }
+
+    fn round_of(
+        &self,
+        verb: Verb,
+        query: &str,
+        only: &[usize],
+        limit: Duration,
+        interruptible: bool,
+        all: bool,
+    ) -> Result<Vec<Option<Answer>>, Interrupted> {
         let (sender, receiver) = mpsc::channel();
         for &index in only {
-            let (targets, sender, query) = (self.targets.clone(), sender.clone(), query.to_owned());
+            let (target, sender, query) = (
+                self.targets[index].clone(),
+                sender.clone(),
+                query.to_owned(),
+            );
+            let agent = self.agent.clone();
             thread::spawn(move || {
-                let answer = call(&targets[index], verb, &query, limit);
+                let answer = call(&agent, &target, verb, &query, limit, all);
                 let _ = sender.send((index, answer));
             });
         }
@@ -68,7 +109,11 @@ impl Fleet {
             if interruptible {
                 if let Some(signal) = signals::received() {
                     progress.finish();
-                    return Err(Interrupted { signal, answers });
+                    return Err(Interrupted {
+                        signal,
+                        answers,
+                        rest: receiver,
+                    });
                 }
             }
             match receiver.recv_timeout(SIGNAL_CHECK) {
@@ -98,11 +143,21 @@ impl Fleet {
         answers: &[Option<Answer>],
         summary: String,
     ) -> Report {
-        let rows = self
-            .targets
+        self.report_of(action, answers, &self.all(), summary)
+    }
+
+    /// A report of the targets numbered in `only` (a rollback calls only
+    /// those that may have paused).
+    pub fn report_of(
+        &self,
+        action: &'static str,
+        answers: &[Option<Answer>],
+        only: &[usize],
+        summary: String,
+    ) -> Report {
+        let rows = only
             .iter()
-            .zip(answers)
-            .map(|(target, answer)| Row::new(target, answer.as_ref()))
+            .map(|&i| Row::new(&self.targets[i], answers[i].as_ref()))
             .collect();
         Report::new(action, rows, summary)
     }

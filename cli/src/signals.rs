@@ -9,6 +9,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 static LAST: AtomicI32 = AtomicI32::new(0);
+/// How many signals have been received.
+static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// The process group that signals are passed on to, while a command runs.
 static GROUP: AtomicI32 = AtomicI32::new(0);
 
@@ -21,6 +23,7 @@ pub fn install() -> std::io::Result<()> {
         .spawn(move || {
             for signal in signals.forever() {
                 LAST.store(signal, Ordering::SeqCst);
+                COUNT.fetch_add(1, Ordering::SeqCst);
                 pass_on(signal);
             }
         })?;
@@ -42,6 +45,11 @@ pub fn received() -> Option<i32> {
         0 => None,
         signal => Some(signal),
     }
+}
+
+/// How many signals have been received so far.
+pub fn count() -> u64 {
+    COUNT.load(Ordering::SeqCst)
 }
 
 /// Signals from now on go to process group `group` too (0: no longer);

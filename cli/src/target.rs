@@ -1,6 +1,9 @@
-//! Targets: the URL of a control location, the `Host` to send, and the
+//! Targets: the URL of a control location (a query string on it, such as
+//! `?app=shop`, is kept after the action), the `Host` to send, and the
 //! credentials to use, which are never shown: a target is always displayed
-//! with its password replaced by `***`.
+//! with its password replaced by `***`. Credentials come from the URL, a
+//! credentials file (`--credentials`), or `INTERMISSION_USER` and
+//! `INTERMISSION_PASSWORD`; the last two are not seen in the process list.
 
 use std::path::Path;
 
@@ -9,12 +12,17 @@ use base64::Engine as _;
 /// One control endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `scheme://authority/path` without credentials or trailing `/`.
+    /// `scheme://authority/path` without credentials, query or trailing `/`.
     url: String,
-    /// The same with `user:***@` where the URL had credentials.
+    /// The query string of the target (`app=shop`), without `?`; empty if
+    /// none. It goes after the action: `.../enable?app=shop&ttl=5m`.
+    query: String,
+    /// The URL with `user:***@` where it had credentials, and its query.
     shown: String,
     pub host: Option<String>,
     credentials: Option<Credentials>,
+    /// The URL itself carried a password (which the process list shows).
+    password_in_url: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -29,12 +37,15 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Credentials for targets whose URL has none (or a user only):
-/// `INTERMISSION_USER` and `INTERMISSION_PASSWORD`.
+/// Credentials for targets whose URL has none (or a user only): from a
+/// credentials file, else `INTERMISSION_USER` and `INTERMISSION_PASSWORD`.
+/// And what every target's query gets (`--app`).
 #[derive(Debug, Default, Clone)]
 pub struct SharedCredentials {
     pub user: Option<String>,
     pub password: Option<String>,
+    /// `--app NAME`: `app=NAME` added to every target's query.
+    pub app: Option<String>,
 }
 
 impl SharedCredentials {
@@ -44,14 +55,46 @@ impl SharedCredentials {
                 .ok()
                 .filter(|u| !u.is_empty()),
             password: std::env::var("INTERMISSION_PASSWORD").ok(),
+            app: None,
         }
+    }
+
+    /// Reads `USER:PASSWORD` from the first line of a credentials file
+    /// (`--credentials FILE`), which wins over the environment. The
+    /// password may hold any character but a newline, `:` included.
+    pub fn read_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --credentials file \"{}\": {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or("");
+        let (user, password) = line.split_once(':').ok_or_else(|| {
+            format!(
+                "--credentials file \"{}\": its first line is not USER:PASSWORD",
+                path.display()
+            )
+        })?;
+        self.user = Some(user.to_owned()).filter(|u| !u.is_empty());
+        self.password = Some(password.to_owned());
+        Ok(())
     }
 }
 
+/// Whether a credentials file can be read by others than its owner.
+pub fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+}
+
 impl Target {
-    /// `URL` or `URL#HOST` as given on the command line.
+    /// `URL` or `URL#HOST` as given on the command line. A `#` in the
+    /// credentials (before the `@` of the authority) is refused without
+    /// showing them: it must be written `%23`.
     pub fn from_arg(arg: &str, shared: &SharedCredentials) -> Result<Target, String> {
         match arg.split_once('#') {
+            Some((url, rest)) if rest.contains('@') && !url.contains('@') => Err(format!(
+                "\"{}\": a password with a raw '#' (write it as %23, or give the credentials \
+                 with --credentials FILE)",
+                redact_guess(arg)
+            )),
             Some((url, host)) => Target::new(url, Some(host), shared),
             None => Target::new(arg, None, shared),
         }
@@ -71,6 +114,10 @@ impl Target {
                     redact_guess(url)
                 )
             })?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, query),
+            None => (rest, ""),
+        };
         let (authority, path) = match rest.find('/') {
             Some(at) => rest.split_at(at),
             None => (rest, ""),
@@ -87,6 +134,7 @@ impl Target {
             Some((user, password)) => (percent_decode(user), Some(percent_decode(password))),
             None => (percent_decode(info), None),
         });
+        let password_in_url = matches!(from_url, Some((_, Some(_))));
         let credentials = match from_url {
             Some((user, Some(password))) => Some(Credentials { user, password }),
             Some((user, None)) => shared
@@ -105,17 +153,48 @@ impl Target {
             },
             None => String::new(),
         };
+        let mut query = query.trim_matches('&').to_owned();
+        if let Some(app) = &shared.app {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str("app=");
+            query.push_str(&percent_encode(app));
+        }
+        let shown_query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
         Ok(Target {
             url: format!("{scheme}://{hostport}{path}"),
-            shown: format!("{scheme}://{shown_userinfo}{hostport}{path}"),
+            shown: format!("{scheme}://{shown_userinfo}{hostport}{path}{shown_query}"),
+            query,
             host: host.filter(|h| !h.is_empty()).map(str::to_owned),
             credentials,
+            password_in_url,
         })
     }
 
-    /// The URL of an action of this endpoint (`status`, `enable?ttl=5m`).
+    /// Whether the URL as given carried a password: other users of the
+    /// machine can read it in the process list while the command runs.
+    pub fn password_in_url(&self) -> bool {
+        self.password_in_url
+    }
+
+    /// The URL of an action of this endpoint (`status`, `enable?ttl=5m`),
+    /// with the target's own query first.
     pub fn url_of(&self, action: &str) -> String {
-        format!("{}/{action}", self.url)
+        let (action, args) = action.split_once('?').unwrap_or((action, ""));
+        let query: Vec<&str> = [self.query.as_str(), args]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect();
+        if query.is_empty() {
+            format!("{}/{action}", self.url)
+        } else {
+            format!("{}/{action}?{}", self.url, query.join("&"))
+        }
     }
 
     /// The URL as shown: never with a password.
@@ -185,6 +264,18 @@ fn redact_guess(url: &str) -> String {
     }
 }
 
+/// Percent-encodes what a query value cannot hold as it is.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -242,6 +333,7 @@ mod tests {
         let shared = SharedCredentials {
             user: Some("ops".into()),
             password: Some("pw".into()),
+            app: None,
         };
         let no_user = Target::from_arg("http://h/_i", &shared).unwrap();
         assert_eq!(no_user.authorization().as_deref(), Some("Basic b3BzOnB3"));
@@ -265,6 +357,65 @@ mod tests {
         );
         assert!(Target::from_arg("h/_i", &none()).is_err());
         assert!(Target::from_arg("http:///_i", &none()).is_err());
+    }
+
+    #[test]
+    fn a_query_goes_after_the_action_and_app_adds_to_it() {
+        let t = Target::from_arg("http://h/_intermission?app=shop#shop.test", &none()).unwrap();
+        assert_eq!(
+            t.url_of("enable?ttl=5m"),
+            "http://h/_intermission/enable?app=shop&ttl=5m"
+        );
+        assert_eq!(t.url_of("status"), "http://h/_intermission/status?app=shop");
+        assert_eq!(t.shown(), "http://h/_intermission?app=shop#shop.test");
+        let shared = SharedCredentials {
+            app: Some("café & co".into()),
+            ..none()
+        };
+        let t = Target::from_arg("http://h/_i/", &shared).unwrap();
+        assert_eq!(
+            t.url_of("status"),
+            "http://h/_i/status?app=caf%C3%A9%20%26%20co"
+        );
+    }
+
+    #[test]
+    fn a_raw_hash_in_a_password_is_refused_without_showing_it() {
+        for url in [
+            "http://ops:pa#ss@h/_i",
+            "http://ops:#x@h/_i#shop.test",
+            "http://ops:a#b:c@h:8080/_i",
+        ] {
+            let error = Target::from_arg(url, &none()).unwrap_err();
+            assert!(error.contains("%23"), "{error}");
+            assert!(
+                !error.contains("pa#") && !error.contains("#x") && !error.contains("a#b"),
+                "{error}"
+            );
+        }
+        let t = Target::from_arg("http://ops:pa%23ss@h/_i#shop.test", &none()).unwrap();
+        assert_eq!(t.authorization().as_deref(), Some("Basic b3BzOnBhI3Nz"));
+        assert!(t.password_in_url());
+        assert!(!Target::from_arg("http://h/_i", &none())
+            .unwrap()
+            .password_in_url());
+    }
+
+    #[test]
+    fn a_credentials_file_holds_user_and_password() {
+        let path = std::env::temp_dir().join(format!("intermission-cred-{}", std::process::id()));
+        std::fs::write(&path, "ops:p@ss:w#rd%\n").unwrap();
+        let mut shared = none();
+        shared.read_file(&path).unwrap();
+        let t = Target::from_arg("http://h/_i", &shared).unwrap();
+        let pair = base64::engine::general_purpose::STANDARD.encode("ops:p@ss:w#rd%");
+        assert_eq!(t.authorization(), Some(format!("Basic {pair}")));
+        std::fs::write(&path, "no colon\n").unwrap();
+        assert!(shared
+            .read_file(&path)
+            .unwrap_err()
+            .contains("USER:PASSWORD"));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

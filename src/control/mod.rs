@@ -47,6 +47,10 @@ const HTTP_NOT_MODIFIED: ngx_uint_t = 304;
 const HTTP_BAD_REQUEST: ngx_uint_t = 400;
 const HTTP_INSUFFICIENT_STORAGE: ngx_uint_t = 507;
 
+/// The header on every answer of the control endpoint, with the module's
+/// version: the ops command line checks for it.
+const MARKER: &str = "X-Intermission-Version";
+
 pub const ENABLED: &[u8] = b"Pause enabled.\n";
 const DISABLED: &[u8] = b"Pause disabled.\n";
 /// Old scripts know only the two answers above; a stop is new, so it says so.
@@ -92,6 +96,10 @@ pub extern "C" fn handle_control_request(r: *mut ngx_http_request_t) -> ngx_int_
 }
 
 fn control(r: HttpRequest) -> ngx_int_t {
+    // Every answer of the endpoint says it is the module's (error pages
+    // included: nginx keeps the header): a client told a site's URL, or a
+    // proxy's own error, can tell it is not talking to the endpoint.
+    r.add_response_header(MARKER, crate::VERSION);
     // Existing ops scripts use GET; POST is what a careful client sends.
     if r.method() & (NGX_HTTP_GET | NGX_HTTP_HEAD | NGX_HTTP_POST) as ngx_uint_t == 0 {
         ngx_log_error!(
