@@ -3,9 +3,10 @@
 //! pseudo-terminal that goes away), output piped to `head`; a pause that
 //! fails behind proxies that answer 502 or never answer, or is cut short
 //! while its calls are on their way; commands that leave their process
-//! group or read the terminal first; passwords with `#`, `@`, `:` and `%`;
-//! targets named by a query string; the wrong URL; `status` for scripts;
-//! the manual pages; HTTPS with an authority of one's own.
+//! group, read the terminal first, or leave a member the command line may
+//! not signal; passwords with `#`, `@`, `:` and `%`; targets named by a
+//! query string; the wrong URL; `status` for scripts; the manual pages;
+//! HTTPS with an authority of one's own.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -15,6 +16,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -354,6 +356,61 @@ fn run_waits_for_what_leaves_its_group_and_for_a_command_that_reads_the_terminal
     fleet.assert_all(RESUMED, "resumed");
     let _ = fs::remove_file(&answer);
     let _ = fs::remove_file(&marker);
+    fleet.stop();
+}
+
+/// A member of the command's group that the command line may not signal
+/// (another user's, as a root `sudo` is for an operator): `kill(-group, 0)`
+/// fails with EPERM while it runs, which is not "the group is empty". The
+/// command line runs as `nobody`; the member is a setuid-root copy of
+/// python that makes itself wholly root, then works for a moment.
+#[test]
+fn run_waits_for_a_member_of_its_group_it_may_not_signal() {
+    let fleet = Fleet::start(1);
+    let dir = temp_path("not-mine");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let python = dir.join("python-root");
+    fs::copy(fs::canonicalize("/usr/bin/python3").unwrap(), &python).unwrap();
+    fs::set_permissions(&python, fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let (root, done) = (dir.join("root"), dir.join("done"));
+    let member = format!(
+        "import os, time\nos.setuid(0)\nopen('{}', 'w').write(str(os.getuid()))\n\
+         time.sleep(1.5)\nopen('{}', 'w').write('done')",
+        root.display(),
+        done.display()
+    );
+    // The shell exits soon; the member stays in the group. (Its output
+    // elsewhere: the test must not wait for the pipes to close.)
+    let script = format!(
+        "{} -c \"$MEMBER\" >/dev/null 2>&1 & sleep 0.3; exit 0",
+        python.display()
+    );
+    // A copy nobody may run wherever the checkout is (/root, say).
+    let cli = dir.join("intermission");
+    fs::copy(env!("CARGO_BIN_EXE_intermission"), &cli).unwrap();
+    let ran = Command::new(&cli)
+        .args(with(&["run"], &fleet.targets()))
+        .args(["--", "sh", "-c", &script])
+        .env("MEMBER", &member)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{ran:?}");
+    assert_eq!(
+        fs::read_to_string(&root).ok().as_deref(),
+        Some("0"),
+        "the member did not become root (a nosuid mount?): {ran:?}"
+    );
+    assert!(
+        done.exists(),
+        "resumed while the member still ran: {}",
+        stderr(&ran)
+    );
+    fleet.assert_all(RESUMED, "resumed");
+    let _ = fs::remove_dir_all(&dir);
     fleet.stop();
 }
 
