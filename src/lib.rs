@@ -269,7 +269,15 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             });
         }
         if let Some(path) = main.state_file() {
+            let late = test_probe::start_late_if_asked(nginx::worker_number());
             guard_ffi(cycle.log, (), || state_file::start_watching(path, zone));
+            if late {
+                ngx::ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    cycle.log,
+                    "intermission: test probe: a late worker watches the state file"
+                );
+            }
         }
     }
     Status::NGX_OK.0

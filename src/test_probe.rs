@@ -8,7 +8,10 @@
 //!   worker for MS milliseconds at that point, to open the window of a race
 //!   between workers wide enough for a test to hit it every time;
 //! - `env INTERMISSION_TEST_NO_ENGINE;` in nginx.conf (with that variable
-//!   set) keeps the workers' release engines from starting.
+//!   set) keeps the workers' release engines from starting;
+//! - `env INTERMISSION_TEST_LATE_WORKER=MS;` makes every worker but the
+//!   first (by slot) wait MS milliseconds as it starts, before it reads the
+//!   state file, so that another worker serves requests first.
 
 use crate::nginx::HttpRequest;
 
@@ -80,5 +83,28 @@ pub fn engine_disabled() -> bool {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub fn engine_disabled() -> bool {
+    false
+}
+
+/// A worker that is not the first waits as it starts, if the test asks
+/// (`INTERMISSION_TEST_LATE_WORKER=MS`).
+/// True if it waited.
+#[cfg(debug_assertions)]
+pub fn start_late_if_asked(worker: usize) -> bool {
+    let delay = std::env::var("INTERMISSION_TEST_LATE_WORKER")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok());
+    match delay {
+        Some(ms) if worker > 0 => {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn start_late_if_asked(_worker: usize) -> bool {
     false
 }

@@ -126,6 +126,75 @@ fn a_ttl_that_runs_out_while_nginx_is_down_ends_the_pause() {
     );
 }
 
+/// A worker that starts after another has changed the zone, while that
+/// change is still on its way to the file, must not take the file its
+/// master restored from for news and stop the app again. (Found as a rare
+/// failure of `a_stop_is_restored_as_a_stop`, when the second worker
+/// happened to start in that window; here the write hangs on a FIFO, as in
+/// the hung-disk test, and the second worker starts late, so it always
+/// does.)
+#[test]
+fn a_late_worker_does_not_undo_a_resume_still_being_written() {
+    let dir = StateDir::new("late-worker");
+    let upstream = Upstream::start();
+    let first = start(&dir.file(), &upstream);
+    assert_eq!(control(first.port(), "stop?app=shop").status, 200);
+    first.stop();
+
+    let second = Nginx::start(
+        Config::new()
+            .workers(2)
+            .main("env INTERMISSION_TEST_LATE_WORKER=3000;")
+            .http(&format!(
+                "intermission_state_file {};",
+                dir.file().display()
+            ))
+            .server(&app_per_query_server(&upstream)),
+    );
+    let fifos: Vec<std::path::PathBuf> = second
+        .worker_pids()
+        .into_iter()
+        .map(|pid| dir.0.join(format!("state.{pid}.tmp")))
+        .collect();
+    for fifo in &fifos {
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: creating a FIFO at a path of the test's own directory.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    }
+    let disable = control_request("GET", "disable?app=shop").start(second.port());
+    wait_until(BOUND, "the resume in the zone", || {
+        status_json(second.port(), "app=shop")["state"] == "running"
+    });
+    second.wait_for_error_line("the late worker's start", |line| {
+        line.contains("test probe: a late worker watches the state file")
+    });
+    assert_eq!(status_json(second.port(), "app=shop")["state"], "running");
+    assert!(
+        !second.error_log().contains("by another nginx binary"),
+        "{}",
+        second.error_log()
+    );
+    assert_eq!(disable.finish().status, 200);
+    for fifo in &fifos {
+        use std::os::unix::fs::OpenOptionsExt;
+        let reader = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .unwrap();
+        let _ = fs::remove_file(fifo);
+        drop(reader);
+    }
+    for i in 0..4 {
+        assert_passes(
+            second.port(),
+            Request::get("/?app=shop"),
+            &format!("request {i}"),
+        );
+    }
+    second.stop();
+}
+
 #[test]
 fn a_stop_is_restored_as_a_stop() {
     let dir = StateDir::new("stop");

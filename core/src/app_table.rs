@@ -158,11 +158,13 @@ impl TableHeader {
     }
 
     /// Whether a state file holds a state this zone has not got: a newer
-    /// one, or one as new written by another zone (the other binary of a
-    /// binary upgrade, which counted from the same file).
+    /// one. Writes follow each other under the writers' lock and each one
+    /// counts past the file's generation, so a file as new as this zone's
+    /// state is the one it wrote or took, whoever wrote it: the file a
+    /// master restored from is no news to its workers (one that starts
+    /// after another has changed the zone must not turn it back).
     pub fn state_is_news(&self, file: &StateFile) -> bool {
-        let own = self.state_generation();
-        file.generation > own || (file.generation == own && file.writer != self.zone_id())
+        file.generation > self.state_generation()
     }
 
     /// The generation of the state this zone has: the last it wrote or took.
@@ -605,7 +607,7 @@ mod tests {
     }
 
     #[test]
-    fn a_state_is_news_if_newer_or_as_new_from_another_zone() {
+    fn a_state_is_news_only_if_newer() {
         let header = TableHeader::new(1, 1, 0xaa, NameKey([1, 2]));
         let file = |generation, writer| StateFile {
             saved: 1,
@@ -623,9 +625,10 @@ mod tests {
         assert!(!header.state_is_news(&file(6, 0xbb)));
         assert!(!header.state_is_news(&file(7, 0xaa)), "its own write");
         assert!(
-            header.state_is_news(&file(7, 0xbb)),
-            "the other binary's, as new"
+            !header.state_is_news(&file(7, 0xbb)),
+            "as new, from the file it took or restored from"
         );
+        assert!(header.state_is_news(&file(8, 0xbb)), "the other binary's");
         assert!(header.state_is_news(&file(8, 0xaa)));
         header.adopt_state_generation(3);
         assert_eq!(header.state_generation(), 7, "never back");

@@ -16,8 +16,8 @@
 //! The generation counts the writes (each zone keeps the last it wrote or
 //! applied), and the writer is the id of the zone that wrote it: nginx
 //! binaries that run side by side during a binary upgrade, each with its own
-//! zone, take from the file a state newer than their own, or as new but
-//! written by the other. Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
+//! zone, take from the file a state of a higher generation than their own
+//! (writes follow each other and count past the file's). Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
 //! name fits on one line. The `end` line, with the count, tells a whole file
 //! from a cut one. The reader takes nothing on trust: any line it does not
 //! understand makes the whole file unreadable, with the line's number and the
