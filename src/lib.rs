@@ -262,6 +262,7 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         if let Some(header) = zone::header(zone) {
             nginx::count_panics_in(header.internal_errors_counter());
         }
+        let late = test_probe::start_late_if_asked(nginx::worker_number());
         let follows_state_file = main.state_file().is_some();
         if !test_probe::engine_disabled() {
             guard_ffi(cycle.log, (), || {
@@ -269,15 +270,14 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             });
         }
         if let Some(path) = main.state_file() {
-            let late = test_probe::start_late_if_asked(nginx::worker_number());
             guard_ffi(cycle.log, (), || state_file::start_watching(path, zone));
-            if late {
-                ngx::ngx_log_error!(
-                    NGX_LOG_NOTICE,
-                    cycle.log,
-                    "intermission: test probe: a late worker watches the state file"
-                );
-            }
+        }
+        if late {
+            ngx::ngx_log_error!(
+                NGX_LOG_NOTICE,
+                cycle.log,
+                "intermission: test probe: a late worker has started"
+            );
         }
     }
     Status::NGX_OK.0

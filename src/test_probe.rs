@@ -10,8 +10,9 @@
 //! - `env INTERMISSION_TEST_NO_ENGINE;` in nginx.conf (with that variable
 //!   set) keeps the workers' release engines from starting;
 //! - `env INTERMISSION_TEST_LATE_WORKER=MS;` makes every worker but the
-//!   first (by slot) wait MS milliseconds as it starts, before it reads the
-//!   state file, so that another worker serves requests first.
+//!   first (by number) wait MS milliseconds as it starts, before its
+//!   release engine starts and it reads the state file, so that another
+//!   worker serves requests first.
 
 use crate::nginx::HttpRequest;
 

@@ -166,7 +166,7 @@ fn a_late_worker_does_not_undo_a_resume_still_being_written() {
         status_json(second.port(), "app=shop")["state"] == "running"
     });
     second.wait_for_error_line("the late worker's start", |line| {
-        line.contains("test probe: a late worker watches the state file")
+        line.contains("test probe: a late worker has started")
     });
     assert_eq!(status_json(second.port(), "app=shop")["state"], "running");
     assert!(

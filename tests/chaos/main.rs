@@ -100,9 +100,13 @@ fn main() {
         faults += scenario.faults.len();
         requests += scenario.requests();
         let summary = format!(
-            "seed {seed}: {} worker(s), {} connections, {} app(s), {} requests, state file {}, \
+            "seed {seed}: {} worker(s){}, {} connections, {} app(s), {} requests, state file {}, \
              faults {:?}",
             scenario.workers,
+            scenario
+                .late_workers_ms
+                .map(|ms| format!(" (all but one {ms} ms late to start)"))
+                .unwrap_or_default(),
             scenario.worker_connections,
             scenario.apps.len(),
             scenario.requests(),

@@ -210,6 +210,9 @@ fn config(s: &Scenario, upstream: u16, state_file: Option<&PathBuf>) -> Config {
     if s.faults.iter().any(|(_, f)| matches!(f, Fault::Upgrade(_))) {
         config = config.daemon();
     }
+    if let Some(ms) = s.late_workers_ms {
+        config = config.main(&format!("env INTERMISSION_TEST_LATE_WORKER={ms};"));
+    }
     config
 }
 

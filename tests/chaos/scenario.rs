@@ -120,6 +120,10 @@ pub struct Scenario {
     /// How long requests are sent and held before the releases.
     pub hold_ms: u64,
     pub faults: Vec<(u64, Fault)>,
+    /// Every worker but the first waits this long as it starts (at the
+    /// start, a reload, an upgrade, a respawn): a worker slow to start,
+    /// while the others already serve.
+    pub late_workers_ms: Option<u64>,
 }
 
 impl Scenario {
@@ -200,6 +204,8 @@ impl Scenario {
             faults.retain(|(_, fault)| !matches!(fault, Fault::StateDirBroken(_)));
         }
         faults.sort_by_key(|(at, _)| *at);
+        // Drawn last, so that the draws above stay what they were for a seed.
+        let late_workers_ms = (workers > 1 && rng.u8(..) < 64).then(|| rng.u64(100..1_500));
         Scenario {
             seed,
             workers,
@@ -210,6 +216,7 @@ impl Scenario {
             sends,
             hold_ms,
             faults,
+            late_workers_ms,
         }
     }
 
