@@ -19,6 +19,41 @@ fn start(file: &Path, upstream: &Upstream) -> Nginx {
     )
 }
 
+/// A hung disk under the state file: a FIFO in place of each worker's
+/// temporary file, which nobody reads, so opening it for writing blocks.
+struct HungDisk(Vec<std::path::PathBuf>);
+
+impl HungDisk {
+    fn under(dir: &StateDir, nginx: &Nginx) -> HungDisk {
+        let fifos: Vec<std::path::PathBuf> = nginx
+            .worker_pids()
+            .into_iter()
+            .map(|pid| dir.0.join(format!("state.{pid}.tmp")))
+            .collect();
+        for fifo in &fifos {
+            let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            // SAFETY: creating a FIFO at a path of the test's own directory.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        }
+        HungDisk(fifos)
+    }
+
+    /// The disk comes back: each FIFO is opened (which ends the hung
+    /// write, in error) and removed.
+    fn ends(self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        for fifo in &self.0 {
+            let reader = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(fifo)
+                .unwrap();
+            let _ = fs::remove_file(fifo);
+            drop(reader);
+        }
+    }
+}
+
 /// Waits until app `shop` holds `n` requests.
 fn wait_held(port: u16, n: u64) {
     wait_until(BOUND, &format!("{n} held"), || {
@@ -151,16 +186,7 @@ fn a_late_worker_does_not_undo_a_resume_still_being_written() {
             ))
             .server(&app_per_query_server(&upstream)),
     );
-    let fifos: Vec<std::path::PathBuf> = second
-        .worker_pids()
-        .into_iter()
-        .map(|pid| dir.0.join(format!("state.{pid}.tmp")))
-        .collect();
-    for fifo in &fifos {
-        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: creating a FIFO at a path of the test's own directory.
-        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    }
+    let hung = HungDisk::under(&dir, &second);
     let disable = control_request("GET", "disable?app=shop").start(second.port());
     wait_until(BOUND, "the resume in the zone", || {
         status_json(second.port(), "app=shop")["state"] == "running"
@@ -175,16 +201,7 @@ fn a_late_worker_does_not_undo_a_resume_still_being_written() {
         second.error_log()
     );
     assert_eq!(disable.finish().status, 200);
-    for fifo in &fifos {
-        use std::os::unix::fs::OpenOptionsExt;
-        let reader = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(fifo)
-            .unwrap();
-        let _ = fs::remove_file(fifo);
-        drop(reader);
-    }
+    hung.ends();
     for i in 0..4 {
         assert_passes(
             second.port(),
@@ -395,16 +412,7 @@ fn a_hung_disk_stops_no_worker_and_the_control_call_answers_after_a_bound() {
             )),
     );
     let port = nginx.port();
-    let fifos: Vec<std::path::PathBuf> = nginx
-        .worker_pids()
-        .into_iter()
-        .map(|pid| dir.0.join(format!("state.{pid}.tmp")))
-        .collect();
-    for fifo in &fifos {
-        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: creating a FIFO at a path of the test's own directory.
-        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    }
+    let hung = HungDisk::under(&dir, &nginx);
 
     let enable = control_request("GET", "enable?app=shop&ttl=1s").start(port);
     // The write hangs; every worker serves on.
@@ -423,18 +431,8 @@ fn a_hung_disk_stops_no_worker_and_the_control_call_answers_after_a_bound() {
         l.contains("the state file is still being written after 5.000 s")
     });
 
-    // The disk comes back: the FIFOs are opened (which ends the hung
-    // write, in error) and removed; later writes work.
-    for fifo in &fifos {
-        use std::os::unix::fs::OpenOptionsExt;
-        let reader = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(fifo)
-            .unwrap();
-        let _ = fs::remove_file(fifo);
-        drop(reader);
-    }
+    // The disk comes back; later writes work.
+    hung.ends();
     wait_until(BOUND, "the hung write to end", || {
         status_json(port, "app=shop")["state_file"]["save_errors"] == 1
     });

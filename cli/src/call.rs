@@ -72,7 +72,8 @@ impl Answer {
         !self.marked || matches!(self.http, 200 | 500..=506 | 508..=599)
     }
 
-    fn failed(http: u16, error: String) -> Answer {
+    /// A failure with `error` as its reason (`http` 0: no answer).
+    pub fn failed(http: u16, error: String) -> Answer {
         Answer {
             http,
             marked: false,

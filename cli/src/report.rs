@@ -34,15 +34,7 @@ impl Row {
     /// `answer` is `None` for a target not answered (the command was
     /// interrupted while it waited).
     pub fn new(target: &Target, answer: Option<&Answer>) -> Row {
-        let interrupted = Answer {
-            http: 0,
-            marked: false,
-            unreached: false,
-            status: None,
-            apps: Vec::new(),
-            ok: false,
-            error: Some("no answer before the command was interrupted".into()),
-        };
+        let interrupted = Answer::failed(0, "no answer before the command was interrupted".into());
         let answer = answer.unwrap_or(&interrupted);
         Row::of(target, answer, answer.status.clone())
     }
