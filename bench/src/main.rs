@@ -21,6 +21,7 @@
 mod fleet;
 mod load;
 mod order;
+mod plan;
 mod proc_stats;
 mod report;
 mod runs;

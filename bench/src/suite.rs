@@ -1,5 +1,5 @@
-//! Every workload, repeated and interleaved, in one run; medians and ratios
-//! for the report.
+//! Every workload, repeated and interleaved, in one run, collected for the
+//! report.
 //!
 //! The machine is shared and its speed drifts, so every comparison is made
 //! within one run: the variants of a workload take turns in each repetition,
@@ -9,140 +9,64 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::fleet::{self, FleetTimes};
+use crate::plan::{Passes, Plan, ThroughputRow, HOLDING_WORKERS};
 use crate::report::{self, Report};
-use crate::runs::{self, Pass, Throughput};
+use crate::runs::{self, Pass};
 use crate::servers::{Proxy, Server, Setup, Shape, PROXIED_PATH, STATIC_PATH};
 
-/// How much of everything a run does.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    pub quick: bool,
-    pub repetitions: usize,
-    pub hold: Duration,
-    pub held_counts: Vec<usize>,
-    pub worker_counts: Vec<usize>,
-    pub wrk_secs: u64,
-    pub wrk_repetitions: usize,
-    /// Held, and the rate of `disable?rate=`, for the paced release.
-    pub paced: (usize, u64),
-    /// `worker_connections` and requests held on the one worker, for the
-    /// release under connection pressure.
-    pub pressure: Vec<(usize, usize)>,
-    /// How many nginx the command line pauses and resumes at once.
-    pub fleet_sizes: Vec<usize>,
-}
-
-/// The worker count whose holding CPU the report shows against its target.
-pub const HOLDING_WORKERS: usize = 2;
-
-impl Plan {
-    pub fn new(quick: bool) -> Plan {
-        if quick {
-            Plan {
-                quick,
-                repetitions: 1,
-                hold: Duration::from_secs(2),
-                held_counts: vec![1_000],
-                worker_counts: vec![2],
-                wrk_secs: 2,
-                wrk_repetitions: 1,
-                paced: (500, 1_000),
-                pressure: vec![(64, 40), (768, 740)],
-                fleet_sizes: vec![10, 100],
-            }
-        } else {
-            Plan {
-                quick,
-                repetitions: 3,
-                hold: Duration::from_secs(10),
-                held_counts: vec![1_000, 10_000],
-                worker_counts: vec![2, 4],
-                wrk_secs: 5,
-                wrk_repetitions: 5,
-                paced: (2_000, 1_000),
-                pressure: vec![(64, 40), (768, 740)],
-                fleet_sizes: vec![10, 100, 500],
-            }
-        }
-    }
-}
-
-/// Throughput of plain nginx and nginx with the module, for one path.
-pub struct ThroughputRow {
-    pub path: &'static str,
-    pub plain: Vec<Throughput>,
-    pub module: Vec<Throughput>,
-}
-
-/// Every pass of one proxy at one held count and shape.
-pub struct Passes {
-    pub held: usize,
-    pub shape: Shape,
-    pub proxy: Option<Proxy>, // None: the no-pause burst
-    pub passes: Vec<Pass>,
-}
-
+/// Runs every workload of the plan (`--quick`: the smaller one) and writes
+/// the report to `out`.
 pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
     let plan = Plan::new(quick);
     let started = Instant::now();
     let mut report = Report::new(setup, &plan);
-
     for path in [PROXIED_PATH, STATIC_PATH] {
         report.throughput.push(throughput(setup, &plan, path)?);
     }
     for &n in &plan.held_counts {
-        let one = Shape::workers(1);
-        let mut burst = Passes {
-            held: n,
-            shape: one,
-            proxy: None,
-            passes: vec![],
-        };
-        let mut held: Vec<Passes> = [Proxy::Module, Proxy::Haproxy, Proxy::LimitReq]
-            .into_iter()
-            .map(|p| Passes {
-                held: n,
-                shape: one,
-                proxy: Some(p),
-                passes: vec![],
-            })
-            .collect();
-        for rep in 0..plan.repetitions {
-            eprintln!(
-                "bench: {n} held, repetition {}/{}",
-                rep + 1,
-                plan.repetitions
-            );
-            burst.passes.push(runs::burst(setup, one, n).await?);
-            for passes in &mut held {
-                let proxy = passes.proxy.expect("a proxy");
-                passes
-                    .passes
-                    .push(runs::hold_and_release(setup, proxy, one, n, plan.hold).await?);
-            }
-        }
-        report.release.push(burst);
-        report.release.extend(held);
+        report.release.extend(one_worker(setup, &plan, n).await?);
     }
+    report.workers = several_workers(setup, &plan).await?;
+    report.paced = paced_release(setup, &plan).await?;
+    for &(connections, n) in &plan.pressure {
+        report
+            .pressure
+            .push(connection_pressure(setup, &plan, connections, n).await?);
+    }
+    if setup.cli.is_some() {
+        report.fleet = fleets(setup, &plan)?;
+    }
+    report.duration = started.elapsed();
+    report::write(&report, out)
+}
+
+/// `n` held on one worker: the burst, then the module, HAProxy and
+/// limit_req, held for the plan's hold time.
+async fn one_worker(setup: &Setup, plan: &Plan, n: usize) -> io::Result<Vec<Passes>> {
+    let proxies = [Proxy::Module, Proxy::Haproxy, Proxy::LimitReq];
+    let progress = format!("{n} held");
+    taking_turns(
+        setup,
+        plan,
+        Shape::workers(1),
+        n,
+        &proxies,
+        plan.hold,
+        &progress,
+    )
+    .await
+}
+
+/// The largest held count on each of the plan's worker counts, upstream
+/// connections one per request and kept alive: the burst, then the module
+/// and HAProxy.
+async fn several_workers(setup: &Setup, plan: &Plan) -> io::Result<Vec<Passes>> {
     let n = *plan.held_counts.last().expect("a held count");
+    let mut rows = vec![];
     for &workers in &plan.worker_counts {
         for keepalive in [false, true] {
             let shape = Shape::workers(workers).keepalive(keepalive);
-            let mut burst = Passes {
-                held: n,
-                shape,
-                proxy: None,
-                passes: vec![],
-            };
-            let mut held: Vec<Passes> = [Proxy::Module, Proxy::Haproxy]
-                .into_iter()
-                .map(|p| Passes {
-                    held: n,
-                    shape,
-                    proxy: Some(p),
-                    passes: vec![],
-                })
-                .collect();
             // The holding figure with several workers is taken over the
             // whole hold time; the other passes hold one second.
             let hold = if workers == HOLDING_WORKERS && !keepalive {
@@ -150,74 +74,106 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
             } else {
                 Duration::from_secs(1)
             };
-            for rep in 0..plan.repetitions {
-                eprintln!(
-                    "bench: {workers} workers{}, repetition {}/{}",
-                    if keepalive {
-                        ", upstream keep-alive"
-                    } else {
-                        ""
-                    },
-                    rep + 1,
-                    plan.repetitions
-                );
-                burst.passes.push(runs::burst(setup, shape, n).await?);
-                for passes in &mut held {
-                    let proxy = passes.proxy.expect("a proxy");
-                    passes
-                        .passes
-                        .push(runs::hold_and_release(setup, proxy, shape, n, hold).await?);
+            let progress = format!(
+                "{workers} workers{}",
+                if keepalive {
+                    ", upstream keep-alive"
+                } else {
+                    ""
                 }
-            }
-            report.workers.push(burst);
-            report.workers.extend(held);
+            );
+            let proxies = [Proxy::Module, Proxy::Haproxy];
+            rows.extend(taking_turns(setup, plan, shape, n, &proxies, hold, &progress).await?);
         }
     }
+    Ok(rows)
+}
+
+/// The burst and each of `proxies`, `n` requests in `shape`, taking turns in
+/// every repetition; the burst's passes first, then each proxy's.
+async fn taking_turns(
+    setup: &Setup,
+    plan: &Plan,
+    shape: Shape,
+    n: usize,
+    proxies: &[Proxy],
+    hold: Duration,
+    progress: &str,
+) -> io::Result<Vec<Passes>> {
+    let mut burst = Passes::new(n, shape, None);
+    let mut held: Vec<Passes> = proxies
+        .iter()
+        .map(|&proxy| Passes::new(n, shape, Some(proxy)))
+        .collect();
+    for rep in 0..plan.repetitions {
+        eprintln!(
+            "bench: {progress}, repetition {}/{}",
+            rep + 1,
+            plan.repetitions
+        );
+        burst.passes.push(runs::burst(setup, shape, n).await?);
+        for passes in &mut held {
+            let proxy = passes.proxy.expect("a proxy");
+            passes
+                .passes
+                .push(runs::hold_and_release(setup, proxy, shape, n, hold).await?);
+        }
+    }
+    Ok(std::iter::once(burst).chain(held).collect())
+}
+
+/// The module on 2 workers, releasing by `disable?rate=` after holding for
+/// a second.
+async fn paced_release(setup: &Setup, plan: &Plan) -> io::Result<Vec<Pass>> {
     let (n, rate) = plan.paced;
+    let mut passes = vec![];
     for rep in 0..plan.repetitions {
         eprintln!(
             "bench: paced release, repetition {}/{}",
             rep + 1,
             plan.repetitions
         );
-        report.paced.push(
+        passes.push(
             runs::paced_release(setup, Shape::workers(2), n, Duration::from_secs(1), rate).await?,
         );
     }
-    for &(connections, n) in &plan.pressure {
-        let shape = Shape::workers(1).connections(connections);
-        let mut passes = Passes {
-            held: n,
-            shape,
-            proxy: Some(Proxy::Module),
-            passes: vec![],
-        };
-        for rep in 0..plan.repetitions {
-            eprintln!(
-                "bench: {n} held in {connections} connections, repetition {}/{}",
-                rep + 1,
-                plan.repetitions
-            );
-            passes.passes.push(
-                runs::hold_and_release(setup, Proxy::Module, shape, n, Duration::from_secs(1))
-                    .await?,
-            );
-        }
-        report.pressure.push(passes);
+    Ok(passes)
+}
+
+/// The module on one worker holding `n` requests in `connections`
+/// `worker_connections` for a second.
+async fn connection_pressure(
+    setup: &Setup,
+    plan: &Plan,
+    connections: usize,
+    n: usize,
+) -> io::Result<Passes> {
+    let shape = Shape::workers(1).connections(connections);
+    let mut passes = Passes::new(n, shape, Some(Proxy::Module));
+    for rep in 0..plan.repetitions {
+        eprintln!(
+            "bench: {n} held in {connections} connections, repetition {}/{}",
+            rep + 1,
+            plan.repetitions
+        );
+        passes.passes.push(
+            runs::hold_and_release(setup, Proxy::Module, shape, n, Duration::from_secs(1)).await?,
+        );
     }
-    if setup.cli.is_some() {
-        for &hosts in &plan.fleet_sizes {
-            eprintln!(
-                "bench: a fleet of {hosts} nginx, {} repetition(s)",
-                plan.repetitions
-            );
-            report
-                .fleet
-                .push(crate::fleet::fleet(setup, hosts, plan.repetitions)?);
-        }
+    Ok(passes)
+}
+
+/// The command line on each of the plan's fleet sizes.
+fn fleets(setup: &Setup, plan: &Plan) -> io::Result<Vec<FleetTimes>> {
+    let mut times = vec![];
+    for &hosts in &plan.fleet_sizes {
+        eprintln!(
+            "bench: a fleet of {hosts} nginx, {} repetition(s)",
+            plan.repetitions
+        );
+        times.push(fleet::fleet(setup, hosts, plan.repetitions)?);
     }
-    report.duration = started.elapsed();
-    report::write(&report, out)
+    Ok(times)
 }
 
 /// wrk against plain nginx and nginx with the module (not paused), taking
