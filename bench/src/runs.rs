@@ -6,6 +6,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tokio::net::TcpStream;
+
 use crate::load::{self, Answer, InFlight};
 use crate::order::{order_stats, OrderStats};
 use crate::proc_stats;
@@ -220,26 +222,7 @@ async fn hold_and_release_by(
 ) -> io::Result<Pass> {
     let server = Server::start(setup, proxy, shape, free_addr()?, "hold")?;
     upstream_order(setup, shape.keepalive).await?;
-    let mut slot_holder = None;
-    match proxy {
-        Proxy::Module => {
-            control(&server, "enable").await?;
-        }
-        Proxy::Haproxy => {
-            slot_holder = Some(load::send_unanswered(server.listen, HOST, "/__hang").await?);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Proxy::LimitReq => {
-            // The first request passes (the bucket starts full); the rest wait.
-            let (status, _) = load::get(server.listen, HOST, "/r/first").await?;
-            if status != 200 {
-                return Err(io::Error::other(format!(
-                    "limit_req first request answered {status}"
-                )));
-            }
-        }
-        Proxy::PlainNginx => return Err(io::Error::other("plain nginx holds nothing")),
-    }
+    let slot_holder = start_holding(&server, proxy).await?;
     let pids = server.measured_pids();
     let (_, rss_before) = proc_stats::totals(&pids);
     // Close to the connection limit, one request at a time (see
@@ -269,10 +252,47 @@ async fn hold_and_release_by(
 
     let cpu_before = cpu_split(setup, &pids);
     let started = Instant::now();
+    release(setup, &server, n, disable).await?;
+    collect(setup, &mut pass, started, cpu_before, &pids, inflight).await;
+    drop(slot_holder);
+    pass.order = order_stats(&upstream_order(setup, shape.keepalive).await?);
+    pass.errors = server.error_lines();
+    Ok(pass)
+}
+
+/// Makes `proxy` hold the requests sent from now on: the module enabled,
+/// HAProxy's one server slot taken (by the connection returned, to keep
+/// open until the release), limit_req's bucket emptied.
+async fn start_holding(server: &Server, proxy: Proxy) -> io::Result<Option<TcpStream>> {
     match proxy {
         Proxy::Module => {
-            control(&server, disable).await?;
+            control(server, "enable").await?;
+            Ok(None)
         }
+        Proxy::Haproxy => {
+            let slot_holder = load::send_unanswered(server.listen, HOST, "/__hang").await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(Some(slot_holder))
+        }
+        Proxy::LimitReq => {
+            // The first request passes (the bucket starts full); the rest wait.
+            let (status, _) = load::get(server.listen, HOST, "/r/first").await?;
+            if status != 200 {
+                return Err(io::Error::other(format!(
+                    "limit_req first request answered {status}"
+                )));
+            }
+            Ok(None)
+        }
+        Proxy::PlainNginx => Err(io::Error::other("plain nginx holds nothing")),
+    }
+}
+
+/// Releases the `n` requests `server` holds: the module by the control call
+/// `disable`, HAProxy by opening its server's slots.
+async fn release(setup: &Setup, server: &Server, n: usize, disable: &str) -> io::Result<()> {
+    match server.proxy {
+        Proxy::Module => control(server, disable).await,
         _ => {
             // Not 0: HAProxy 2.6 reads that as "no limit" but does not
             // dequeue anything until a server connection ends.
@@ -283,13 +303,9 @@ async fn hold_and_release_by(
                     "HAProxy refused set maxconn: {reply}"
                 )));
             }
+            Ok(())
         }
     }
-    collect(setup, &mut pass, started, cpu_before, &pids, inflight).await;
-    drop(slot_holder);
-    pass.order = order_stats(&upstream_order(setup, shape.keepalive).await?);
-    pass.errors = server.error_lines();
-    Ok(pass)
 }
 
 #[cfg(test)]

@@ -52,7 +52,6 @@ pub struct Setup {
     pub fd_limit: u64,
 }
 
-/// A running proxy; stopped (and its clients disconnected) on drop.
 /// How a proxy under test is set up, beyond which proxy it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -87,6 +86,7 @@ impl Shape {
     }
 }
 
+/// A running proxy; stopped (and its clients disconnected) on drop.
 pub struct Server {
     child: Child,
     pub proxy: Proxy,
@@ -244,18 +244,7 @@ fn nginx_config(setup: &Setup, proxy: Proxy, shape: Shape, listen: SocketAddr) -
     // With several workers, each gets its own listening socket, as busy
     // sites configure: connections spread over every worker.
     let reuseport = if workers > 1 { " reuseport" } else { "" };
-    let (upstream_block, upstream, keepalive) = if shape.keepalive {
-        (
-            format!(
-                "upstream backend {{ server {}; keepalive 512; }}",
-                setup.upstream
-            ),
-            "backend".to_owned(),
-            "proxy_http_version 1.1; proxy_set_header Connection \"\";",
-        )
-    } else {
-        (String::new(), setup.upstream.to_string(), "")
-    };
+    let (upstream_block, upstream, keepalive) = nginx_upstream(setup, shape);
     let _ = write!(
         conf,
         "worker_processes {workers};
@@ -310,6 +299,24 @@ http {{
         },
     );
     conf
+}
+
+/// How nginx reaches the upstream: an `upstream` block (empty without
+/// keep-alive), the name `proxy_pass` uses, and the directives that keep
+/// connections alive (empty without).
+fn nginx_upstream(setup: &Setup, shape: Shape) -> (String, String, &'static str) {
+    if shape.keepalive {
+        (
+            format!(
+                "upstream backend {{ server {}; keepalive 512; }}",
+                setup.upstream
+            ),
+            "backend".to_owned(),
+            "proxy_http_version 1.1; proxy_set_header Connection \"\";",
+        )
+    } else {
+        (String::new(), setup.upstream.to_string(), "")
+    }
 }
 
 /// HAProxy holds requests in a server queue: the server takes one connection

@@ -2,11 +2,10 @@
 //! steady load runs, checking that no request is lost or fails, that the
 //! workers' memory stays flat and that no worker crashed.
 //!
-//! A fixed number of clients send `GET /p` in a loop through nginx with the
-//! module (two workers) to the recording upstream, which answers `/p` without
-//! recording it (a soak's worth of records would only grow the upstream).
-//! Half the clients open a new connection for every request, half keep
-//! theirs alive. Each cycle pauses the app, holds for a while so that the
+//! A fixed number of clients (clients.rs) send `GET /p` in a loop through
+//! nginx with the module (two workers) to the recording upstream, which
+//! answers `/p` without recording it (a soak's worth of records would only
+//! grow the upstream). Each cycle pauses the app, holds for a while so that the
 //! requests sent meanwhile are held, resumes it and runs unpaused for a
 //! while; the two durations come from a seeded generator, so that a run can
 //! be repeated.
@@ -15,22 +14,17 @@
 //! answered, every client connection closed) so that the figure is the
 //! workers' own, not that of whatever happened to be in flight.
 
-use std::cell::{Cell, RefCell};
+mod clients;
+
 use std::fmt::Write as _;
 use std::io;
-use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-
-use crate::load;
 use crate::proc_stats;
 use crate::runs;
-use crate::servers::{lines_at_levels, Proxy, Server, Setup, Shape, HOST, PROXIED_PATH};
+use crate::servers::{lines_at_levels, Proxy, Server, Setup, Shape};
+use clients::{Load, Requests, FAILURES_DESCRIBED};
 
 pub const DEFAULT_CYCLES: usize = 1_000;
 pub const DEFAULT_CLIENTS: usize = 48;
@@ -38,19 +32,12 @@ pub const DEFAULT_SEED: u64 = 1;
 
 const WORKERS: usize = 2;
 /// How long each pause lasts: long enough that every client has a request
-/// held (a request takes well under a millisecond unpaused).
+/// held (unpaused, a request takes a small part of it: see
+/// bench/results/results.md).
 const PAUSE_MS: RangeInclusive<u64> = 10..=60;
 /// How long the app runs unpaused between pauses: the released requests and
 /// some new ones go through.
 const UNPAUSED_MS: RangeInclusive<u64> = 10..=40;
-/// Requests a kept-alive client sends on one connection before it opens
-/// another, so that kept-alive connections also come and go (and some begin
-/// with a held request).
-const KEEP_ALIVE_REQUESTS: usize = 100;
-/// How long one request may take before it counts as failed: only a bound,
-/// so that a request the module never releases ends the soak as a failure
-/// instead of hanging it. Held requests wait at most a pause.
-const REQUEST_BOUND: Duration = Duration::from_secs(10);
 /// Load before the first cycle: nginx's first requests allocate what later
 /// ones reuse, which is not what the soak looks for.
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -63,8 +50,6 @@ pub const RSS_TOLERANCE: f64 = 0.05;
 const SEVERE_LEVELS: [&str; 3] = ["[alert]", "[crit]", "[emerg]"];
 /// The module's notice on each resume, followed by the number of requests held.
 const RESUMED_NOTICE: &str = "resumed, the pause held ";
-/// Failures described in the summary (all are counted).
-const FAILURES_DESCRIBED: usize = 10;
 
 /// What a soak does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,200 +97,6 @@ impl Durations {
         Duration::from_millis(range.start() + self.next() % span)
     }
 }
-
-// ---------------------------------------------------------------- the load
-
-/// Every request the load sent, by outcome.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Requests {
-    pub sent: u64,
-    pub answered_200: u64,
-    pub other_status: u64,
-    pub connection_errors: u64,
-    pub timeouts: u64,
-}
-
-impl Requests {
-    pub fn failed(&self) -> u64 {
-        self.other_status + self.connection_errors + self.timeouts
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LoadState {
-    Running,
-    /// Clients finish the request they are on, close their connections and wait.
-    Quiet,
-    Stopped,
-}
-
-/// What the clients share with the driver (one thread: cells suffice).
-struct Tally {
-    started: Instant,
-    requests: Cell<Requests>,
-    in_flight: Cell<usize>,
-    failures: RefCell<Vec<String>>,
-}
-
-/// How one request ended.
-#[derive(Debug)]
-enum Outcome {
-    Answered(u16),
-    ConnectionError(io::Error),
-    TimedOut,
-}
-
-impl Tally {
-    fn count(&self, outcome: Outcome) {
-        let mut requests = self.requests.get();
-        let failure = match outcome {
-            Outcome::Answered(200) => {
-                requests.answered_200 += 1;
-                None
-            }
-            Outcome::Answered(status) => {
-                requests.other_status += 1;
-                Some(format!("answered {status}"))
-            }
-            Outcome::ConnectionError(e) => {
-                requests.connection_errors += 1;
-                Some(format!("connection error: {e}"))
-            }
-            Outcome::TimedOut => {
-                requests.timeouts += 1;
-                Some(format!("no answer within {} s", REQUEST_BOUND.as_secs()))
-            }
-        };
-        self.requests.set(requests);
-        let mut failures = self.failures.borrow_mut();
-        if let Some(failure) = failure.filter(|_| failures.len() < FAILURES_DESCRIBED) {
-            let at = self.started.elapsed().as_secs_f64();
-            failures.push(format!("after {at:.3} s: {failure}"));
-        }
-    }
-}
-
-/// The clients, running on the current thread's task set.
-struct Load {
-    state: watch::Sender<LoadState>,
-    tally: Rc<Tally>,
-    clients: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    /// Starts `clients` clients: odd ones keep their connection alive, even
-    /// ones open one per request.
-    fn start(addr: SocketAddr, clients: usize) -> Load {
-        let (state, watched) = watch::channel(LoadState::Running);
-        let tally = Rc::new(Tally {
-            started: Instant::now(),
-            requests: Cell::default(),
-            in_flight: Cell::new(0),
-            failures: RefCell::default(),
-        });
-        let clients = (0..clients)
-            .map(|i| {
-                tokio::task::spawn_local(client(addr, i % 2 == 1, watched.clone(), tally.clone()))
-            })
-            .collect();
-        Load {
-            state,
-            tally,
-            clients,
-        }
-    }
-
-    /// Stops sending and returns once every request sent has its outcome.
-    async fn quiesce(&self) {
-        self.state.send_replace(LoadState::Quiet);
-        while self.tally.in_flight.get() > 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
-    fn resume(&self) {
-        self.state.send_replace(LoadState::Running);
-    }
-
-    /// Stops the clients once their requests are answered; what they saw.
-    async fn stop(self) -> (Requests, Vec<String>) {
-        self.state.send_replace(LoadState::Stopped);
-        for client in self.clients {
-            let _ = client.await;
-        }
-        (self.tally.requests.get(), self.tally.failures.take())
-    }
-}
-
-async fn client(
-    addr: SocketAddr,
-    keep_alive: bool,
-    mut state: watch::Receiver<LoadState>,
-    tally: Rc<Tally>,
-) {
-    let request = format!("GET {PROXIED_PATH} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").into_bytes();
-    // The kept-alive connection and the requests it has carried.
-    let mut connection: Option<(TcpStream, usize)> = None;
-    loop {
-        let current = *state.borrow_and_update();
-        match current {
-            LoadState::Stopped => return,
-            LoadState::Quiet => {
-                connection = None;
-                if state.changed().await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            LoadState::Running => {}
-        }
-        let mut requests = tally.requests.get();
-        requests.sent += 1;
-        tally.requests.set(requests);
-        tally.in_flight.set(tally.in_flight.get() + 1);
-        let exchange = async {
-            if keep_alive {
-                kept_alive_request(addr, &request, &mut connection).await
-            } else {
-                load::get(addr, HOST, PROXIED_PATH)
-                    .await
-                    .map(|(status, _)| status)
-            }
-        };
-        let outcome = match tokio::time::timeout(REQUEST_BOUND, exchange).await {
-            Ok(Ok(status)) => Outcome::Answered(status),
-            Ok(Err(e)) => Outcome::ConnectionError(e),
-            Err(_) => Outcome::TimedOut,
-        };
-        tally.in_flight.set(tally.in_flight.get() - 1);
-        tally.count(outcome);
-    }
-}
-
-/// One request on the client's kept-alive connection (opened if there is
-/// none). The connection is kept only after a complete answer that lets it
-/// carry more: a failed or timed-out request leaves none behind.
-async fn kept_alive_request(
-    addr: SocketAddr,
-    request: &[u8],
-    connection: &mut Option<(TcpStream, usize)>,
-) -> io::Result<u16> {
-    let (mut stream, carried) = match connection.take() {
-        Some(open) => open,
-        None => {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            (stream, 0)
-        }
-    };
-    let head = load::exchange(&mut stream, request).await?;
-    if head.keep_alive && carried + 1 < KEEP_ALIVE_REQUESTS {
-        *connection = Some((stream, carried + 1));
-    }
-    Ok(head.status)
-}
-
-// ---------------------------------------------------------------- the soak
 
 /// The workers' total resident memory after a cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -426,8 +217,19 @@ impl Summary {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
+        self.write_plan(&mut out);
+        self.write_requests(&mut out);
+        self.write_held(&mut out);
+        self.write_control_calls(&mut out);
+        self.write_memory(&mut out);
+        self.write_error_log(&mut out);
+        self.write_workers(&mut out);
+        self.write_verdict(&mut out);
+        out
+    }
+
+    fn write_plan(&self, out: &mut String) {
         let p = &self.plan;
-        let r = &self.requests;
         let _ = writeln!(
             out,
             "soak: {} cycles in {:.1} s; pauses of {}-{} ms, {}-{} ms unpaused between (seed {})",
@@ -446,6 +248,10 @@ impl Summary {
             p.clients / 2,
             p.clients - p.clients / 2
         );
+    }
+
+    fn write_requests(&self, out: &mut String) {
+        let r = &self.requests;
         let _ = writeln!(
             out,
             "requests: {} sent, {} answered 200, {} failed ({} other status, {} connection errors, {} timeouts); {:.0} per second",
@@ -460,6 +266,9 @@ impl Summary {
         for failure in &self.failures {
             let _ = writeln!(out, "  failed: {failure}");
         }
+    }
+
+    fn write_held(&self, out: &mut String) {
         let held: u64 = self.held_per_pause.iter().sum();
         let pauses = self.held_per_pause.len();
         let _ = writeln!(
@@ -469,6 +278,9 @@ impl Summary {
             held as f64 / pauses.max(1) as f64,
             self.held_per_pause.iter().max().unwrap_or(&0)
         );
+    }
+
+    fn write_control_calls(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "control calls: {}, {} not answered 200",
@@ -478,6 +290,9 @@ impl Summary {
         for failure in self.control_failures.iter().take(FAILURES_DESCRIBED) {
             let _ = writeln!(out, "  {failure}");
         }
+    }
+
+    fn write_memory(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "worker memory (RSS of the {WORKERS} workers, load stopped):"
@@ -493,12 +308,15 @@ impl Summary {
         let _ = writeln!(
             out,
             "  change from cycle {} to cycle {}: {} (at most ±{:.0} %)",
-            baseline_cycle(p.cycles),
-            p.cycles,
+            baseline_cycle(self.plan.cycles),
+            self.plan.cycles,
             self.memory_change()
                 .map_or("unknown".to_owned(), |c| format!("{:+.2} %", c * 100.0)),
             RSS_TOLERANCE * 100.0
         );
+    }
+
+    fn write_error_log(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "error log: {} lines at [alert]/[crit]/[emerg], {} at [error]",
@@ -513,11 +331,18 @@ impl Summary {
         {
             let _ = writeln!(out, "  {line}");
         }
+    }
+
+    fn write_workers(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "workers: {:?} at the start, {:?} at the end",
             self.workers_before, self.workers_after
         );
+    }
+
+    /// `PASSED`, or a `FAILED` line per failed check.
+    fn write_verdict(&self, out: &mut String) {
         let failed = self.failed_checks();
         if failed.is_empty() {
             let _ = writeln!(out, "PASSED");
@@ -526,7 +351,6 @@ impl Summary {
                 let _ = writeln!(out, "FAILED: {check}");
             }
         }
-        out
     }
 }
 
@@ -564,38 +388,11 @@ pub async fn run(setup: &Setup, plan: Plan) -> io::Result<()> {
     let started = Instant::now();
     let load = Load::start(server.listen, plan.clients);
     tokio::time::sleep(WARM_UP).await;
-    let mut memory = vec![MemorySample {
+    let first_reading = MemorySample {
         cycle: 0,
         rss_bytes: quiet_rss(&load, &server).await,
-    }];
-    let sample_at = sample_cycles(plan.cycles);
-    let mut durations = Durations(plan.seed);
-    let mut control_calls = 0;
-    let mut control_failures = Vec::new();
-    for cycle in 1..=plan.cycles {
-        let pause = durations.millis_in(PAUSE_MS);
-        let unpaused = durations.millis_in(UNPAUSED_MS);
-        for (action, then) in [("enable", pause), ("disable", unpaused)] {
-            control_calls += 1;
-            if let Err(e) = runs::control(&server, action).await {
-                control_failures.push(format!("cycle {cycle}: {e}"));
-            }
-            tokio::time::sleep(then).await;
-        }
-        if sample_at.contains(&cycle) {
-            let rss_bytes = quiet_rss(&load, &server).await;
-            memory.push(MemorySample { cycle, rss_bytes });
-            let requests = load.tally.requests.get();
-            eprintln!(
-                "soak: cycle {cycle}/{}: {} requests, {} failed, worker RSS {} KiB, {:.1} s",
-                plan.cycles,
-                grouped(requests.sent),
-                requests.failed(),
-                grouped(rss_bytes / 1024),
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }
+    };
+    let cycles = pause_and_resume(plan, &server, &load, started, first_reading).await;
     let (requests, failures) = load.stop().await;
     let duration = started.elapsed();
     let error_log = server.error_log();
@@ -604,10 +401,10 @@ pub async fn run(setup: &Setup, plan: Plan) -> io::Result<()> {
         duration,
         requests,
         failures,
-        control_calls,
-        control_failures,
+        control_calls: cycles.control_calls,
+        control_failures: cycles.control_failures,
         held_per_pause: held_per_pause(&error_log),
-        memory,
+        memory: cycles.memory,
         severe_log_lines: lines_at_levels(&error_log, &SEVERE_LEVELS),
         error_log_lines: lines_at_levels(&error_log, &["[error]"]),
         workers_before,
@@ -623,6 +420,57 @@ pub async fn run(setup: &Setup, plan: Plan) -> io::Result<()> {
             failed.join("; ")
         )))
     }
+}
+
+/// What the cycles saw besides the load's own count.
+struct Cycles {
+    control_calls: usize,
+    control_failures: Vec<String>,
+    /// `first_reading`, then a reading after each of `sample_cycles`.
+    memory: Vec<MemorySample>,
+}
+
+/// The plan's cycles: pause, hold, resume, run unpaused; memory read after
+/// the cycles of `sample_cycles`, with progress on stderr.
+async fn pause_and_resume(
+    plan: Plan,
+    server: &Server,
+    load: &Load,
+    started: Instant,
+    first_reading: MemorySample,
+) -> Cycles {
+    let mut cycles = Cycles {
+        control_calls: 0,
+        control_failures: Vec::new(),
+        memory: vec![first_reading],
+    };
+    let sample_at = sample_cycles(plan.cycles);
+    let mut durations = Durations(plan.seed);
+    for cycle in 1..=plan.cycles {
+        let pause = durations.millis_in(PAUSE_MS);
+        let unpaused = durations.millis_in(UNPAUSED_MS);
+        for (action, then) in [("enable", pause), ("disable", unpaused)] {
+            cycles.control_calls += 1;
+            if let Err(e) = runs::control(server, action).await {
+                cycles.control_failures.push(format!("cycle {cycle}: {e}"));
+            }
+            tokio::time::sleep(then).await;
+        }
+        if sample_at.contains(&cycle) {
+            let rss_bytes = quiet_rss(load, server).await;
+            cycles.memory.push(MemorySample { cycle, rss_bytes });
+            let requests = load.requests();
+            eprintln!(
+                "soak: cycle {cycle}/{}: {} requests, {} failed, worker RSS {} KiB, {:.1} s",
+                plan.cycles,
+                grouped(requests.sent),
+                requests.failed(),
+                grouped(rss_bytes / 1024),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    cycles
 }
 
 #[cfg(test)]
@@ -768,31 +616,21 @@ mod tests {
         assert_eq!(grouped(1_234_567), "1,234,567");
     }
 
+    /// The summary of a passing and of a failing soak, pinned: the text must
+    /// not change when the code that writes it is reshaped.
     #[test]
-    fn tally_counts_each_outcome() {
-        let tally = Tally {
-            started: Instant::now(),
-            requests: Cell::default(),
-            in_flight: Cell::new(0),
-            failures: RefCell::default(),
-        };
-        tally.count(Outcome::Answered(200));
-        tally.count(Outcome::Answered(502));
-        tally.count(Outcome::TimedOut);
-        tally.count(Outcome::ConnectionError(
-            io::ErrorKind::ConnectionReset.into(),
-        ));
-        let r = tally.requests.get();
-        assert_eq!(
-            (
-                r.answered_200,
-                r.other_status,
-                r.timeouts,
-                r.connection_errors
-            ),
-            (1, 1, 1, 1)
-        );
-        assert_eq!(r.failed(), 3);
-        assert_eq!(tally.failures.borrow().len(), 3);
+    fn a_summary_renders_as_before() {
+        let mut failing = passing();
+        failing.failures = vec!["after 1.000 s: answered 502".into()];
+        failing.requests.other_status = 1;
+        failing.requests.answered_200 -= 1;
+        failing.control_failures = vec!["cycle 7: enable answered 500: busy".to_owned()];
+        failing.workers_after = vec![10, 12];
+        failing.severe_log_lines =
+            vec!["[alert] 1#1: worker process 11 exited on signal 11".to_owned()];
+        failing.error_log_lines = vec!["[error] x".to_owned()];
+        failing.memory.truncate(1);
+        let rendered = format!("{}\n=====\n{}", passing().render(), failing.render());
+        assert_eq!(rendered, include_str!("../testdata/soak-summary.txt"));
     }
 }
