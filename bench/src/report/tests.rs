@@ -1,6 +1,7 @@
 //! The report rendered from a synthetic run that has every section, rows
 //! left out, targets met and missed: pinned against bench/testdata.
 
+use super::plot::nice_ceiling;
 use super::*;
 use crate::order::OrderStats;
 use crate::servers::{PROXIED_PATH, STATIC_PATH};
