@@ -1,33 +1,39 @@
 //! ngx_http_intermission_module: pauses an application's traffic during
 //! maintenance and releases the held requests in arrival order.
 //!
-//! In the order a request meets them:
-//! - `config` (directives and merging) and `variables` (the
-//!   `$intermission_*` variables);
+//! Its modules, each using only those listed after it (no two use each
+//! other):
+//! - `control`: the `/_intermission/...` endpoint: status and metrics,
+//!   enable, disable and stop, and drains;
 //! - `request`: the precontent phase handler decides about a request
 //!   (`decide`) and parks it (`park`) when its app is paused;
-//! - `release`: the worker's release engine, which lets held requests go in
-//!   one arrival order across workers, woken by events (`wake_channel`);
 //! - `in_flight`: requests let through are counted until nginx has finished
 //!   with them (the log phase), for drains;
+//! - `state_file`: the pause state on disk, restored as nginx starts and
+//!   followed during a binary upgrade;
+//! - `release`: the worker's release engine, which lets held requests go in
+//!   one arrival order across workers, woken by events (`wake_channel`);
+//! - `config` (directives and merging) and `variables` (the
+//!   `$intermission_*` variables);
 //! - `worker_slot`: what this process publishes in the zone, reclaimed by
 //!   the others if it dies;
-//! - `control`: the `/_intermission/...` endpoint, and `drain`;
 //! - `zone`: the shared-memory zone; `nginx`: the thin layer over nginx's
-//!   raw structures, where the `unsafe` code lives.
+//!   raw structures, where the `unsafe` code lives (and `test_probe`, the
+//!   faults the integration tests ask for).
 //!
-//! Dependencies go one way, down this list. The logic that needs no nginx
-//! (the decision, the pause state machine, the queue, the order window,
-//! the slots, the parsers) is the `intermission-core` crate in `core/`.
+//! The logic that needs no nginx (the decision, the pause state machine,
+//! the queue, the order window, the slots, the parsers) is the
+//! `intermission-core` crate in `core/`.
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
 
 use nginx_sys::{
-    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_int_t, ngx_module_t, ngx_uint_t, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
-    NGX_HTTP_SRV_CONF, NGX_LOG_NOTICE,
+    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_core_main_conf_t,
+    ngx_http_handler_pt, ngx_http_module_t, ngx_http_phases, ngx_int_t, ngx_module_t, ngx_uint_t,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_LOG_NOTICE,
 };
 use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
@@ -88,24 +94,21 @@ impl HttpModule for IntermissionModule {
             let Some(core) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
                 return Status::NGX_ERROR.0;
             };
-            let handler = ngx_array_push(
-                &mut core.phases[nginx_sys::ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE as usize]
-                    .handlers,
-            )
-            .cast::<ngx_http_handler_pt>();
-            if handler.is_null() {
+            if !add_phase_handler(
+                core,
+                nginx_sys::ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE,
+                Some(request::decide::hold_phase_handler),
+            ) {
                 return Status::NGX_ERROR.0;
             }
-            *handler = Some(request::decide::hold_phase_handler);
             // Count requests out of flight as nginx finishes with them.
-            let handler = ngx_array_push(
-                &mut core.phases[nginx_sys::ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers,
-            )
-            .cast::<ngx_http_handler_pt>();
-            if handler.is_null() {
+            if !add_phase_handler(
+                core,
+                nginx_sys::ngx_http_phases_NGX_HTTP_LOG_PHASE,
+                Some(in_flight::request_finished),
+            ) {
                 return Status::NGX_ERROR.0;
             }
-            *handler = Some(in_flight::request_finished);
             // Requests that switch protocols leave the drains' count.
             nginx::push_header_filter(in_flight::header_filter);
         }
@@ -122,6 +125,28 @@ impl HttpModule for IntermissionModule {
             NGX_CONF_ERROR
         }
     }
+}
+
+/// Adds `handler` to the handlers of `phase`; false if out of memory.
+///
+/// # Safety
+/// `core` must be the core module's main configuration, in postconfiguration
+/// (while the phase arrays are open for handlers).
+unsafe fn add_phase_handler(
+    core: &mut ngx_http_core_main_conf_t,
+    phase: ngx_http_phases,
+    handler: ngx_http_handler_pt,
+) -> bool {
+    // SAFETY: forwarded from the caller; the array holds handler pointers.
+    unsafe {
+        let slot =
+            ngx_array_push(&mut core.phases[phase as usize].handlers).cast::<ngx_http_handler_pt>();
+        if slot.is_null() {
+            return false;
+        }
+        *slot = handler;
+    }
+    true
 }
 
 // SAFETY: the configuration types match what the module context creates.
@@ -230,7 +255,7 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         return Status::NGX_OK.0;
     };
     // Without an http block the module has nothing to do.
-    let zone_is_new = state_file::take_zone_is_new();
+    let zone_is_new = zone::take_is_new();
     let main = IntermissionModule::main_conf(cycle);
     if let Some((main, zone)) = main.and_then(|main| Some((main, main.zone()?))) {
         // Like nginx's own "nginx/1.x.y" line: which build is running, in the

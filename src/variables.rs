@@ -129,11 +129,12 @@ unsafe fn declare_reported(
     }
 }
 
-/// Fills in a reported variable's value with `fill`.
+/// The body of a reported variable's get handler: `fill` gives the value of
+/// `v` for the request `r`.
 ///
 /// # Safety
 /// As for a get handler: `r` a live request, `v` the value to fill in.
-pub unsafe fn report(
+pub unsafe fn fill_reported(
     r: *mut ngx_http_request_t,
     v: *mut ngx_http_variable_value_t,
     fill: impl FnOnce(&HttpRequest, VariableValue),

@@ -9,7 +9,7 @@
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nginx_sys::{
     ngx_conf_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_pool_t, ngx_str_t, NGX_LOG_EMERG,
@@ -28,6 +28,18 @@ pub const ZONE_NAME: &str = "intermission";
 /// Set in the master as a configuration takes the zone over, and inherited by
 /// the workers it forks; each process only ever reads its own copy.
 static CONFIGURATION_OF_THIS_PROCESS: AtomicU64 = AtomicU64::new(0);
+
+/// Set when this process created the zone (not when a reload took the old
+/// one over): the configuration that starts next restores the state file
+/// into it.
+static ZONE_IS_NEW: AtomicBool = AtomicBool::new(false);
+
+/// Whether the zone of the configuration that starts now was created for
+/// it; asked once, by `init_module`, whether or not a state file is
+/// configured (a flag left set would restore into a running zone later).
+pub fn take_is_new() -> bool {
+    ZONE_IS_NEW.swap(false, Ordering::Relaxed)
+}
 
 /// A configuration finished loading (in the master, just before it forks
 /// `workers` workers): count it in the zone it uses.
@@ -100,7 +112,7 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) ->
             return Status::NGX_ERROR.0;
         }
         zone.data = previous;
-        crate::state_file::zone_created(false);
+        ZONE_IS_NEW.store(false, Ordering::Relaxed);
         return Status::NGX_OK.0;
     }
 
@@ -119,7 +131,7 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, previous: *mut c_void) ->
         Some(header) => {
             pool.data = header;
             zone.data = header;
-            crate::state_file::zone_created(true);
+            ZONE_IS_NEW.store(true, Ordering::Relaxed);
             // SAFETY: just written by `allocate_table`.
             let header = unsafe { &*header.cast::<TableHeader>() };
             ngx::ngx_log_error!(

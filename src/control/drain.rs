@@ -51,7 +51,7 @@ impl Drain {
     /// The answer if the drain is over at `now`: drained, timed out, or the
     /// pause ended meanwhile (a disable, or its deadline).
     pub fn answer(&self, r: &HttpRequest, now: Millis) -> Option<ngx_int_t> {
-        release::end_pause_if_past_deadline(r.log(), self.table, self.app, now);
+        release::end_expired_pause_and_tell_workers(r.log(), self.table, self.app, now);
         // A worker that died with requests in flight no longer counts.
         release::reclaim_dead_workers(now);
         // Read after the pause (SeqCst): see `AppState::phase_now`.

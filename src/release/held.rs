@@ -8,7 +8,7 @@ use nginx_sys::{ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t};
 
 use crate::module;
 use crate::nginx::{self, HttpRequest, RequestContext};
-use crate::variables::report;
+use crate::variables::fill_reported;
 use intermission_core::ids::{AppId, Millis, Phase, Release, Ticket};
 use intermission_core::in_flight::AppKey;
 use intermission_core::outcome::Outcome;
@@ -18,8 +18,9 @@ use intermission_core::settings::OnTimeout;
 pub struct HoldContext {
     /// `None` while held; then why it was let go.
     pub(super) released: Cell<Option<Release>>,
-    /// Released, and its write event has run (it went on with its phases).
-    pub(super) woken: Cell<bool>,
+    /// Released, and done waking: its write event has run (it went on with
+    /// its phases).
+    pub(super) done_waking: Cell<bool>,
     /// The module gave it its own answer (503/504) already: an error page
     /// that brings it back through a location with `intermission` passes.
     answered: Cell<bool>,
@@ -49,7 +50,7 @@ impl HoldContext {
     ) -> Self {
         HoldContext {
             released: Cell::new(None),
-            woken: Cell::new(false),
+            done_waking: Cell::new(false),
             answered: Cell::new(false),
             upstream: Cell::new(false),
             app,
@@ -70,10 +71,11 @@ impl HoldContext {
         self.on_timeout
     }
 
-    /// The request's write event ran after its release: returns true the
-    /// first time (the engine's count of requests waking goes down once).
-    pub fn take_woken(&self) -> bool {
-        self.released.get().is_some() && !self.woken.replace(true)
+    /// The request's write event ran after its release: marks it done
+    /// waking, and returns true the first time only (the engine counts it
+    /// out of its requests waking once).
+    pub fn finish_waking(&self) -> bool {
+        self.released.get().is_some() && !self.done_waking.replace(true)
     }
 
     /// The module is about to give the request its own answer: returns true
@@ -108,7 +110,7 @@ impl RequestContext for HoldContext {
             None => super::client_gone(self),
             // Released, but freed before its wake-up ran: it opens no
             // upstream connection.
-            Some(_) if !self.woken.get() => super::woke(self.app, self.ticket),
+            Some(_) if !self.done_waking.get() => super::done_waking(self.app, self.ticket),
             Some(_) => {}
         }
     }
@@ -135,7 +137,7 @@ pub unsafe extern "C" fn report_outcome(
 ) -> ngx_int_t {
     // SAFETY: nginx calls get handlers with a live request and its value.
     unsafe {
-        report(r, v, |r, value| match held_for(r) {
+        fill_reported(r, v, |r, value| match held_for(r) {
             Some(_) => value.set(Outcome::Held.text()),
             None => value.set_not_found(),
         })
@@ -151,7 +153,7 @@ pub unsafe extern "C" fn report_wait(
 ) -> ngx_int_t {
     // SAFETY: nginx calls get handlers with a live request and its value.
     unsafe {
-        report(r, v, |r, value| match held_for(r) {
+        fill_reported(r, v, |r, value| match held_for(r) {
             Some(ms) => value.set_copy(r, ms.to_string().as_bytes()),
             None => value.set(b""),
         })
@@ -169,7 +171,7 @@ pub unsafe extern "C" fn report_ticket(
 ) -> ngx_int_t {
     // SAFETY: nginx calls get handlers with a live request and its value.
     unsafe {
-        report(r, v, |r, value| match r.context::<HoldContext>(module()) {
+        fill_reported(r, v, |r, value| match r.context::<HoldContext>(module()) {
             Some(ctx) => value.set_copy(r, ctx.ticket.0.to_string().as_bytes()),
             None => value.set_not_found(),
         })

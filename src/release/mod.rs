@@ -234,25 +234,32 @@ pub fn state_changed() {
     run_pass();
 }
 
-/// Ends `app`'s pause if it has reached its deadline (`intermission_max_pause`
-/// or the `ttl` of the enable call), with a log line, and lets every worker
-/// release; true if this call ended it. Takes no lock: any process may.
-pub fn end_pause_if_past_deadline(
+/// `end_expired_pause`, then, if it ended the pause, every worker is told
+/// (`state_changed`) and releases. For callers outside the engine (requests,
+/// control calls); the pass tells the workers itself.
+pub fn end_expired_pause_and_tell_workers(
     log: *mut ngx_log_t,
     table: AppTable<'static>,
     app: AppId,
     now: Millis,
 ) -> bool {
-    if !end_at_deadline(log, table, app, now) {
+    if !end_expired_pause(log, table, app, now) {
         return false;
     }
     state_changed();
     true
 }
 
-/// Ends the pause if its deadline has passed (one atomic step: exactly one
-/// caller ends a given pause), and logs it. True if this call ended it.
-fn end_at_deadline(log: *mut ngx_log_t, table: AppTable<'static>, app: AppId, now: Millis) -> bool {
+/// Ends `app`'s pause if it has reached its deadline (`intermission_max_pause`
+/// or the `ttl` of the enable call), in one atomic step (exactly one caller
+/// ends a given pause, and it takes no lock: any process may), and logs it.
+/// True if this call ended it.
+fn end_expired_pause(
+    log: *mut ngx_log_t,
+    table: AppTable<'static>,
+    app: AppId,
+    now: Millis,
+) -> bool {
     if table.state(app).deadline().is_none_or(|d| d > now) {
         return false;
     }
@@ -278,8 +285,9 @@ pub fn reclaim_dead_workers(now: Millis) {
     with_engine(|engine| engine.reclaim_dead_if_due(now, peers::RECLAIM_CHECK_EVERY_MS));
 }
 
-/// A released request has been run on (or was freed before it could be).
-pub fn woke(app: AppId, ticket: Ticket) {
+/// A released request is done waking: it has been run on (or was freed
+/// before it could be), and no longer holds its place in the order.
+pub fn done_waking(app: AppId, ticket: Ticket) {
     with_engine(|engine| {
         engine.posted = engine.posted.saturating_sub(1);
         if engine.posted == 0 {
@@ -349,7 +357,7 @@ fn let_go(going: Going, table: AppTable<'static>, now: Millis) {
     } = going;
     let r = taken.request;
     let Some(ctx) = r.context::<HoldContext>(module()) else {
-        woke(taken.app, taken.ticket);
+        done_waking(taken.app, taken.ticket);
         return;
     };
     ngx_log_debug!(

@@ -12,9 +12,9 @@
 use std::sync::atomic::Ordering;
 
 use super::shutdown::Exit;
-use super::{count_in_flight, end_at_deadline, uncount_in_flight, Engine, Going, STARVED};
+use super::{count_in_flight, end_expired_pause, uncount_in_flight, Engine, Going, STARVED};
 use crate::module;
-use crate::nginx;
+use crate::nginx::{self, HttpRequest};
 use crate::release::HoldContext;
 use crate::test_probe::{self, Point};
 use intermission_core::budget::{Budget, Spent};
@@ -22,13 +22,14 @@ use intermission_core::decision::after_release;
 use intermission_core::ids::{AppId, Millis, Phase, Release, Ticket};
 use intermission_core::next_look::NextLook;
 use intermission_core::order::within_window;
+use intermission_core::queue::Taken;
 
 /// The most requests released in one pass (one turn of the event loop).
-/// Chosen by measurement (`intermission-bench one`, see bench/results): an
-/// earlier first answer than larger batches at the same total time, and a
-/// tighter order at the upstream with keep-alive (a request that reuses an
-/// idle upstream connection overtakes one that opens a new one by up to a
-/// batch).
+/// Small: the first answer comes earlier than with larger batches, at the
+/// same total time, and the order at the upstream stays tighter with
+/// keep-alive (a request that reuses an idle upstream connection overtakes
+/// one that opens a new one by up to a batch). Measured with the benchmark
+/// (bench/results/results.md).
 const RELEASE_BATCH: usize = 16;
 
 /// Why a resumed app's next request did not go.
@@ -73,7 +74,7 @@ impl Engine {
         let mut spent = Spent::default();
         let apps: Vec<AppId> = self.queue.apps().collect();
         for app in apps {
-            if end_at_deadline(nginx::cycle_log(), self.table, app, now) {
+            if end_expired_pause(nginx::cycle_log(), self.table, app, now) {
                 self.wake_all(now);
             }
             self.stopped_step(app, &mut going);
@@ -136,26 +137,7 @@ impl Engine {
     ) {
         let state = self.table.state(app);
         let phase = state.phase();
-        let me = self.membership.me;
-        let elsewhere = self.membership.slots.order_elsewhere(app, me, now);
-        let window_start = elsewhere.map(|(ticket, _)| ticket);
-        let mut refused = None;
-        let taken = self
-            .queue
-            .take_due(app, phase, budget.room(), |held_in, ticket| {
-                if state.due(held_in, ticket, phase) != Some(Release::Resumed) {
-                    // Paused again: held by the new pause.
-                    false
-                } else if !within_window(ticket, window_start) {
-                    refused = elsewhere.map(|(_, slot)| Refusal::Order(slot));
-                    false
-                } else if !state.may_release(held_in, ticket, now) {
-                    refused = Some(Refusal::Pace(held_in, ticket));
-                    false
-                } else {
-                    true
-                }
-            });
+        let (taken, refused) = self.take_resumed(app, phase, now, budget.room());
         // Counted in flight first, then the phase read again: a pause that
         // began meanwhile either counts them (its drain waits for them) or
         // is seen here, and holds them again.
@@ -207,6 +189,39 @@ impl Engine {
         }
         // Waiting for a stalled worker, or releasing past one: say so.
         self.note_stalled(app, now);
+    }
+
+    /// Takes out, oldest first and at most `room`, the requests of `app`
+    /// (resumed in `phase`) that the order across workers and its paced
+    /// release let go now; and why the next one did not go, if one was
+    /// refused.
+    fn take_resumed(
+        &mut self,
+        app: AppId,
+        phase: Phase,
+        now: Millis,
+        room: usize,
+    ) -> (Vec<Taken<HttpRequest>>, Option<Refusal>) {
+        let state = self.table.state(app);
+        let me = self.membership.me;
+        let elsewhere = self.membership.slots.order_elsewhere(app, me, now);
+        let window_start = elsewhere.map(|(ticket, _)| ticket);
+        let mut refused = None;
+        let taken = self.queue.take_due(app, phase, room, |held_in, ticket| {
+            if state.due(held_in, ticket, phase) != Some(Release::Resumed) {
+                // Paused again: held by the new pause.
+                false
+            } else if !within_window(ticket, window_start) {
+                refused = elsewhere.map(|(_, slot)| Refusal::Order(slot));
+                false
+            } else if !state.may_release(held_in, ticket, now) {
+                refused = Some(Refusal::Pace(held_in, ticket));
+                false
+            } else {
+                true
+            }
+        });
+        (taken, refused)
     }
 
     /// Requests held for their whole max time, earliest first: answers go

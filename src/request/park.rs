@@ -34,7 +34,7 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
     let Some(r) = (unsafe { HttpRequest::from_raw(r) }) else {
         return;
     };
-    let woke = guard_ffi(r.log(), false, || {
+    let handled = guard_ffi(r.log(), false, || {
         test_probe::panic_if_asked(&r, Point::Wake);
         test_probe::delay_if_asked(&r, Point::Wake);
         let Some(ctx) = r.context::<HoldContext>(module()) else {
@@ -46,15 +46,15 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
             r.keep_parked();
             return true;
         }
-        if ctx.take_woken() {
-            release::woke(ctx.app(), ctx.ticket());
+        if ctx.finish_waking() {
+            release::done_waking(ctx.app(), ctx.ticket());
         }
         // Runs the phase handler again, which passes the request on or
         // answers it; the request may be freed by the time this returns.
         r.resume_phases();
         true
     });
-    if !woke {
+    if !handled {
         // The panic was logged and counted; the request must still get an
         // answer, and its upstream may be under maintenance: 503, as for a
         // request that could not be held.

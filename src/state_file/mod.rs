@@ -28,7 +28,6 @@ use std::fs::{self, File};
 use std::io::{self, Read as _, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use nginx_sys::{ngx_log_t, NGX_LOG_ALERT, NGX_LOG_NOTICE, NGX_LOG_WARN};
@@ -42,25 +41,9 @@ use intermission_core::state_file::{Restore, SavedApp, StateFile};
 
 use crate::nginx;
 
-/// Set when this process created the zone (not when a reload reused it):
-/// the configuration that starts next restores the file into it.
-static ZONE_IS_NEW: AtomicBool = AtomicBool::new(false);
-
 /// Why the last restore found the file unreadable. Written by the master
 /// before it forks the workers, which only read their copy.
 static RESTORE_ERROR: Mutex<Option<String>> = Mutex::new(None);
-
-/// The zone was just created (`true`), or a reload took the old one over.
-pub fn zone_created(created: bool) {
-    ZONE_IS_NEW.store(created, Ordering::Relaxed);
-}
-
-/// Whether the zone of the configuration that starts now was created for
-/// it; asked once, by `init_module`, whether or not a state file is
-/// configured (a flag left set would restore into a running zone later).
-pub fn take_zone_is_new() -> bool {
-    ZONE_IS_NEW.swap(false, Ordering::Relaxed)
-}
 
 /// A state file larger than this is not read: a full `4m` zone's is about
 /// 1 MB.
@@ -106,60 +89,77 @@ pub fn restore(path: &[u8], table: AppTable, log: *mut ngx_log_t) {
     let (now, wall_now) = (nginx::now_ms(), nginx::wall_clock_ms());
     let mut restored = 0;
     for saved in &file.apps {
-        let Ok(app) = table.find_or_add(&saved.name, || ()) else {
-            ngx_log_error!(
-                NGX_LOG_ALERT,
-                log,
-                "intermission: {} from the state file \"{}\" does not fit in the shared zone: \
-                 it is not paused; enlarge it with \"intermission_zone\"",
-                AppLabel(&saved.name),
-                path.display()
-            );
-            continue;
-        };
-        match table.restore(app, saved, now, wall_now) {
-            Restore::Again {
-                stopped,
-                paused_for,
-                remaining,
-                clamped,
-            } => {
-                restored += 1;
-                if clamped {
-                    ngx_log_error!(
-                        NGX_LOG_WARN,
-                        log,
-                        "intermission: the deadline of {} in the state file is further away \
-                         than its pause was set to last (is this host's clock behind?): \
-                         it lasts {} from now instead",
-                        AppLabel(&saved.name),
-                        Seconds(remaining.unwrap_or(0))
-                    );
-                }
-                ngx_log_error!(
-                    NGX_LOG_NOTICE,
-                    log,
-                    "intermission: {} {} again from the state file, as for {}{}",
-                    AppLabel(&saved.name),
-                    if stopped { "stopped" } else { "paused" },
-                    Seconds(paused_for),
-                    Remaining(remaining)
-                );
-            }
-            Restore::Ended { late } => {
-                ngx_log_error!(
-                    NGX_LOG_NOTICE,
-                    log,
-                    "intermission: the pause of {} ended while nginx was down: \
-                     its deadline passed {} ago",
-                    AppLabel(&saved.name),
-                    Seconds(late)
-                );
-            }
+        if restore_app(table, saved, path, now, wall_now, log) {
+            restored += 1;
         }
     }
     table.header().adopt_state_generation(file.generation);
     table.header().record_state_restored(wall_now, restored);
+}
+
+/// Restores one app of the file at `path` into `table`, and logs how; true
+/// if it is paused or stopped again (its pause did not end while nginx was
+/// down).
+fn restore_app(
+    table: AppTable,
+    saved: &SavedApp,
+    path: &Path,
+    now: u64,
+    wall_now: u64,
+    log: *mut ngx_log_t,
+) -> bool {
+    let Ok(app) = table.find_or_add(&saved.name, || ()) else {
+        ngx_log_error!(
+            NGX_LOG_ALERT,
+            log,
+            "intermission: {} from the state file \"{}\" does not fit in the shared zone: \
+             it is not paused; enlarge it with \"intermission_zone\"",
+            AppLabel(&saved.name),
+            path.display()
+        );
+        return false;
+    };
+    match table.restore(app, saved, now, wall_now) {
+        Restore::Again {
+            stopped,
+            paused_for,
+            remaining,
+            clamped,
+        } => {
+            if clamped {
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log,
+                    "intermission: the deadline of {} in the state file is further away \
+                     than its pause was set to last (is this host's clock behind?): \
+                     it lasts {} from now instead",
+                    AppLabel(&saved.name),
+                    Seconds(remaining.unwrap_or(0))
+                );
+            }
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log,
+                "intermission: {} {} again from the state file, as for {}{}",
+                AppLabel(&saved.name),
+                if stopped { "stopped" } else { "paused" },
+                Seconds(paused_for),
+                Remaining(remaining)
+            );
+            true
+        }
+        Restore::Ended { late } => {
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log,
+                "intermission: the pause of {} ended while nginx was down: \
+                 its deadline passed {} ago",
+                AppLabel(&saved.name),
+                Seconds(late)
+            );
+            false
+        }
+    }
 }
 
 /// The file cannot be used: said at `alert`, and in the status.
@@ -182,7 +182,7 @@ fn set_restore_error(error: Option<String>) {
 }
 
 /// What the status and the metrics say of the state file.
-pub fn report(table: AppTable) -> StateFileReport {
+pub fn status(table: AppTable) -> StateFileReport {
     let counts = table.header().state_file_counts();
     StateFileReport {
         restored_at: counts.restored_at,
