@@ -6,8 +6,9 @@
 //! worker's own slot (`worker_slot`), and counted out by a log-phase
 //! handler, which nginx runs once for every main request as it frees it,
 //! however it ended (a client that left, an upstream error, an internal
-//! redirect on the way). The counter that counted it is remembered in its
-//! `$intermission_outcome` (see `variables.rs`), so nothing is allocated.
+//! redirect on the way). The counter that counted it is kept in the
+//! request's variables beside its outcome (see `variables.rs`), so nothing
+//! is allocated.
 //!
 //! A request whose upstream switches protocols (101: a WebSocket) may stay
 //! open for hours: a header filter moves it from the count drains wait for
@@ -25,14 +26,15 @@ use crate::test_probe::{self, Point};
 use crate::worker_slot::counting_slot;
 use crate::{release, IntermissionModule};
 use intermission_core::app_table::TableHeader;
-use intermission_core::outcome::{Counted, Outcome};
+use intermission_core::in_flight::Counted;
+use intermission_core::outcome::Outcome;
 use intermission_core::settings::check_app_name;
 
 /// Lets a request through, counting it in flight. A request the module has
 /// decided about already (it came back after an internal redirect, or was
 /// released) goes on as it is. The path of every request while nothing is
 /// paused: a variable lookup, a hash of the app name, one atomic add on the
-/// worker's own slot and a pointer written into the request.
+/// worker's own slot and two static values written into the request.
 pub fn let_through(r: &HttpRequest, main: &MainConf, header: &TableHeader) -> ngx_int_t {
     let_through_if(r, main, header, || true).unwrap_or(NGX_DECLINED as ngx_int_t)
 }
@@ -87,7 +89,7 @@ pub extern "C" fn request_finished(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(main) = IntermissionModule::main_conf(r.as_raw()) else {
             return NGX_OK as ngx_int_t;
         };
-        if let Some((_, counted)) = main.variables.counted_in_flight(&r) {
+        if let Some(counted) = main.variables.counted_in_flight(&r) {
             if let Some(slot) = counting_slot() {
                 slot.leave(counted.counter, counted.upgraded);
             }
@@ -122,7 +124,7 @@ pub fn answer_going_out(r: &HttpRequest, main: &MainConf) {
     if r.status() != SWITCHING_PROTOCOLS || !r.is_main() {
         return;
     }
-    let Some((outcome, counted)) = main.variables.counted_in_flight(r) else {
+    let Some(counted) = main.variables.counted_in_flight(r) else {
         return;
     };
     if counted.upgraded {
@@ -130,13 +132,12 @@ pub fn answer_going_out(r: &HttpRequest, main: &MainConf) {
     }
     if let Some(slot) = counting_slot() {
         slot.upgrade(counted.counter);
-        main.variables.record_outcome(
+        main.variables.record_counted(
             r,
-            outcome,
-            Some(Counted {
+            Counted {
                 upgraded: true,
                 ..counted
-            }),
+            },
         );
     }
 }

@@ -8,9 +8,9 @@
 //! what the module did with a request. The module writes their values into
 //! the request as it decides (as `set` would), so they survive internal
 //! redirects and cost no allocation on the path of a request that passes:
-//! the outcome is a static string. The outcome also remembers which
-//! in-flight counter counted the request (see `in_flight.rs`), by which copy
-//! of the static string it points to.
+//! the outcome is a static string. Beside it, in a variable no configuration
+//! can name, the module keeps which in-flight counter counted the request
+//! (`Counted`, as static text), for its end to count it out (`in_flight.rs`).
 
 use nginx_sys::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_get_variable_index, ngx_http_request_t,
@@ -21,7 +21,8 @@ use ngx::core::Status;
 
 use crate::nginx::{HttpRequest, VariableValue};
 use intermission_core::ids::Millis;
-use intermission_core::outcome::{Counted, Outcome};
+use intermission_core::in_flight::Counted;
+use intermission_core::outcome::Outcome;
 
 /// Indexes of the module's variables, resolved at configuration time.
 #[derive(Debug, Default, Clone, Copy)]
@@ -33,6 +34,7 @@ pub struct VariableIndexes {
     privileged_user_agent: ngx_uint_t,
     outcome: ngx_uint_t,
     wait: ngx_uint_t,
+    counted: ngx_uint_t,
 }
 
 /// A variable's get handler.
@@ -54,6 +56,10 @@ pub struct Reporters {
 /// for the old script stay valid: nothing polls per request here.
 const IGNORED: &str = "intermission_interval";
 
+/// The variable that keeps how a request is counted in flight. The space
+/// makes it one no configuration can name: it is only the request's storage.
+const COUNTED: &str = "intermission counted in flight";
+
 /// Declares the variables and returns their indexes.
 ///
 /// # Safety
@@ -71,6 +77,8 @@ pub unsafe fn declare(cf: *mut ngx_conf_t, reporters: Reporters) -> Option<Varia
         outcome: unsafe { declare_reported(cf, "intermission_outcome", reporters.outcome)? },
         // SAFETY: forwarded from the caller.
         wait: unsafe { declare_reported(cf, "intermission_wait", reporters.wait)? },
+        // SAFETY: forwarded from the caller.
+        counted: unsafe { declare_reported(cf, COUNTED, unset_variable)? },
     };
     // SAFETY: nginx copies the name; `cf` is valid per the caller. Its value
     // changes once the request is held, so nginx must not cache it earlier.
@@ -188,10 +196,18 @@ impl VariableIndexes {
 
 /// What the module did with a request, written as it decides.
 impl VariableIndexes {
-    /// Records `outcome`; `counted` is the in-flight counter that counted
-    /// the request, for the end of the request to count it out.
+    /// Records `outcome`; `counted` is how the request is counted in
+    /// flight, if it is, for its end to count it out.
     pub fn record_outcome(&self, r: &HttpRequest, outcome: Outcome, counted: Option<Counted>) {
-        r.set_variable(self.outcome, outcome.text_counted_by(counted));
+        r.set_variable(self.outcome, outcome.text());
+        if let Some(counted) = counted {
+            self.record_counted(r, counted);
+        }
+    }
+
+    /// Records how the request is counted in flight (again, once upgraded).
+    pub fn record_counted(&self, r: &HttpRequest, counted: Counted) {
+        r.set_variable(self.counted, counted.text());
     }
 
     /// The module has decided about this request already (before an
@@ -200,9 +216,9 @@ impl VariableIndexes {
         r.variable_if_set(self.outcome).is_some()
     }
 
-    /// How this request is counted in flight, if it is, and its outcome.
-    pub fn counted_in_flight(&self, r: &HttpRequest) -> Option<(Outcome, Counted)> {
-        Outcome::counted_of_text(r.variable_if_set(self.outcome)?)
+    /// How this request is counted in flight, if it is.
+    pub fn counted_in_flight(&self, r: &HttpRequest) -> Option<Counted> {
+        Counted::of_text(r.variable_if_set(self.counted)?)
     }
 
     /// Records how long a held request waited, in milliseconds.

@@ -1,6 +1,6 @@
 //! The small values every other part of the crate passes around: which app,
-//! which request of it, which pause, what time, and why a held request was
-//! let go. A leaf module: it depends on nothing else in the crate, so the
+//! which request of it, which pause, what time, why a held request was
+//! let go, and how long an app's name may be. A leaf module: it depends on nothing else in the crate, so the
 //! modules that use these types never depend on each other for them.
 
 /// Milliseconds on nginx's monotonic clock (`ngx_current_msec`).
@@ -13,6 +13,10 @@ pub fn wall_time(at: Millis, now: Millis, wall_now: Millis) -> Millis {
         .saturating_sub(now.saturating_sub(at))
         .saturating_add(at.saturating_sub(now))
 }
+
+/// Longest app name (`$app_name`) the app table stores, and a state file
+/// or the control endpoint accepts.
+pub const MAX_APP_NAME_LEN: usize = 128;
 
 /// Index of an app's slot in the app table: stable for the life of the zone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

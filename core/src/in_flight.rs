@@ -70,6 +70,86 @@ impl InFlightCounter {
     }
 }
 
+/// How a request is counted in flight: by which counter, and whether it
+/// switched protocols since it was let through. The module keeps it in the
+/// request as text (`text`, read back by `of_text`): a request's variables
+/// are the one place that survives its internal redirects at no cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub counter: InFlightCounter,
+    pub upgraded: bool,
+}
+
+/// The suffix of the text of an upgraded request's `Counted`.
+const UPGRADED: &[u8] = b" upgraded";
+
+const DIGITS: usize = 3;
+const _: () = assert!(
+    IN_FLIGHT_ENTRIES <= 1000,
+    "a counter is written in three digits"
+);
+
+/// Every counter's number in three digits, followed by `UPGRADED`: the
+/// texts of `Counted`, with no allocation.
+static COUNTED_TEXTS: [[u8; DIGITS + UPGRADED.len()]; IN_FLIGHT_ENTRIES] = counted_texts();
+
+const fn counted_texts() -> [[u8; DIGITS + UPGRADED.len()]; IN_FLIGHT_ENTRIES] {
+    let mut texts = [[0; DIGITS + UPGRADED.len()]; IN_FLIGHT_ENTRIES];
+    let mut counter = 0;
+    while counter < IN_FLIGHT_ENTRIES {
+        let text = &mut texts[counter];
+        text[0] = b'0' + (counter / 100) as u8;
+        text[1] = b'0' + (counter / 10 % 10) as u8;
+        text[2] = b'0' + (counter % 10) as u8;
+        let mut i = 0;
+        while i < UPGRADED.len() {
+            text[DIGITS + i] = UPGRADED[i];
+            i += 1;
+        }
+        counter += 1;
+    }
+    texts
+}
+
+impl Counted {
+    pub fn by(counter: InFlightCounter) -> Self {
+        Counted {
+            counter,
+            upgraded: false,
+        }
+    }
+
+    /// This as text: the counter's number in three digits, then
+    /// " upgraded" if the request switched protocols.
+    pub fn text(self) -> &'static [u8] {
+        let text = &COUNTED_TEXTS[self.counter.index() % IN_FLIGHT_ENTRIES];
+        if self.upgraded {
+            text
+        } else {
+            &text[..DIGITS]
+        }
+    }
+
+    /// The `Counted` whose `text` is `text`, if it is one.
+    pub fn of_text(text: &[u8]) -> Option<Counted> {
+        let (digits, rest) = text.split_at_checked(DIGITS)?;
+        let upgraded = match rest {
+            [] => false,
+            UPGRADED => true,
+            _ => return None,
+        };
+        let counter = digits.iter().try_fold(0usize, |n, &digit| {
+            digit
+                .is_ascii_digit()
+                .then(|| n * 10 + usize::from(digit - b'0'))
+        })?;
+        (counter < IN_FLIGHT_ENTRIES).then_some(Counted {
+            counter: InFlightCounter(counter as u16),
+            upgraded,
+        })
+    }
+}
+
 /// One app's counts in one slot.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -316,6 +396,49 @@ mod tests {
         // The other apps still find their own entries.
         for (key, counter) in keys.iter().zip(&counters).skip(8) {
             assert_eq!(table.enter(*key, true), *counter);
+        }
+    }
+
+    #[test]
+    fn a_counted_request_reads_back_from_its_text() {
+        for index in [0u16, 1, 9, 10, 117, IN_FLIGHT_ENTRIES as u16 - 1] {
+            for upgraded in [false, true] {
+                let counted = Counted {
+                    counter: InFlightCounter(index),
+                    upgraded,
+                };
+                let text = counted.text();
+                assert_eq!(Counted::of_text(text), Some(counted));
+                let copy = text.to_vec();
+                assert_eq!(Counted::of_text(&copy), Some(counted), "by content");
+            }
+        }
+        assert_eq!(Counted::by(InFlightCounter(7)).text(), b"007");
+        assert_eq!(
+            Counted {
+                counter: InFlightCounter(117),
+                upgraded: true
+            }
+            .text(),
+            b"117 upgraded"
+        );
+        for bad in [
+            &b""[..],
+            b"07",
+            b"0070",
+            b"256",
+            b"999",
+            b"-01",
+            b"007 upgrade",
+            b"007upgraded",
+            b"passed",
+        ] {
+            assert_eq!(
+                Counted::of_text(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

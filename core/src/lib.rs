@@ -7,7 +7,8 @@
 //! - `settings`: parsing what a request's variables say;
 //! - `decision`: what to do with one request of a paused app;
 //! - `pause`: one app's pause state machine (atomics, shared by all
-//!   workers), and `app_table`, the table of apps in the shared zone;
+//!   workers), with its paced release (`pace`) and its `counters`; and
+//!   `app_table`, the table of apps in the shared zone;
 //! - `queue`: the requests one worker holds, in release order;
 //! - `order`: the window that keeps one arrival order across workers, and
 //!   the bound after which a stalled worker loses its place in it;
@@ -15,23 +16,27 @@
 //!   the next one runs by itself;
 //! - `worker_slots`: what each worker process publishes to the others (its
 //!   place in each app's order, its counts), reclaimed when it dies;
-//! - `in_flight`: which counter counts a request let through, for drains;
+//! - `in_flight`: the counts of requests let through, for drains, and which
+//!   counter counts a request (`Counted`);
 //! - `outcome`: what became of a request, for access logs;
 //! - `zone_layout`: how the shared zone is divided;
 //! - `control`: what the control endpoint understands and answers;
-//! - `state_file`: the pause state saved for a restart, and read back.
+//! - `state_file`: the pause state saved for a restart, read back, and
+//!   made the app table's again.
 
 #![forbid(unsafe_code)]
 
 pub mod app_table;
 pub mod budget;
 pub mod control;
+pub mod counters;
 pub mod decision;
 pub mod ids;
 pub mod in_flight;
 pub mod next_look;
 pub mod order;
 pub mod outcome;
+mod pace;
 pub mod pause;
 pub mod queue;
 pub mod settings;

@@ -1,12 +1,16 @@
-//! The pause state of one app: a small state machine over atomics.
-//!
-//! An `AppState` lives in the shared-memory zone, so every worker sees the same
-//! value; it holds no pointers and needs no lock. Everything here is plain safe
-//! Rust, driven directly by the unit tests below.
+//! One app's pause state: the state machine of pause, stop, resume and
+//! deadline, over atomics in the shared zone, so that every worker sees the
+//! same state without a lock. The paced release's token bucket is in `pace`,
+//! the counts of what became of held requests in `counters`; `AppState`
+//! holds both and is the one door to them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::counters::SharedCounters;
 use crate::ids::{Millis, Phase, Release, Ticket};
+use crate::pace::{Backlog, Pace};
+
+pub use crate::counters::AppCounters;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum PauseOutcome {
@@ -33,7 +37,8 @@ pub enum ResumeOutcome {
     NotPaused,
 }
 
-/// The shared pause state of one app.
+/// The shared pause state of one app. It lives in the shared zone: its
+/// fields, in this order, are part of the zone's layout (`layout_stamp`).
 #[repr(C)]
 #[derive(Debug)]
 pub struct AppState {
@@ -73,83 +78,10 @@ pub struct AppState {
     pace: Pace,
 }
 
-/// A paced release (`disable?rate=N`): the requests of one pause (its
-/// backlog: tickets `first_ticket..end_ticket`, held in `phase`) go at most
-/// `rate` per second, oldest first, from `started_at`. Turns are granted as
-/// time passes (`grant`), a token bucket shared by the workers: turns not
-/// taken for a while (the workers were busy) are not all granted at once
-/// afterwards, at most `burst` of them, so no second sees much more than
-/// `rate`. Requests of the backlog that leave otherwise (client gone,
-/// max_time) give their turn to the next (`left_early`).
-#[repr(C)]
-#[derive(Debug)]
-struct Pace {
-    /// 0: no paced release.
-    rate: AtomicU64,
-    /// The pauses whose requests are paced: `phase..=last_phase` (a paced
-    /// release that begins before the last one's backlog is out extends it).
-    phase: AtomicU64,
-    last_phase: AtomicU64,
-    first_ticket: AtomicU64,
-    end_ticket: AtomicU64,
-    started_at: AtomicU64,
-    left_early: AtomicU64,
-    /// Turns granted so far (high 32 bits), and turns dropped because the
-    /// workers fell behind by more than a burst (low 32).
-    grant: AtomicU64,
-}
-
-/// Turns a paced release may grant at once after the workers fell behind:
-/// 50 ms worth, at least one.
-fn pace_burst(rate: u64) -> u64 {
-    (rate / 20).max(1)
-}
-
 const NOT_HELD: u64 = u64::MAX;
 
 const NO_DEADLINE: u64 = 0;
 const ENDING: u64 = u64::MAX;
-
-/// What became of this app's held requests, counted by every worker since the
-/// zone was created (a reload keeps them).
-#[repr(C)]
-#[derive(Debug, Default)]
-struct SharedCounters {
-    held_now: AtomicU64,
-    released: AtomicU64,
-    timed_out: AtomicU64,
-    clients_gone: AtomicU64,
-    refused_at_shutdown: AtomicU64,
-    rejected: AtomicU64,
-    stopped: AtomicU64,
-    unheld: AtomicU64,
-}
-
-/// A reading of an app's counters, for the status endpoint.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct AppCounters {
-    /// Held right now, by all workers. What a worker that is killed held
-    /// is taken back when its slot is reclaimed (`forget_held`).
-    pub held_now: u64,
-    /// Released because the app was resumed.
-    pub released: u64,
-    /// Let through at their `$intermission_max_time` while still paused.
-    pub timed_out: u64,
-    /// Their client closed the connection while they were held.
-    pub clients_gone: u64,
-    /// Answered 503 because nginx was shutting down while the app was paused
-    /// (held ones and new ones alike).
-    pub refused_at_shutdown: u64,
-    /// Answered 503 at once because the app already held its
-    /// `intermission_max_held` requests.
-    pub rejected: u64,
-    /// Answered 503 because the app was stopped (held ones and new ones).
-    pub stopped: u64,
-    /// Requests of the paused app that the module could not hold (no
-    /// memory, no release engine in their worker), answered 503 rather than
-    /// sent to the app under maintenance.
-    pub unheld: u64,
-}
 
 impl Default for AppState {
     fn default() -> Self {
@@ -167,30 +99,12 @@ impl AppState {
             paused_at: AtomicU64::new(0),
             since_wall: AtomicU64::new(0),
             deadline: AtomicU64::new(NO_DEADLINE),
-            counters: SharedCounters {
-                held_now: AtomicU64::new(0),
-                released: AtomicU64::new(0),
-                timed_out: AtomicU64::new(0),
-                clients_gone: AtomicU64::new(0),
-                refused_at_shutdown: AtomicU64::new(0),
-                rejected: AtomicU64::new(0),
-                stopped: AtomicU64::new(0),
-                unheld: AtomicU64::new(0),
-            },
+            counters: SharedCounters::new(),
             stopped: AtomicU64::new(0),
             first_held_at: AtomicU64::new(NOT_HELD),
             longest_wait_done: AtomicU64::new(0),
             stop_ticket: AtomicU64::new(0),
-            pace: Pace {
-                rate: AtomicU64::new(0),
-                phase: AtomicU64::new(0),
-                last_phase: AtomicU64::new(0),
-                first_ticket: AtomicU64::new(0),
-                end_ticket: AtomicU64::new(0),
-                started_at: AtomicU64::new(0),
-                left_early: AtomicU64::new(0),
-                grant: AtomicU64::new(0),
-            },
+            pace: Pace::new(),
         }
     }
 
@@ -302,19 +216,15 @@ impl AppState {
             // start, unless it interrupts a paced release: the part of its
             // backlog whose turn has not come is held again, and counts as
             // this pause's (a later paced release takes it first).
-            let (first_ticket, backlog_phase) = match self.pacing(now) {
-                Some(_) => (
-                    self.pace
-                        .first_ticket
-                        .load(Ordering::Relaxed)
-                        .saturating_add(self.paced_allowance(now, true))
-                        .min(self.next_ticket.load(Ordering::Acquire)),
-                    self.pace.phase.load(Ordering::Relaxed),
+            let (first_ticket, backlog_phase) = match self.pace.unreleased(now) {
+                Some((first_waiting, phase)) => (
+                    first_waiting.min(self.next_ticket.load(Ordering::Acquire)),
+                    phase,
                 ),
                 None => (self.next_ticket.load(Ordering::Acquire), current + 1),
             };
             // Whatever was left of it is this pause's now.
-            self.pace.rate.store(0, Ordering::Release);
+            self.pace.stop();
             self.first_ticket_of_pause
                 .store(first_ticket, Ordering::Release);
             self.backlog_phase.store(backlog_phase, Ordering::Release);
@@ -370,7 +280,7 @@ impl AppState {
                 }
                 Err(seen) => {
                     if pace.is_some() {
-                        self.pace.rate.store(0, Ordering::Release);
+                        self.pace.stop();
                     }
                     current = seen;
                 }
@@ -462,7 +372,7 @@ impl AppState {
     }
 }
 
-/// Paced release.
+/// Paced release (the token bucket is `pace`'s).
 impl AppState {
     /// Resumes at `now`, releasing the requests the pause held at most
     /// `rate` per second, oldest first (`may_release`).
@@ -470,86 +380,26 @@ impl AppState {
         self.end_pause(Some((now, rate)))
     }
 
-    /// Paces the release of the pause in `phase`, from `now`.
-    /// The backlog is everything the pause holds: its own requests and, if
-    /// it interrupted a paced release, the part of that backlog whose turn
-    /// had not come (`begin`), which goes first.
+    /// Paces the release of the pause in `phase`, from `now`. The backlog is
+    /// everything the pause holds: its own requests and, if it interrupted
+    /// a paced release, the part of that backlog whose turn had not come
+    /// (`begin`), which goes first.
     fn set_pace(&self, phase: u64, now: Millis, rate: u64) {
-        let pace = &self.pace;
-        pace.phase.store(
-            self.backlog_phase.load(Ordering::Acquire).min(phase),
-            Ordering::Relaxed,
-        );
-        pace.first_ticket.store(
-            self.first_ticket_of_pause.load(Ordering::Acquire),
-            Ordering::Relaxed,
-        );
-        pace.left_early.store(0, Ordering::Relaxed);
-        pace.last_phase.store(phase, Ordering::Relaxed);
-        pace.end_ticket
-            .store(self.next_ticket.load(Ordering::Acquire), Ordering::Relaxed);
-        pace.started_at.store(now, Ordering::Relaxed);
-        pace.grant.store(0, Ordering::Relaxed);
-        pace.rate.store(rate.max(1), Ordering::Release);
-    }
-
-    /// Whether a request held in `held_in` is in a paced backlog.
-    fn is_paced(&self, held_in: Phase) -> bool {
-        let pace = &self.pace;
-        pace.rate.load(Ordering::Acquire) != 0
-            && (pace.phase.load(Ordering::Relaxed)..=pace.last_phase.load(Ordering::Relaxed))
-                .contains(&held_in.0)
-    }
-
-    /// A paced request's place in its backlog.
-    fn paced_position(&self, ticket: Ticket) -> u64 {
-        ticket
-            .0
-            .saturating_sub(self.pace.first_ticket.load(Ordering::Relaxed))
-    }
-
-    /// How many of the paced backlog may have gone by `now`: the first at
-    /// once, the turns granted since, and those left early. `commit`: grant
-    /// the turns earned by now (else only look).
-    fn paced_allowance(&self, now: Millis, commit: bool) -> u64 {
-        let pace = &self.pace;
-        let rate = pace.rate.load(Ordering::Acquire);
-        let since_start = now.saturating_sub(pace.started_at.load(Ordering::Relaxed));
-        let left_early = pace.left_early.load(Ordering::Relaxed);
-        // Every turn earned since the start, at exactly the rate.
-        let earned = rate.saturating_mul(since_start) / 1000;
-        let mut packed = pace.grant.load(Ordering::Acquire);
-        loop {
-            let (granted, dropped) = (packed >> 32, packed & u64::from(u32::MAX));
-            let available = earned.saturating_sub(dropped);
-            if available <= granted {
-                return 1u64.saturating_add(granted).saturating_add(left_early);
-            }
-            // Turns the workers were too busy to take are dropped past one
-            // burst, rather than granted all at once.
-            let turns = available.min(granted + pace_burst(rate));
-            if !commit {
-                return 1u64.saturating_add(turns).saturating_add(left_early);
-            }
-            let dropped = dropped + (available - turns);
-            let next = (turns.min(u64::from(u32::MAX)) << 32) | dropped.min(u64::from(u32::MAX));
-            match pace.grant.compare_exchange_weak(
-                packed,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return 1u64.saturating_add(turns).saturating_add(left_early),
-                Err(seen) => packed = seen,
-            }
-        }
+        let backlog = Backlog {
+            phases: (self.backlog_phase.load(Ordering::Acquire).min(phase), phase),
+            tickets: (
+                self.first_ticket_of_pause.load(Ordering::Acquire),
+                self.next_ticket.load(Ordering::Acquire),
+            ),
+        };
+        self.pace.start(backlog, now, rate);
     }
 
     /// Whether a request held in `held_in` with `ticket`, due for release,
     /// may go at `now`: always, unless it is in a paced backlog and its
     /// turn has not come.
     pub fn may_release(&self, held_in: Phase, ticket: Ticket, now: Millis) -> bool {
-        !self.is_paced(held_in) || self.paced_position(ticket) < self.paced_allowance(now, true)
+        self.pace.may_release(held_in, ticket, now)
     }
 
     /// When a request held in `held_in` with `ticket`, which `may_release`
@@ -557,153 +407,83 @@ impl AppState {
     /// leaves early: the time its worker sets a timer for. `None` if it is
     /// not in a paced backlog.
     pub fn next_turn_at(&self, held_in: Phase, ticket: Ticket, now: Millis) -> Option<Millis> {
-        if !self.is_paced(held_in) {
-            return None;
-        }
-        let pace = &self.pace;
-        let rate = pace.rate.load(Ordering::Acquire).max(1);
-        let dropped = pace.grant.load(Ordering::Acquire) & u64::from(u32::MAX);
-        let left_early = pace.left_early.load(Ordering::Relaxed);
-        // Its turn comes once the turns earned since the start, less those
-        // dropped, reach its place in the backlog less those that left.
-        let turns_needed = (self.paced_position(ticket) + dropped).saturating_sub(left_early);
-        let since_start = (turns_needed.saturating_mul(1000)).div_ceil(rate);
-        let at = pace
-            .started_at
-            .load(Ordering::Relaxed)
-            .saturating_add(since_start);
-        Some(at.max(now + 1))
+        self.pace.next_turn_at(held_in, ticket, now)
     }
 
     /// A paced release has been set (and not ended): workers holding its
     /// backlog look at it at every check, as time lets more go.
     pub fn has_pace(&self) -> bool {
-        self.pace.rate.load(Ordering::Acquire) != 0
+        self.pace.is_set()
     }
 
     /// The paced release's rate while some of its backlog may still be
     /// waiting for its turn at `now`.
     pub fn pacing(&self, now: Millis) -> Option<u64> {
-        let pace = &self.pace;
-        let rate = pace.rate.load(Ordering::Acquire);
-        let backlog = pace
-            .end_ticket
-            .load(Ordering::Relaxed)
-            .saturating_sub(pace.first_ticket.load(Ordering::Relaxed));
-        (rate != 0 && self.paced_allowance(now, false) < backlog).then_some(rate)
+        self.pace.rate_while_pacing(now)
     }
 
     /// A request of the paced backlog (held in `held_in`, with `ticket`)
-    /// left at `now` without being released. If its turn had come, the next
-    /// one may go in its place. If not, nothing goes early: its turn passes
-    /// unused when it comes, which slows the release a little but never lets
-    /// more than the rate through.
+    /// left at `now` without being released (see `Pace::record_left`).
     pub fn record_left_paced(&self, held_in: Phase, ticket: Ticket, now: Millis) {
-        if self.is_paced(held_in) && self.paced_position(ticket) < self.paced_allowance(now, false)
-        {
-            self.pace.left_early.fetch_add(1, Ordering::Relaxed);
-        }
+        self.pace.record_left(held_in, ticket, now);
     }
 
     /// Ends a paced release: the rest of its backlog goes at once. True if
     /// one was running at `now`.
     pub fn end_pacing(&self, now: Millis) -> bool {
         let pacing = self.pacing(now).is_some();
-        self.pace.rate.store(0, Ordering::Release);
+        self.pace.stop();
         pacing
     }
 }
 
-/// Counting held requests in and out.
+/// Counting held requests in and out (the counters are `counters`'), and
+/// the longest wait.
 impl AppState {
     /// Counts a request in as held, unless the app already holds `limit`:
-    /// then it counts it as rejected and returns false. The check and the
-    /// count are one atomic step, so workers together never pass the limit.
+    /// then it counts it as rejected and returns false, atomically.
     pub fn try_record_held(&self, limit: Option<u64>) -> bool {
-        let held = self
-            .counters
-            .held_now
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                limit.is_none_or(|limit| n < limit).then_some(n + 1)
-            });
-        if held.is_err() {
-            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        }
-        held.is_ok()
+        self.counters.try_record_held(limit)
     }
 
     pub fn record_release(&self, why: Release) {
-        self.count_out();
-        let counter = match why {
-            Release::Resumed => &self.counters.released,
-            Release::TimedOut => &self.counters.timed_out,
-            Release::ShuttingDown => &self.counters.refused_at_shutdown,
-            Release::Stopped => &self.counters.stopped,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.record_release(why);
     }
 
     pub fn record_client_gone(&self) {
-        self.count_out();
-        self.counters.clients_gone.fetch_add(1, Ordering::Relaxed);
+        self.counters.record_client_gone();
     }
 
     /// A request refused at shutdown without having been held.
     pub fn record_refused_at_shutdown(&self) {
-        self.counters
-            .refused_at_shutdown
-            .fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A request counted in by `try_record_held` that could not be held after
-    /// all (out of memory): it no longer counts (see `record_unheld`).
-    pub fn count_out_unheld(&self) {
-        self.count_out();
-    }
-
-    /// A request of the paused app could not be held, and was answered 503.
-    pub fn record_unheld(&self) {
-        self.counters.unheld.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests counted in by a worker that died without counting them out:
-    /// its slot is reclaimed (see `worker_slots`), and they no longer count.
-    pub fn forget_held(&self, requests: u64) {
-        let _ = self
-            .counters
-            .held_now
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(requests))
-            });
-    }
-
-    fn count_out(&self) {
-        // Never below zero, even if a count was lost (a killed worker).
-        let _ = self
-            .counters
-            .held_now
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-
-    pub fn counters(&self) -> AppCounters {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let c = &self.counters;
-        AppCounters {
-            held_now: read(&c.held_now),
-            released: read(&c.released),
-            timed_out: read(&c.timed_out),
-            clients_gone: read(&c.clients_gone),
-            refused_at_shutdown: read(&c.refused_at_shutdown),
-            rejected: read(&c.rejected),
-            stopped: read(&c.stopped),
-            unheld: read(&c.unheld),
-        }
+        self.counters.record_refused_at_shutdown();
     }
 
     /// A request answered 503 because the app is stopped, without having
     /// been held.
     pub fn record_refused_while_stopped(&self) {
-        self.counters.stopped.fetch_add(1, Ordering::Relaxed);
+        self.counters.record_refused_while_stopped();
+    }
+
+    /// A request counted in by `try_record_held` that could not be held after
+    /// all (out of memory): it no longer counts (see `record_unheld`).
+    pub fn count_out_unheld(&self) {
+        self.counters.count_out();
+    }
+
+    /// A request of the paused app could not be held, and was answered 503.
+    pub fn record_unheld(&self) {
+        self.counters.record_unheld();
+    }
+
+    /// Requests counted in by a worker that died without counting them out:
+    /// its slot is reclaimed (see `worker_slots`), and they no longer count.
+    pub fn forget_held(&self, requests: u64) {
+        self.counters.forget_held(requests);
+    }
+
+    pub fn counters(&self) -> AppCounters {
+        self.counters.read()
     }
 
     /// A request of the current pause is held at `now`.
@@ -728,7 +508,7 @@ impl AppState {
     pub fn longest_wait(&self, now: Millis) -> Millis {
         let done = self.longest_wait_done.load(Ordering::Relaxed);
         let first = self.first_held_at.load(Ordering::Relaxed);
-        if first == NOT_HELD || self.counters.held_now.load(Ordering::Relaxed) == 0 {
+        if first == NOT_HELD || self.counters.held_now() == 0 {
             return done;
         }
         done.max(now.saturating_sub(first))
@@ -771,36 +551,6 @@ mod tests {
         app.pause();
         assert_eq!(app.take_ticket(), Ticket(2));
         assert_eq!(app.resume(), ResumeOutcome::Resumed { held: 1 });
-    }
-
-    #[test]
-    fn every_held_request_is_counted_out_once_by_how_it_left() {
-        let app = AppState::new();
-        for _ in 0..6 {
-            assert!(app.try_record_held(None));
-        }
-        app.record_release(Release::Resumed);
-        app.record_release(Release::Resumed);
-        app.record_release(Release::TimedOut);
-        app.record_release(Release::ShuttingDown);
-        app.record_client_gone();
-        app.record_refused_at_shutdown();
-        assert_eq!(
-            app.counters(),
-            AppCounters {
-                held_now: 1,
-                released: 2,
-                timed_out: 1,
-                clients_gone: 1,
-                refused_at_shutdown: 2,
-                rejected: 0,
-                stopped: 0,
-                unheld: 0,
-            }
-        );
-        app.record_client_gone();
-        app.record_client_gone();
-        assert_eq!(app.counters().held_now, 0, "never below zero");
     }
 
     #[test]
@@ -859,19 +609,6 @@ mod tests {
                 .sum();
             assert_eq!(ended, 1, "round {round}");
         }
-    }
-
-    #[test]
-    fn past_the_limit_requests_are_rejected_and_counted() {
-        let app = AppState::new();
-        app.pause();
-        assert!(app.try_record_held(Some(2)));
-        assert!(app.try_record_held(Some(2)));
-        assert!(!app.try_record_held(Some(2)));
-        assert_eq!((app.counters().held_now, app.counters().rejected), (2, 1));
-        app.record_release(Release::Resumed);
-        assert!(app.try_record_held(Some(2)), "room again");
-        assert!(!app.try_record_held(Some(0)), "0 holds nothing");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::app_table::MAX_APP_NAME_LEN;
+use crate::ids::MAX_APP_NAME_LEN;
 
 /// `$intermission_max_time` when unset or invalid, in milliseconds.
 pub const DEFAULT_MAX_TIME_MS: u64 = 300_000;

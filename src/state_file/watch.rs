@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use nginx_sys::{ngx_event_t, ngx_shm_zone_t, NGX_LOG_NOTICE, NGX_LOG_WARN};
 use ngx::ngx_log_error;
 
-use intermission_core::app_table::Applied;
 use intermission_core::settings::AppLabel;
-use intermission_core::state_file::StateFile;
+use intermission_core::state_file::{Applied, StateFile};
 
 use crate::nginx::{self, guard_ffi, WatchedSocket};
 use crate::release;

@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 
-use intermission_core::app_table::MAX_APP_NAME_LEN;
 use intermission_core::app_table::{AppSlot, AppTable, TableFull, TableHeader};
 use intermission_core::control::{
     action_of, Action, AppReport, BadArgument, ControlArgs, Format, RunState,
 };
+use intermission_core::ids::MAX_APP_NAME_LEN;
 use intermission_core::ids::{AppId, Millis, Phase, Ticket};
 use intermission_core::pause::AppCounters;
 use intermission_core::pause::{AppState, PauseOutcome, ResumeOutcome};
@@ -893,11 +893,10 @@ fn expected(held: &[Held]) -> Vec<(AppId, Ticket, u32)> {
 /// an app to start one of), in the slots of two workers and the shared slot:
 /// each app's count is the number of its running requests, apart for those
 /// that switched protocols, whichever slot counted them, and 0 once all
-/// ended; each outcome text names the counter that counted it; and when a
-/// worker's slot is reclaimed (it died), its requests stop counting.
+/// ended; the text each request keeps of its count reads back as it; and
+/// when a worker's slot is reclaimed (it died), its requests stop counting.
 pub fn in_flight(names: &[Vec<u8>], order: &[usize]) {
-    use intermission_core::in_flight::{AppKey, InFlight, NameKey};
-    use intermission_core::outcome::{Counted, Outcome};
+    use intermission_core::in_flight::{AppKey, Counted, InFlight, NameKey};
     use intermission_core::worker_slots::{Owner, SlotId, WorkerSlot, WorkerSlots, SHARED_SLOT};
 
     let key = NameKey([0x5eed, 0xcafe]);
@@ -939,13 +938,15 @@ pub fn in_flight(names: &[Vec<u8>], order: &[usize]) {
     for (step, pick) in order.iter().enumerate() {
         let at = pick % (running.len() + names.len());
         if at < running.len() {
-            let outcome = Outcome::counted_of_text(running[at].text);
-            assert_eq!(outcome.map(|(_, c)| c), Some(running[at].counted));
+            assert_eq!(
+                Counted::of_text(running[at].text),
+                Some(running[at].counted)
+            );
             if step % 3 == 0 && !running[at].counted.upgraded {
                 let r = &mut running[at];
                 slots.get(r.slot).upgrade(r.counted.counter);
                 r.counted.upgraded = true;
-                r.text = outcome.unwrap().0.text_counted_by(Some(r.counted));
+                r.text = r.counted.text();
             } else {
                 let r = running.swap_remove(at);
                 slots
@@ -956,16 +957,11 @@ pub fn in_flight(names: &[Vec<u8>], order: &[usize]) {
             let app = key.app_key(&names[at - running.len()]);
             let slot = workers[step % workers.len()];
             let counted = Counted::by(slots.get(slot).enter(app));
-            let outcome = if step % 2 == 0 {
-                Outcome::Passed
-            } else {
-                Outcome::Held
-            };
             running.push(Running {
                 slot,
                 app,
                 counted,
-                text: outcome.text_counted_by(Some(counted)),
+                text: counted.text(),
             });
         }
         check(&running);

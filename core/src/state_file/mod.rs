@@ -1,5 +1,7 @@
 //! The state file (`intermission_state_file`): the apps paused or stopped,
-//! written at each change so that a restarted nginx comes back paused.
+//! written at each change so that a restarted nginx comes back paused. This
+//! file is its format, written and read; `restore` is what it makes of the
+//! app table.
 //!
 //! A text file, one app a line, every field named, times as wall-clock
 //! milliseconds since the Unix epoch (the zone keeps nginx's monotonic clock,
@@ -17,7 +19,9 @@
 //! applied), and the writer is the id of the zone that wrote it: nginx
 //! binaries that run side by side during a binary upgrade, each with its own
 //! zone, take from the file a state of a higher generation than their own
-//! (writes follow each other and count past the file's). Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
+//! (writes follow each other and count past the file's).
+//!
+//! Names are percent-encoded (every byte outside `!`..`~`, and `%`), so any
 //! name fits on one line. The `end` line, with the count, tells a whole file
 //! from a cut one. The reader takes nothing on trust: any line it does not
 //! understand makes the whole file unreadable, with the line's number and the
@@ -25,8 +29,10 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::app_table::MAX_APP_NAME_LEN;
-use crate::ids::Millis;
+use crate::ids::{Millis, MAX_APP_NAME_LEN};
+
+mod restore;
+pub use restore::{Applied, Restore, LONGEST_RESTORED_MS};
 
 /// The first line of every state file, with the format's version.
 const MAGIC: &str = "intermission-state 1";
@@ -112,46 +118,7 @@ impl StateFile {
             .split_terminator('\n')
             .enumerate()
             .map(|(i, l)| (i + 1, l));
-        let bad = |line: usize, reason: String| BadStateFile { line, reason };
-
-        match lines.next() {
-            Some((_, MAGIC)) => {}
-            Some((n, first)) if first.starts_with("intermission-state ") => {
-                return Err(bad(
-                    n,
-                    format!(
-                        "format \"{}\" is not one this module reads (\"{MAGIC}\")",
-                        clip(first)
-                    ),
-                ));
-            }
-            Some((n, _)) => {
-                return Err(bad(
-                    n,
-                    format!("not a state file: the first line is not \"{MAGIC}\""),
-                ))
-            }
-            None => return Err(bad(1, "empty".into())),
-        }
-        let (saved, generation, writer) = match lines.next() {
-            Some((n, line)) => {
-                let parsed = line.strip_prefix("saved ").and_then(|rest| {
-                    let (ms, rest) = rest.split_once(" generation ")?;
-                    let (generation, writer) = rest.split_once(" writer ")?;
-                    Some((time(ms)?, generation_number(generation)?, zone_id(writer)?))
-                });
-                parsed.ok_or_else(|| {
-                    bad(
-                        n,
-                        format!(
-                            "expected \"saved MS generation N writer ID\": \"{}\"",
-                            clip(line)
-                        ),
-                    )
-                })?
-            }
-            None => return Err(bad(2, "cut short: no \"saved\" line".into())),
-        };
+        let (saved, generation, writer) = parse_head(&mut lines)?;
 
         let mut apps: Vec<SavedApp> = Vec::new();
         let mut names = std::collections::HashSet::new();
@@ -188,6 +155,53 @@ impl StateFile {
         }
         Err(bad(last + 1, "cut short: no \"end\" line".into()))
     }
+}
+
+fn bad(line: usize, reason: String) -> BadStateFile {
+    BadStateFile { line, reason }
+}
+
+/// The first two lines: the format's, then `saved MS generation N writer
+/// ID`.
+fn parse_head<'t>(
+    lines: &mut impl Iterator<Item = (usize, &'t str)>,
+) -> Result<(Millis, u64, u64), BadStateFile> {
+    match lines.next() {
+        Some((_, MAGIC)) => {}
+        Some((n, first)) if first.starts_with("intermission-state ") => {
+            return Err(bad(
+                n,
+                format!(
+                    "format \"{}\" is not one this module reads (\"{MAGIC}\")",
+                    clip(first)
+                ),
+            ));
+        }
+        Some((n, _)) => {
+            return Err(bad(
+                n,
+                format!("not a state file: the first line is not \"{MAGIC}\""),
+            ))
+        }
+        None => return Err(bad(1, "empty".into())),
+    }
+    let Some((n, line)) = lines.next() else {
+        return Err(bad(2, "cut short: no \"saved\" line".into()));
+    };
+    let parsed = line.strip_prefix("saved ").and_then(|rest| {
+        let (ms, rest) = rest.split_once(" generation ")?;
+        let (generation, writer) = rest.split_once(" writer ")?;
+        Some((time(ms)?, generation_number(generation)?, zone_id(writer)?))
+    });
+    parsed.ok_or_else(|| {
+        bad(
+            n,
+            format!(
+                "expected \"saved MS generation N writer ID\": \"{}\"",
+                clip(line)
+            ),
+        )
+    })
 }
 
 /// `paused|stopped since=MS deadline=MS|none name=ENCODED`
@@ -340,56 +354,6 @@ fn clip(text: &str) -> String {
     clipped
 }
 
-/// What becomes of a saved app when nginx starts at `now` (wall clock, ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Restore {
-    /// Paused (or stopped) again: since how long, and for how much longer.
-    /// `clamped`: the file's deadline lay further than the pause can last
-    /// (the clock is behind the one that wrote it), and `remaining` is the
-    /// bound instead.
-    Again {
-        stopped: bool,
-        paused_for: Millis,
-        remaining: Option<Millis>,
-        clamped: bool,
-    },
-    /// Its deadline passed while nginx was down: the pause is over, by
-    /// `late` ms.
-    Ended { late: Millis },
-}
-
-/// The longest a restored pause lasts from its restore: the control
-/// endpoint takes a `ttl` of at most a day, and `intermission_max_pause`
-/// defaults to ten minutes.
-pub const LONGEST_RESTORED_MS: Millis = 24 * 60 * 60 * 1000;
-
-impl SavedApp {
-    /// What becomes of this app at `now`. A clock that went backwards
-    /// (`since` after `now`) counts as no time passed. The wall clock is
-    /// trusted within a bound: a restored pause lasts no longer from now
-    /// than it was set to last in all (deadline less since), nor than
-    /// `LONGEST_RESTORED_MS`, so a host that boots with its clock behind
-    /// does not hold its sites for years.
-    pub fn restore_at(&self, now: Millis) -> Restore {
-        match self.deadline {
-            Some(deadline) if deadline <= now => Restore::Ended {
-                late: now - deadline,
-            },
-            deadline => {
-                let bound = deadline.map(|d| d.saturating_sub(self.since).min(LONGEST_RESTORED_MS));
-                let remaining = deadline.map(|d| d - now);
-                let clamped = remaining.zip(bound).is_some_and(|(left, most)| left > most);
-                Restore::Again {
-                    stopped: self.stopped,
-                    paused_for: now.saturating_sub(self.since),
-                    remaining: if clamped { bound } else { remaining },
-                    clamped,
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,44 +364,6 @@ mod tests {
             stopped,
             since: 1_000,
             deadline,
-        }
-    }
-
-    #[test]
-    fn a_clock_behind_the_files_restores_no_more_than_the_pause_was_set_for() {
-        let paused = |since, deadline| SavedApp {
-            name: b"shop".to_vec(),
-            stopped: false,
-            since,
-            deadline: Some(deadline),
-        };
-        // Set for 60 s at 1,000,000; restored 10 s later: 50 s left.
-        assert_eq!(
-            paused(1_000_000, 1_060_000).restore_at(1_010_000),
-            Restore::Again {
-                stopped: false,
-                paused_for: 10_000,
-                remaining: Some(50_000),
-                clamped: false
-            }
-        );
-        // Restored by a clock five years behind: 60 s, not five years.
-        let five_years = 5 * 365 * LONGEST_RESTORED_MS;
-        assert_eq!(
-            paused(five_years, five_years + 60_000).restore_at(1_000),
-            Restore::Again {
-                stopped: false,
-                paused_for: 0,
-                remaining: Some(60_000),
-                clamped: true
-            }
-        );
-        // A file whose pause claims to last years: a day at most.
-        match paused(0, five_years).restore_at(1) {
-            Restore::Again {
-                remaining, clamped, ..
-            } => assert_eq!((remaining, clamped), (Some(LONGEST_RESTORED_MS), true)),
-            other => panic!("{other:?}"),
         }
     }
 
@@ -554,40 +480,5 @@ mod tests {
         .render();
         let err = StateFile::parse(text.as_bytes()).unwrap_err();
         assert!(err.reason.contains("allowed"), "{err}");
-    }
-
-    #[test]
-    fn a_deadline_that_passed_while_down_ends_the_pause() {
-        let paused = SavedApp {
-            name: b"a".to_vec(),
-            stopped: false,
-            since: 1_000,
-            deadline: Some(5_000),
-        };
-        assert_eq!(
-            paused.restore_at(4_000),
-            Restore::Again {
-                stopped: false,
-                paused_for: 3_000,
-                remaining: Some(1_000),
-                clamped: false
-            }
-        );
-        assert_eq!(paused.restore_at(5_000), Restore::Ended { late: 0 });
-        assert_eq!(paused.restore_at(9_000), Restore::Ended { late: 4_000 });
-        let stopped = SavedApp {
-            stopped: true,
-            deadline: None,
-            ..paused
-        };
-        assert_eq!(
-            stopped.restore_at(500),
-            Restore::Again {
-                stopped: true,
-                paused_for: 0,
-                remaining: None,
-                clamped: false
-            }
-        );
     }
 }
