@@ -33,8 +33,8 @@ use crate::{release, IntermissionModule};
 use drain::Drain;
 use intermission_core::app_table::{AppTable, TableHeader};
 use intermission_core::control::{
-    action_of, metrics_text, status_all_json, status_all_text, Action, AppReport, ControlArgs,
-    Format, ModuleReport, RunState,
+    action_of, metrics_text, status_all_json, status_all_text, Action, AppReport, CommonReports,
+    ControlArgs, Format, ModuleReport, RunState,
 };
 use intermission_core::ids::{wall_time, AppId};
 use intermission_core::pause::{AppCounters, PauseOutcome, ResumeOutcome, StopOutcome};
@@ -341,12 +341,11 @@ fn control(r: HttpRequest) -> ngx_int_t {
 
 /// The status's fields beside the app's own: the module's report, and the
 /// state file's when one is configured.
-fn report_fields(main: &MainConf, header: &'static TableHeader, table: AppTable) -> Vec<String> {
-    let mut fields = vec![module_report(header).json_field()];
-    if main.state_file().is_some() {
-        fields.push(state_file::report(table).json_field());
+fn report_fields(main: &MainConf, header: &'static TableHeader, table: AppTable) -> CommonReports {
+    CommonReports {
+        module: module_report(header),
+        state_file: main.state_file().map(|_| state_file::report(table)),
     }
-    fields
 }
 
 /// What the status and the metrics say of the module itself.
