@@ -18,6 +18,3 @@ pub use status::{
     CommonReports, ModuleReport, RunState, StateFileReport,
 };
 pub use time::{parse_rfc3339, rfc3339};
-
-#[cfg(test)]
-mod hand_written;

@@ -240,6 +240,8 @@ fn push_text_name(text: &mut String, name: &str) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn report(name: &[u8], state: RunState) -> AppReport<'_> {
@@ -414,5 +416,53 @@ mod tests {
             &older.replace("2026-11-23T10:25:30.123Z", "tomorrow")
         )
         .is_err());
+    }
+
+    /// Names rich in what escaping must get right: quotes, backslashes,
+    /// control bytes, DEL, bytes that are not UTF-8, multi-byte UTF-8.
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            (0u8..=0x20).prop_map(|b| vec![b]),
+            Just(b"\x7f\"\\/".to_vec()),
+            any::<u8>().prop_map(|b| vec![b]),
+            any::<char>().prop_map(|c| c.to_string().into_bytes()),
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn any_status_is_one_line_that_clients_read_back(
+            name in name(),
+            since in prop::option::of(any::<u64>()),
+            figures in any::<[u64; 6]>(),
+            restore_error in prop::option::of(name()),
+        ) {
+            let app = AppReport {
+                since,
+                deadline: since.map(|t| t / 2),
+                held_in_pause: figures[0],
+                in_flight: InFlight { requests: figures[1], upgraded: figures[2] },
+                counters: AppCounters {
+                    held_now: figures[3],
+                    unheld: figures[4],
+                    ..AppCounters::default()
+                },
+                ..report(&name, RunState::Stopped)
+            };
+            let common = common(Some(StateFileReport {
+                restored_at: since,
+                restore_error: restore_error.map(|e| String::from_utf8_lossy(&e).into_owned()),
+                save_errors: figures[5],
+                ..StateFileReport::default()
+            }));
+            let json = app.json_with(&common);
+            prop_assert!(!json.bytes().any(|b| b < 0x20 || b == 0x7f), "{}", json);
+            let answer: AppAnswer = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(&answer.status, &app.status());
+            prop_assert_eq!(&answer.common, &common);
+            let all: AllAnswer = serde_json::from_str(&status_all_json(&[app], &common)).unwrap();
+            prop_assert_eq!(all, AllAnswer { apps: vec![answer.status], common });
+        }
     }
 }
