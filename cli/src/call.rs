@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use intermission_core::control::StatusAnswer;
-use serde::Deserialize;
+use intermission_core::control::{AllAnswer, AppStatus};
 
 use crate::target::Target;
 
@@ -48,9 +47,9 @@ pub struct Answer {
     /// not found): it changed nothing there.
     pub unreached: bool,
     /// The target's app as its status said after the action, if it did.
-    pub status: Option<StatusAnswer>,
+    pub status: Option<AppStatus>,
     /// Every app of the target (`status --all`).
-    pub apps: Vec<StatusAnswer>,
+    pub apps: Vec<AppStatus>,
     /// Whether the action did what it asked.
     pub ok: bool,
     /// Why not, in one short line.
@@ -198,16 +197,10 @@ pub fn call(
 
 /// What a status call read.
 enum Read {
-    App(u16, StatusAnswer),
-    Apps(u16, Vec<StatusAnswer>),
+    App(u16, AppStatus),
+    Apps(u16, Vec<AppStatus>),
     /// Not a status, and why; whether the module said so.
     Not(u16, bool, String),
-}
-
-/// `status?all&format=json`: every app.
-#[derive(Deserialize)]
-struct AllApps {
-    apps: Vec<StatusAnswer>,
 }
 
 /// The target's JSON status; `Err` when it was not reached.
@@ -249,9 +242,9 @@ fn status(
         ));
     }
     let parsed = if all {
-        serde_json::from_str::<AllApps>(&body).map(|all| Read::Apps(http, all.apps))
+        serde_json::from_str::<AllAnswer>(&body).map(|all| Read::Apps(http, all.apps))
     } else {
-        serde_json::from_str::<StatusAnswer>(&body).map(|app| Read::App(http, app))
+        serde_json::from_str::<AppStatus>(&body).map(|app| Read::App(http, app))
     };
     Ok(parsed.unwrap_or_else(|e| {
         Read::Not(

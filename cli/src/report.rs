@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use intermission_core::control::{RunState, StatusAnswer};
+use intermission_core::control::{rfc3339, AppStatus, RunState};
 use serde::Serialize;
 
 use crate::call::Answer;
@@ -25,7 +25,7 @@ pub struct Row {
     /// When the pause ends by itself (RFC 3339), if it does.
     pub deadline: Option<String>,
     /// Everything the module's status said.
-    pub status: Option<StatusAnswer>,
+    pub status: Option<AppStatus>,
     pub ok: bool,
     pub error: Option<String>,
 }
@@ -52,7 +52,7 @@ impl Row {
         }
     }
 
-    fn of(target: &Target, answer: &Answer, status: Option<StatusAnswer>) -> Row {
+    fn of(target: &Target, answer: &Answer, status: Option<AppStatus>) -> Row {
         Row {
             target: target.shown_url().to_owned(),
             host: target.host.clone(),
@@ -61,7 +61,7 @@ impl Row {
             state: status.as_ref().map(|s| s.state),
             held: status.as_ref().map(|s| s.held_now),
             in_flight: status.as_ref().map(|s| s.in_flight),
-            deadline: status.as_ref().and_then(|s| s.deadline.clone()),
+            deadline: status.as_ref().and_then(|s| s.deadline).map(rfc3339),
             status,
             ok: answer.ok,
             error: answer.error.clone(),
@@ -152,7 +152,7 @@ mod tests {
     use super::*;
     use crate::target::SharedCredentials;
 
-    fn shop() -> StatusAnswer {
+    fn shop() -> AppStatus {
         serde_json::from_str(
             "{\"app\":\"shop\",\"state\":\"paused\",\"since\":\"2026-11-23T10:15:30.123Z\",\
              \"deadline\":\"2026-11-23T10:25:30.123Z\",\"held_now\":12,\"held_in_pause\":40,\

@@ -10,7 +10,7 @@ use crate::counters::SharedCounters;
 use crate::ids::{Millis, Phase, Release, Ticket};
 use crate::pace::{Backlog, Pace};
 
-pub use crate::counters::AppCounters;
+use crate::counters::AppCounters;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum PauseOutcome {

@@ -10,10 +10,11 @@ use crate::nginx::{self, HttpRequest};
 use crate::{release, state_file, zone};
 use intermission_core::app_table::{AppTable, TableHeader};
 use intermission_core::control::{
-    metrics_text, status_all_json, status_all_text, AppReport, Format, ModuleReport, RunState,
+    metrics_text, status_all_json, status_all_text, AppReport, CommonReports, Format, ModuleReport,
+    RunState,
 };
+use intermission_core::counters::AppCounters;
 use intermission_core::ids::{wall_time, AppId};
-use intermission_core::pause::AppCounters;
 
 /// `.../status`: the call's app, or with `?all` every app, as text or JSON.
 pub(super) fn status(call: &Call) -> ngx_int_t {
@@ -78,12 +79,14 @@ pub(super) fn metrics(call: &Call) -> ngx_int_t {
 
 /// The status's fields beside the app's own: the module's report, and the
 /// state file's when one is configured.
-fn report_fields(call: &Call) -> Vec<String> {
-    let mut fields = vec![module_report(call.header).json_field()];
-    if call.main.state_file().is_some() {
-        fields.push(state_file::status(call.table).json_field());
+fn report_fields(call: &Call) -> CommonReports {
+    CommonReports {
+        module: module_report(call.header),
+        state_file: call
+            .main
+            .state_file()
+            .map(|_| state_file::status(call.table)),
     }
-    fields
 }
 
 /// What the status and the metrics say of the module itself.

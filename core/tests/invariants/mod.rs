@@ -17,9 +17,9 @@ use intermission_core::app_table::{AppSlot, AppTable, TableFull, TableHeader};
 use intermission_core::control::{
     action_of, Action, AppReport, BadArgument, ControlArgs, Format, RunState,
 };
+use intermission_core::counters::AppCounters;
 use intermission_core::ids::MAX_APP_NAME_LEN;
 use intermission_core::ids::{AppId, Millis, Phase, Ticket};
-use intermission_core::pause::AppCounters;
 use intermission_core::pause::{AppState, PauseOutcome, ResumeOutcome};
 use intermission_core::queue::{HeldQueue, Taken};
 use intermission_core::settings::{
