@@ -22,14 +22,11 @@
 use crate::ids::{Millis, Ticket};
 
 /// How far past the lowest ticket held elsewhere a worker may release.
-/// Measured with 10,000 held on 2 and 4 workers, upstream connections one
-/// per request and kept alive (`intermission-bench one`, two runs each):
-/// windows of 8, 16, 32 and 64 released in the same time within the noise
-/// (1.2-1.5 s, 0.56-0.82 s with keep-alive), and 64 let requests land up to
-/// 73 places from their send order at the upstream, 16 up to 45 (most of it
-/// the workers reading the requests in a different order than they were
-/// sent, which the window cannot see). 16 keeps the order well inside the
-/// project's target of 64 at no cost in speed.
+/// Chosen with the benchmark (`intermission-bench one`, several workers,
+/// upstream connections new and kept alive): wider windows released no
+/// faster, and let requests land further from their send order at the
+/// upstream; 16 keeps the order well inside the project's target of 64
+/// places (bench/results/results.md).
 pub const ORDER_WINDOW: u64 = 16;
 
 /// How long a worker may leave a wake-up unlooked-at before the others stop
