@@ -480,10 +480,10 @@ fn pack_name(name: &[u8]) -> [u64; NAME_WORDS] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
+    pub(crate) fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
         let slots = (0..capacity).map(|_| AppSlot::default()).collect();
         (TableHeader::new(capacity, 1, 0, NameKey([1, 2])), slots)
     }

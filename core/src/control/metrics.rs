@@ -185,20 +185,8 @@ fn push_label_value(text: &mut String, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::status::tests::report;
     use crate::counters::AppCounters;
-
-    fn report(name: &[u8], state: RunState) -> AppReport<'_> {
-        AppReport {
-            name,
-            state,
-            since: None,
-            deadline: None,
-            held_in_pause: 0,
-            longest_wait_ms: 0,
-            in_flight: Default::default(),
-            counters: AppCounters::default(),
-        }
-    }
 
     #[test]
     fn metrics_have_one_series_per_app_and_figure() {

@@ -239,12 +239,13 @@ fn push_text_name(text: &mut String, name: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
 
-    fn report(name: &[u8], state: RunState) -> AppReport<'_> {
+    /// A report of `name` in `state` with nothing counted.
+    pub(in crate::control) fn report(name: &[u8], state: RunState) -> AppReport<'_> {
         AppReport {
             name,
             state,

@@ -197,13 +197,8 @@ impl AppTable<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app_table::AppSlot;
+    use crate::app_table::tests::table_of;
     use crate::in_flight::NameKey;
-
-    fn table_of(capacity: usize) -> (TableHeader, Vec<AppSlot>) {
-        let slots = (0..capacity).map(|_| AppSlot::default()).collect();
-        (TableHeader::new(capacity, 1, 0, NameKey([1, 2])), slots)
-    }
 
     #[test]
     fn a_clock_behind_the_files_restores_no_more_than_the_pause_was_set_for() {
