@@ -185,7 +185,7 @@ fn push_label_value(text: &mut String, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::status::tests::report;
+    use crate::control::status::tests::{report, restored};
     use crate::counters::AppCounters;
 
     #[test]
@@ -233,13 +233,7 @@ mod tests {
             ),
             "{module}"
         );
-        let restored = StateFileReport {
-            restored_at: Some(1_796_040_000_123),
-            restored_apps: 2,
-            restore_error: None,
-            saved_at: Some(1_796_040_001_000),
-            save_errors: 1,
-        };
+        let restored = restored();
         let metrics = restored.metrics();
         for line in [
             "\nintermission_state_restored_timestamp_seconds 1796040000.123\n",

@@ -291,6 +291,17 @@ pub(super) mod tests {
     const MODULE: &str =
         "\"module\":{\"internal_errors\":1,\"app_names_too_long\":2,\"release_passes\":3}";
 
+    /// A state file restored from at start and written since.
+    pub(in crate::control) fn restored() -> StateFileReport {
+        StateFileReport {
+            restored_at: Some(1_796_040_000_123),
+            restored_apps: 2,
+            restore_error: None,
+            saved_at: Some(1_796_040_001_000),
+            save_errors: 1,
+        }
+    }
+
     fn common(state_file: Option<StateFileReport>) -> CommonReports {
         CommonReports {
             module: ModuleReport {
@@ -374,13 +385,7 @@ pub(super) mod tests {
 
     #[test]
     fn clients_read_back_what_the_module_writes() {
-        let restored = StateFileReport {
-            restored_at: Some(1_796_040_000_123),
-            restored_apps: 2,
-            restore_error: None,
-            saved_at: Some(1_796_040_001_000),
-            save_errors: 1,
-        };
+        let restored = restored();
         let answer: AppAnswer =
             serde_json::from_str(&shop().json_with(&common(Some(restored.clone())))).unwrap();
         assert_eq!(answer.status, shop().status());
