@@ -33,7 +33,7 @@ pub const ORDER_WINDOW: u64 = 16;
 /// waiting for its place in the order. A worker that runs looks within
 /// milliseconds (a pass is one turn of its event loop), so this only ever
 /// catches workers that do not run; it bounds what one stalled worker can
-/// delay the others by (see the benchmark's and README's figures).
+/// delay the others by (see the figures in bench/README.md).
 pub const STALL_BOUND_MS: Millis = 500;
 
 /// Whether `ticket` may go while the lowest ticket of its app held by
