@@ -196,37 +196,3 @@ fn utf8_app_names_are_text_in_every_answer() {
     resume(port, "");
     nginx.stop();
 }
-
-/// README's example of the JSON status names exactly the fields the module
-/// answers, nested ones included.
-#[test]
-fn the_readmes_status_example_has_the_fields_the_module_answers() {
-    fn keys(value: &serde_json::Value, prefix: &str, into: &mut Vec<String>) {
-        if let Some(object) = value.as_object() {
-            for (key, value) in object {
-                into.push(format!("{prefix}{key}"));
-                keys(value, &format!("{prefix}{key}."), into);
-            }
-        }
-    }
-    let readme = include_str!("../README.md");
-    let example = readme
-        .lines()
-        .find(|line| line.starts_with("{\"app\":\"shop\",\"state\":\"paused\""))
-        .expect("README shows a JSON status");
-    let example: serde_json::Value = serde_json::from_str(example).expect("README's JSON");
-    let (nginx, _upstream) = start_shop(1, "");
-    pause(nginx.port(), "");
-    let response = control(nginx.port(), "status?format=json");
-    let live: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    let (mut documented, mut answered) = (Vec::new(), Vec::new());
-    keys(&example, "", &mut documented);
-    keys(&live, "", &mut answered);
-    documented.sort();
-    answered.sort();
-    assert_eq!(
-        documented, answered,
-        "README's example and the module's answer"
-    );
-    nginx.stop();
-}
