@@ -147,13 +147,12 @@ class Cluster:
         return (self.data / "postmaster.pid").exists()
 
 
-def make_clusters(top):
+def make_clusters(db1, db2):
     """db1, a primary with the table, and db2, its streaming standby."""
-    pg = top / "pg"
+    pg = db1.data.parent
     pg.mkdir()
     if os.geteuid() == 0:
         shutil.chown(pg, "postgres", "postgres")
-    db1, db2 = Cluster(pg, "db1"), Cluster(pg, "db2")
     for c in (db1, db2):
         c.sockets.mkdir()
         if os.geteuid() == 0:
@@ -172,7 +171,6 @@ def make_clusters(top):
     db2.start()
     wait_for("db2 to stream from db1", lambda: db1.query(
         "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")[0][0] == 1)
-    return db1, db2
 
 
 def lsn(text):
@@ -180,11 +178,11 @@ def lsn(text):
     return (int(high, 16) << 32) | int(low, 16)
 
 
-def swap(db1, db2, out=say):
+def swap(db1, db2):
     """The maintenance: db2 becomes the primary, db1 is stopped. Returns
     how long it took, in seconds."""
     start = time.monotonic()
-    out(f"  swap: stopping {db1.name} (pg_ctl stop -m fast)")
+    say(f"  swap: stopping {db1.name} (pg_ctl stop -m fast)")
     db1.pg_ctl("-w", "-t", str(int(READY)), "-m", "fast", "stop")
     # A clean shutdown waits until connected standbys have received all
     # WAL; the standby must also have replayed it before it is promoted,
@@ -194,13 +192,13 @@ def swap(db1, db2, out=say):
     last = re.search(r"^Latest checkpoint location:\s+(\S+)", control, re.M).group(1)
     wait_for(f"{db2.name} to replay up to {last}", lambda: lsn(db2.query(
         "SELECT pg_last_wal_replay_lsn()")[0][0]) >= lsn(last))
-    out(f"  swap: {db2.name} has replayed all of {db1.name}'s WAL (up to {last})")
-    out(f"  swap: promoting {db2.name} (pg_ctl promote)")
+    say(f"  swap: {db2.name} has replayed all of {db1.name}'s WAL (up to {last})")
+    say(f"  swap: promoting {db2.name} (pg_ctl promote)")
     db2.pg_ctl("-w", "-t", str(int(READY)), "promote")
     wait_for(f"{db2.name} to accept writes", lambda: db2.query(
         "SELECT 1", target_session_attrs="read-write"))
     took = time.monotonic() - start
-    out(f"  swap: {db2.name} accepts writes; the swap took {took:.2f}s")
+    say(f"  swap: {db2.name} accepts writes; the swap took {took:.2f}s")
     return took
 
 
@@ -267,17 +265,19 @@ class Stack:
         self.close()
 
     def start(self):
-        self.clusters = list(make_clusters(self.top))
-        self.db1, self.db2 = self.clusters
+        # Known before they start, so that a failure half-way stops them too.
+        self.db1, self.db2 = Cluster(self.top / "pg", "db1"), Cluster(self.top / "pg", "db2")
+        self.clusters = [self.db1, self.db2]
+        make_clusters(self.db1, self.db2)
         # What the swap command, run by intermission, needs to find them.
         (self.top / "stack.json").write_text(json.dumps({"pg": str(self.db1.data.parent)}))
         self.backend, self.front, self.control = free_port(), free_port(), free_port()
         dsn = (f"host={self.db1.sockets},{self.db2.sockets} port=5432,5432 user=postgres "
                "dbname=postgres connect_timeout=5 target_session_attrs=read-write")
         self.app_log = self.top / "app.log"
-        self.spawn([sys.executable, str(APP), "--port", str(self.backend), "--dsn", dsn],
-                   self.app_log)
-        wait_for("the app", lambda: get(self.backend, "/up") == 200)
+        app = self.spawn([sys.executable, str(APP), "--port", str(self.backend), "--dsn", dsn],
+                         self.app_log)
+        wait_for("the app", lambda: running(app, self.app_log) and get(self.backend, "/up") == 200)
         prefix = self.top / "nginx"
         (prefix / "tmp").mkdir(parents=True)
         self.nginx_log = prefix / "error.log"
@@ -286,16 +286,18 @@ class Stack:
             module=self.args.module, prefix=prefix, front=self.front, control=self.control,
             backend=self.backend, app=APP_NAME,
             user="user root;" if os.geteuid() == 0 else ""))
-        self.spawn([self.args.nginx, "-p", str(prefix), "-c", str(conf), "-e", str(self.nginx_log)],
-                   prefix / "stderr.log")
-        wait_for("the app through nginx", lambda: get(self.front, "/up") == 200)
+        nginx = self.spawn([self.args.nginx, "-p", str(prefix), "-c", str(conf),
+                            "-e", str(self.nginx_log)], self.nginx_log)
+        wait_for("the app through nginx",
+                 lambda: running(nginx, self.nginx_log) and get(self.front, "/up") == 200)
         wait_for("nginx's control endpoint",
                  lambda: get(self.control, "/_intermission/status") == 200)
 
     def spawn(self, command, log):
-        with open(log, "w") as out:
+        with open(log, "a") as out:
             self.processes.append(subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        return self.processes[-1]
 
     def control_url(self):
         return f"http://127.0.0.1:{self.control}/_intermission"
@@ -321,6 +323,14 @@ class Stack:
             say(f"  (kept {self.top})")
         else:
             shutil.rmtree(self.top, ignore_errors=True)
+
+
+def running(process, log):
+    """True while `process` runs; once it has exited, an error with its log's end."""
+    if process.poll() is None:
+        return True
+    tail = "\n  ".join(log.read_text().strip().splitlines()[-5:])
+    raise RuntimeError(f"{Path(process.args[0]).name} exited {process.returncode}:\n  {tail}")
 
 
 def get(port, path, body=False):
@@ -535,9 +545,14 @@ def swap_command(top):
     (Path(top) / "swap.json").write_text(json.dumps({"took": took}))
 
 
+def interrupted(signum, _frame):
+    # Through the clean-up, as Ctrl-C does.
+    print("demo-database: interrupted; stopping what it started", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
 def main():
-    # A TERM ends the run as Ctrl-C does: through the clean-up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, interrupted)
     if len(sys.argv) == 3 and sys.argv[1] == "swap":
         swap_command(sys.argv[2])
         return 0
@@ -563,11 +578,19 @@ def main():
         f"{INTERVAL * 1000:.0f} ms")
     say("  swap      stop db1 (fast), check that db2 replayed all of its WAL, promote db2")
     say()
-    say("Run A: the swap alone, while the clients write")
-    a = one_run(args, paused=False)
-    say()
-    say("Run B: the same swap inside intermission run --drain (fresh clusters, same load)")
-    b = one_run(args, paused=True)
+    try:
+        say("Run A: the swap alone, while the clients write")
+        a = one_run(args, paused=False)
+        say()
+        say("Run B: the same swap inside intermission run --drain (fresh clusters, same load)")
+        b = one_run(args, paused=True)
+    except subprocess.CalledProcessError as e:
+        tail = "\n  ".join((e.stdout or "").strip().splitlines()[-5:])
+        say(f"error: {' '.join(map(str, e.cmd))} exited {e.returncode}:\n  {tail}")
+        return 1
+    except (RuntimeError, OSError, psycopg2.Error) as e:
+        say(f"error: {e}")
+        return 1
     say()
     say(table(a, b))
     say()
@@ -575,9 +598,9 @@ def main():
         say(f"Run A's first database error, as the app logged it:\n  {a['app_errors'][0]}")
     say(f"Without the pause, {a['failed']} of {a['requests']} requests failed during the "
         f"{a['swap']:.2f}s swap. With it, none did:")
-    say(f"the {b['held']} requests that came during the {b['swap']:.2f}s swap were held (the "
-        f"slowest waited {b['slowest']:.2f}s),")
-    say("then each wrote its row, once, on the new primary.")
+    say(f"the {b['held']} requests that came during the pause were held through the "
+        f"{b['swap']:.2f}s swap (the slowest")
+    say(f"waited {b['slowest']:.2f}s), then each wrote its row, once, on the new primary.")
     problems = verdict(a, b)
     if problems:
         say()
