@@ -97,7 +97,8 @@ def as_postgres(command):
 
 
 def run(command, **kwargs):
-    return subprocess.run(command, check=True, stdout=subprocess.PIPE,
+    # From /: user postgres may not enter the caller's directory (/root...).
+    return subprocess.run(command, check=True, stdout=subprocess.PIPE, cwd="/",
                           stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
@@ -227,10 +228,10 @@ http {{
     server {{
         listen 127.0.0.1:{front};
         set $app_name {app};
+        # /up, the app's health check, passes even while paused.
         location / {{
             intermission;
             set $intermission_max_time 120;
-            set $intermission_health_check_path /up;
             proxy_pass http://127.0.0.1:{backend};
         }}
     }}
@@ -401,7 +402,7 @@ def unexpected_nginx_errors(log):
     """Lines at error or worse, but the module's audit lines (a pause, a
     resume, a drain), which may be logged at error so that Debian's default
     error_log keeps them."""
-    audit = re.compile(r"intermission: \S+ (paused|stays paused|resumed|drained|releases)")
+    audit = re.compile(f'intermission: app "{APP_NAME}" (paused|stays paused|resumed|drained)\\b')
     return [line for line in log.read_text().splitlines()
             if re.search(r"\[(error|crit|alert|emerg)\]", line) and not audit.search(line)]
 
