@@ -31,6 +31,7 @@ pub struct VariableIndexes {
     max_time: ngx_uint_t,
     on_timeout: ngx_uint_t,
     health_check_path: ngx_uint_t,
+    bypass: ngx_uint_t,
     privileged_user_agent: ngx_uint_t,
     outcome: ngx_uint_t,
     wait: ngx_uint_t,
@@ -72,6 +73,7 @@ pub unsafe fn declare(cf: *mut ngx_conf_t, reporters: Reporters) -> Option<Varia
         max_time: index("intermission_max_time")?,
         on_timeout: index("intermission_on_timeout")?,
         health_check_path: index("intermission_health_check_path")?,
+        bypass: index("intermission_bypass")?,
         privileged_user_agent: index("intermission_privileged_user_agent")?,
         // SAFETY: forwarded from the caller.
         outcome: unsafe { declare_reported(cf, "intermission_outcome", reporters.outcome)? },
@@ -174,6 +176,7 @@ pub struct RequestVariables<'r> {
     pub max_time: Option<&'r [u8]>,
     pub on_timeout: Option<&'r [u8]>,
     pub health_check_path: Option<&'r [u8]>,
+    pub bypass: Option<&'r [u8]>,
     pub privileged_user_agent: Option<&'r [u8]>,
 }
 
@@ -189,6 +192,7 @@ impl VariableIndexes {
             max_time: r.variable(self.max_time),
             on_timeout: r.variable(self.on_timeout),
             health_check_path: r.variable(self.health_check_path),
+            bypass: r.variable(self.bypass),
             privileged_user_agent: r.variable(self.privileged_user_agent),
         }
     }

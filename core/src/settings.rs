@@ -148,7 +148,15 @@ pub fn check_app_name(name: &[u8]) -> Result<&[u8], AppNameTooLong> {
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Exemption {
     HealthCheck,
+    /// `$intermission_bypass` said so.
+    Bypass,
     PrivilegedUserAgent,
+}
+
+/// Whether a value of `$intermission_bypass` lets a request through: any
+/// value but an empty one and `0`, as `proxy_cache_bypass` reads its own.
+pub fn bypasses(value: Option<&[u8]>) -> bool {
+    value.is_some_and(|value| !value.is_empty() && value != b"0")
 }
 
 /// The parts of a request that decide whether it may skip a pause.
@@ -156,6 +164,8 @@ pub struct ExemptionCheck<'a> {
     pub uri: &'a [u8],
     pub user_agent: Option<&'a [u8]>,
     pub health_check_path: Option<&'a [u8]>,
+    /// `$intermission_bypass`, if set.
+    pub bypass: Option<&'a [u8]>,
     pub privileged_user_agent: Option<&'a [u8]>,
 }
 
@@ -167,6 +177,9 @@ impl ExemptionCheck<'_> {
                 .is_some_and(|path| !path.is_empty() && self.uri == path);
         if is_health_check {
             return Some(Exemption::HealthCheck);
+        }
+        if bypasses(self.bypass) {
+            return Some(Exemption::Bypass);
         }
         match (self.user_agent, self.privileged_user_agent) {
             (Some(agent), Some(privileged))
@@ -334,7 +347,24 @@ mod tests {
             uri,
             user_agent: agent,
             health_check_path: Some(b"/up/database"),
+            bypass: None,
             privileged_user_agent: Some(b"Pingdom"),
+        }
+    }
+
+    #[test]
+    fn bypass_takes_any_value_but_empty_and_zero() {
+        for holds in [None, Some(&b""[..]), Some(b"0")] {
+            assert!(!bypasses(holds), "{holds:?}");
+            let mut held = check(b"/cart", None);
+            held.bypass = holds;
+            assert_eq!(held.exemption(), None, "{holds:?}");
+        }
+        for passes in [&b"1"[..], b"yes", b"00", b" 0", b"false"] {
+            assert!(bypasses(Some(passes)), "{passes:?}");
+            let mut exempt = check(b"/cart", None);
+            exempt.bypass = Some(passes);
+            assert_eq!(exempt.exemption(), Some(Exemption::Bypass), "{passes:?}");
         }
     }
 
@@ -364,6 +394,7 @@ mod tests {
             uri: b"/",
             user_agent: Some(b"anything"),
             health_check_path: Some(b""),
+            bypass: Some(b""),
             privileged_user_agent: Some(b""),
         };
         assert_eq!(unset.exemption(), None);

@@ -226,6 +226,7 @@ fn decision_for(r: &HttpRequest, state: &AppState, vars: &RequestVariables) -> D
             uri: r.uri(),
             user_agent: r.user_agent(),
             health_check_path: vars.health_check_path,
+            bypass: vars.bypass,
             privileged_user_agent: vars.privileged_user_agent,
         },
         max_time: vars.max_time,

@@ -527,6 +527,8 @@ pub struct ExemptionInput {
     pub uri: Vec<u8>,
     pub user_agent: Option<Vec<u8>>,
     pub health_check_path: Option<Vec<u8>>,
+    /// `$intermission_bypass`.
+    pub bypass: Option<Vec<u8>>,
     pub privileged_user_agent: Option<Vec<u8>>,
 }
 
@@ -545,7 +547,8 @@ impl ExemptionInput {
 }
 
 /// `/up` and the configured health-check path (when not empty) pass as
-/// health checks; otherwise a user agent containing the configured privileged
+/// health checks; otherwise a `$intermission_bypass` that is neither empty
+/// nor `0`; otherwise a user agent containing the configured privileged
 /// string (when not empty) passes; everything else is held.
 pub fn exemption(input: &ExemptionInput) {
     let contains = |haystack: &[u8], needle: &[u8]| {
@@ -563,8 +566,14 @@ pub fn exemption(input: &ExemptionInput) {
         (Some(agent), Some(privileged)) => !privileged.is_empty() && contains(agent, privileged),
         _ => false,
     };
+    let bypassed = input
+        .bypass
+        .as_deref()
+        .is_some_and(|value| !matches!(value, b"" | b"0"));
     let expected = if is_health_check {
         Some(Exemption::HealthCheck)
+    } else if bypassed {
+        Some(Exemption::Bypass)
     } else if is_privileged {
         Some(Exemption::PrivilegedUserAgent)
     } else {
@@ -574,6 +583,7 @@ pub fn exemption(input: &ExemptionInput) {
         uri,
         user_agent: input.user_agent.as_deref(),
         health_check_path: input.health_check_path.as_deref(),
+        bypass: input.bypass.as_deref(),
         privileged_user_agent: input.privileged_user_agent.as_deref(),
     };
     assert_eq!(check.exemption(), expected, "{input:?}");
