@@ -111,6 +111,11 @@ impl HttpModule for IntermissionModule {
             }
             // Requests that switch protocols leave the drains' count.
             nginx::push_header_filter(in_flight::header_filter);
+            // What `nginx -t` warns about (the configuration is valid).
+            variables::warn_unknown(cf);
+            if let Some(main) = IntermissionModule::main_conf(&*cf) {
+                config::warn_unused_max_pause(cf, main);
+            }
         }
         Status::NGX_OK.0
     }
