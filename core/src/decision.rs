@@ -197,6 +197,7 @@ mod tests {
                 health_check_path: Some(b"/healthz"),
                 bypass: None,
                 privileged_user_agent: Some(b"ops-bot"),
+                regex_matches: &crate::settings::no_regex_matches,
             },
             max_time: None,
             on_timeout: None,
