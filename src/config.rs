@@ -8,14 +8,16 @@
 //! | `intermission_max_held N;`  | http, server, location   |
 //! | `intermission_max_pause T;` | http, server, location   |
 //! | `intermission_state_file P;`| http                     |
+//! | `intermission_log_level L;` | http                     |
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, NGX_CONF_UNSET,
-    NGX_LOG_EMERG, NGX_LOG_WARN,
+    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_UNSET, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
@@ -39,6 +41,8 @@ pub struct MainConf {
     /// first (a list in the configuration's pool), for `nginx -t` to warn
     /// about those no control location gets.
     max_pause_sites: *const MaxPauseSite,
+    /// `intermission_log_level`; `None` until the directive is seen.
+    pub log_level: Option<ngx_uint_t>,
 }
 
 impl Default for MainConf {
@@ -48,8 +52,66 @@ impl Default for MainConf {
             variables: VariableIndexes::default(),
             state_file: None,
             max_pause_sites: ptr::null(),
+            log_level: None,
         }
     }
+}
+
+/// The level of the audit lines (an app paused, resumed, stopped, drained,
+/// at its deadline) without `intermission_log_level`: `error`, so that the
+/// default `error_log` (at `error`, as Debian's) keeps the audit trail, as
+/// the old Lua script's lines at `error` were kept.
+const DEFAULT_LOG_LEVEL: ngx_uint_t = NGX_LOG_ERR as ngx_uint_t;
+
+/// The running configuration's audit level, for lines logged where no
+/// configuration is at hand (timers). Set in the master as a configuration
+/// is taken for good, before it forks that configuration's workers: each
+/// worker keeps the level of the configuration it was started with.
+static AUDIT_LEVEL: AtomicUsize = AtomicUsize::new(DEFAULT_LOG_LEVEL as usize);
+
+/// The level to log the audit lines at.
+pub fn audit_level() -> ngx_uint_t {
+    AUDIT_LEVEL.load(Ordering::Relaxed) as ngx_uint_t
+}
+
+impl MainConf {
+    /// Makes this configuration's `intermission_log_level` the audit level.
+    pub fn adopt_audit_level(&self) {
+        let level = self.log_level.unwrap_or(DEFAULT_LOG_LEVEL);
+        AUDIT_LEVEL.store(level as usize, Ordering::Relaxed);
+    }
+}
+
+/// `intermission_log_level info | notice | warn | error;`
+pub extern "C" fn set_intermission_log_level(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's main configuration.
+    let conf = unsafe { &mut *conf.cast::<MainConf>() };
+    if conf.log_level.is_some() {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: called by nginx for this directive, which takes one argument.
+    let value = unsafe { arguments(cf) }[0];
+    let level = match value.as_bytes() {
+        b"info" => NGX_LOG_INFO,
+        b"notice" => NGX_LOG_NOTICE,
+        b"warn" => NGX_LOG_WARN,
+        b"error" => NGX_LOG_ERR,
+        _ => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{value}\" in \"intermission_log_level\" directive, \
+                 it must be \"info\", \"notice\", \"warn\" or \"error\""
+            );
+            return NGX_CONF_ERROR;
+        }
+    };
+    conf.log_level = Some(level as ngx_uint_t);
+    NGX_CONF_OK
 }
 
 /// Where an `intermission_max_pause` was written, and whether a location
