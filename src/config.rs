@@ -67,18 +67,18 @@ const DEFAULT_LOG_LEVEL: ngx_uint_t = NGX_LOG_ERR as ngx_uint_t;
 /// configuration is at hand (timers). Set in the master as a configuration
 /// is taken for good, before it forks that configuration's workers: each
 /// worker keeps the level of the configuration it was started with.
-static AUDIT_LEVEL: AtomicUsize = AtomicUsize::new(DEFAULT_LOG_LEVEL as usize);
+static AUDIT_LEVEL: AtomicUsize = AtomicUsize::new(DEFAULT_LOG_LEVEL);
 
 /// The level to log the audit lines at.
 pub fn audit_level() -> ngx_uint_t {
-    AUDIT_LEVEL.load(Ordering::Relaxed) as ngx_uint_t
+    AUDIT_LEVEL.load(Ordering::Relaxed)
 }
 
 impl MainConf {
     /// Makes this configuration's `intermission_log_level` the audit level.
     pub fn adopt_audit_level(&self) {
         let level = self.log_level.unwrap_or(DEFAULT_LOG_LEVEL);
-        AUDIT_LEVEL.store(level as usize, Ordering::Relaxed);
+        AUDIT_LEVEL.store(level, Ordering::Relaxed);
     }
 }
 
