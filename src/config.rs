@@ -8,20 +8,24 @@
 //! | `intermission_max_held N;`  | http, server, location   |
 //! | `intermission_max_pause T;` | http, server, location   |
 //! | `intermission_state_file P;`| http                     |
+//! | `intermission_log_level L;` | http                     |
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, NGX_CONF_UNSET,
-    NGX_LOG_EMERG,
+    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_UNSET, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::http::{Merge, MergeConfigError};
-use ngx::ngx_conf_log_error;
+use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use crate::variables::VariableIndexes;
-use crate::zone;
+use crate::{zone, IntermissionModule};
+use intermission_core::config_check::{Site, UnusedMaxPause};
 
 /// http-level configuration.
 #[derive(Debug)]
@@ -33,6 +37,12 @@ pub struct MainConf {
     /// `intermission_state_file`: its full path (from the configuration's
     /// pool), empty for `off`; `None` until the directive is seen.
     pub state_file: Option<ngx_str_t>,
+    /// Every `intermission_max_pause` of the configuration being read, last
+    /// first (a list in the configuration's pool), for `nginx -t` to warn
+    /// about those no control location gets.
+    max_pause_sites: *const MaxPauseSite,
+    /// `intermission_log_level`; `None` until the directive is seen.
+    pub log_level: Option<ngx_uint_t>,
 }
 
 impl Default for MainConf {
@@ -41,8 +51,78 @@ impl Default for MainConf {
             zone: ptr::null_mut(),
             variables: VariableIndexes::default(),
             state_file: None,
+            max_pause_sites: ptr::null(),
+            log_level: None,
         }
     }
+}
+
+/// The level of the audit lines (an app paused, resumed, stopped, drained,
+/// at its deadline) without `intermission_log_level`: `error`, so that the
+/// default `error_log` (at `error`, as Debian's) keeps the audit trail, as
+/// the old Lua script's lines at `error` were kept.
+const DEFAULT_LOG_LEVEL: ngx_uint_t = NGX_LOG_ERR as ngx_uint_t;
+
+/// The running configuration's audit level, for lines logged where no
+/// configuration is at hand (timers). Set in the master as a configuration
+/// is taken for good, before it forks that configuration's workers: each
+/// worker keeps the level of the configuration it was started with.
+static AUDIT_LEVEL: AtomicUsize = AtomicUsize::new(DEFAULT_LOG_LEVEL);
+
+/// The level to log the audit lines at.
+pub fn audit_level() -> ngx_uint_t {
+    AUDIT_LEVEL.load(Ordering::Relaxed)
+}
+
+impl MainConf {
+    /// Makes this configuration's `intermission_log_level` the audit level.
+    pub fn adopt_audit_level(&self) {
+        let level = self.log_level.unwrap_or(DEFAULT_LOG_LEVEL);
+        AUDIT_LEVEL.store(level, Ordering::Relaxed);
+    }
+}
+
+/// `intermission_log_level info | notice | warn | error;`
+pub extern "C" fn set_intermission_log_level(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes this module's main configuration.
+    let conf = unsafe { &mut *conf.cast::<MainConf>() };
+    if conf.log_level.is_some() {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    // SAFETY: called by nginx for this directive, which takes one argument.
+    let value = unsafe { arguments(cf) }[0];
+    let level = match value.as_bytes() {
+        b"info" => NGX_LOG_INFO,
+        b"notice" => NGX_LOG_NOTICE,
+        b"warn" => NGX_LOG_WARN,
+        b"error" => NGX_LOG_ERR,
+        _ => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{value}\" in \"intermission_log_level\" directive, \
+                 it must be \"info\", \"notice\", \"warn\" or \"error\""
+            );
+            return NGX_CONF_ERROR;
+        }
+    };
+    conf.log_level = Some(level as ngx_uint_t);
+    NGX_CONF_OK
+}
+
+/// Where an `intermission_max_pause` was written, and whether a location
+/// with `intermission_control` gets its value.
+#[derive(Debug)]
+struct MaxPauseSite {
+    /// The configuration file's name, from the cycle's pool.
+    file: ngx_str_t,
+    line: usize,
+    used: Cell<bool>,
+    next: *const MaxPauseSite,
 }
 
 impl MainConf {
@@ -80,6 +160,8 @@ pub struct LocConf {
     pub max_held: ngx_int_t,
     /// `intermission_max_pause`, in milliseconds; 0 for `off`.
     pub max_pause_ms: i64,
+    /// Where that value was written (here or in a block around), if it was.
+    max_pause_site: *const MaxPauseSite,
 }
 
 /// `intermission_max_pause` when not set: ten minutes. Long enough for the
@@ -99,6 +181,7 @@ impl Default for LocConf {
             control: false,
             max_held: NGX_CONF_UNSET as ngx_int_t,
             max_pause_ms: UNSET_TIME,
+            max_pause_site: ptr::null(),
         }
     }
 }
@@ -117,6 +200,13 @@ impl Merge for LocConf {
             } else {
                 prev.max_pause_ms
             };
+            self.max_pause_site = prev.max_pause_site;
+        }
+        // SAFETY: a site is allocated in the configuration's pool as its
+        // directive is read, and the blocks are merged before that pool
+        // goes (in the same configuration's reading).
+        if let (true, Some(site)) = (self.control, unsafe { self.max_pause_site.as_ref() }) {
+            site.used.set(true);
         }
         Ok(())
     }
@@ -205,7 +295,68 @@ pub extern "C" fn set_intermission_max_pause(
         return NGX_CONF_ERROR;
     }
     conf.max_pause_ms = ms as i64;
-    NGX_CONF_OK
+    // SAFETY: as above.
+    match unsafe { record_max_pause_site(cf) } {
+        Some(site) => {
+            conf.max_pause_site = site;
+            NGX_CONF_OK
+        }
+        None => NGX_CONF_ERROR,
+    }
+}
+
+/// Notes where the `intermission_max_pause` being read is written, in the
+/// main configuration's list; `None` if out of memory.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, inside the directive.
+unsafe fn record_max_pause_site(cf: *mut ngx_conf_t) -> Option<*const MaxPauseSite> {
+    // SAFETY: forwarded from the caller: in an http block, whose main
+    // configuration exists; `conf_file` is the file being read.
+    unsafe {
+        let main = IntermissionModule::main_conf_mut(&*cf)?;
+        let conf_file = (*cf).conf_file.as_ref()?;
+        let site = nginx_sys::ngx_palloc((*cf).pool, std::mem::size_of::<MaxPauseSite>())
+            .cast::<MaxPauseSite>();
+        if site.is_null() {
+            return None;
+        }
+        site.write(MaxPauseSite {
+            file: conf_file.file.name,
+            line: conf_file.line,
+            used: Cell::new(false),
+            next: main.max_pause_sites,
+        });
+        main.max_pause_sites = site;
+        Some(site)
+    }
+}
+
+/// Warns, at the end of the http block, about each `intermission_max_pause`
+/// that no location with `intermission_control` gets: it limits nothing.
+///
+/// # Safety
+/// `cf` must be the http block's configuration, after its blocks are merged.
+pub unsafe fn warn_unused_max_pause(cf: *mut ngx_conf_t, main: &MainConf) {
+    let mut next = main.max_pause_sites;
+    // SAFETY: the list's sites are in the configuration's pool (above).
+    while let Some(site) = unsafe { next.as_ref() } {
+        if !site.used.get() {
+            let site_of = Site {
+                file: site.file.as_bytes(),
+                line: site.line,
+            };
+            // SAFETY: forwarded from the caller.
+            let log = unsafe { (*cf).log };
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log,
+                "intermission: {}",
+                UnusedMaxPause(site_of)
+            );
+        }
+        next = site.next;
+    }
 }
 
 /// `intermission_zone SIZE;`

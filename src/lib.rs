@@ -111,6 +111,11 @@ impl HttpModule for IntermissionModule {
             }
             // Requests that switch protocols leave the drains' count.
             nginx::push_header_filter(in_flight::header_filter);
+            // What `nginx -t` warns about (the configuration is valid).
+            variables::warn_unknown(cf);
+            if let Some(main) = IntermissionModule::main_conf(&*cf) {
+                config::warn_unused_max_pause(cf, main);
+            }
         }
         Status::NGX_OK.0
     }
@@ -160,7 +165,7 @@ unsafe impl HttpModuleLocationConf for IntermissionModule {
 }
 
 /// The module's directives; each is handled where its concern lives.
-static mut COMMANDS: [ngx_command_t; 7] = [
+static mut COMMANDS: [ngx_command_t; 8] = [
     ngx_command_t {
         name: ngx_string!("intermission"),
         type_: (NGX_HTTP_MAIN_CONF
@@ -215,6 +220,14 @@ static mut COMMANDS: [ngx_command_t; 7] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("intermission_log_level"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(config::set_intermission_log_level),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
@@ -261,6 +274,7 @@ unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // Like nginx's own "nginx/1.x.y" line: which build is running, in the
         // log of every start and reload.
         ngx::ngx_log_error!(NGX_LOG_NOTICE, cycle.log, "intermission/{VERSION}");
+        main.adopt_audit_level();
         zone::begin_configuration(zone, nginx::worker_processes(cycle));
         // `nginx -t` creates the zone too, but starts nothing.
         let testing = nginx::is_testing_config();

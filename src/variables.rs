@@ -13,13 +13,16 @@
 //! (`Counted`, as static text), for its end to count it out (`in_flight.rs`).
 
 use nginx_sys::{
-    ngx_conf_t, ngx_http_add_variable, ngx_http_get_variable_index, ngx_http_request_t,
-    ngx_http_variable_value_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_VAR_CHANGEABLE, NGX_HTTP_VAR_NOCACHEABLE,
+    ngx_conf_t, ngx_hash_key_t, ngx_http_add_variable, ngx_http_get_variable_index,
+    ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_VAR_CHANGEABLE, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_WARN,
 };
 use ngx::core::Status;
+use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::ngx_log_error;
 
 use crate::nginx::{HttpRequest, VariableValue};
+use intermission_core::config_check::{self as names, unknown_variable};
 use intermission_core::ids::Millis;
 use intermission_core::in_flight::Counted;
 use intermission_core::outcome::Outcome;
@@ -31,6 +34,7 @@ pub struct VariableIndexes {
     max_time: ngx_uint_t,
     on_timeout: ngx_uint_t,
     health_check_path: ngx_uint_t,
+    bypass: ngx_uint_t,
     privileged_user_agent: ngx_uint_t,
     outcome: ngx_uint_t,
     wait: ngx_uint_t,
@@ -54,7 +58,7 @@ pub struct Reporters {
 
 /// `$intermission_interval` is declared only so that configurations written
 /// for the old script stay valid: nothing polls per request here.
-const IGNORED: &str = "intermission_interval";
+const IGNORED: &str = names::INTERVAL;
 
 /// The variable that keeps how a request is counted in flight. The space
 /// makes it one no configuration can name: it is only the request's storage.
@@ -69,14 +73,15 @@ pub unsafe fn declare(cf: *mut ngx_conf_t, reporters: Reporters) -> Option<Varia
     let index = |name: &str| unsafe { declare_one(cf, name) };
     let indexes = VariableIndexes {
         app_name: index("app_name")?,
-        max_time: index("intermission_max_time")?,
-        on_timeout: index("intermission_on_timeout")?,
-        health_check_path: index("intermission_health_check_path")?,
-        privileged_user_agent: index("intermission_privileged_user_agent")?,
+        max_time: index(names::MAX_TIME)?,
+        on_timeout: index(names::ON_TIMEOUT)?,
+        health_check_path: index(names::HEALTH_CHECK_PATH)?,
+        bypass: index(names::BYPASS)?,
+        privileged_user_agent: index(names::PRIVILEGED_USER_AGENT)?,
         // SAFETY: forwarded from the caller.
-        outcome: unsafe { declare_reported(cf, "intermission_outcome", reporters.outcome)? },
+        outcome: unsafe { declare_reported(cf, names::OUTCOME, reporters.outcome)? },
         // SAFETY: forwarded from the caller.
-        wait: unsafe { declare_reported(cf, "intermission_wait", reporters.wait)? },
+        wait: unsafe { declare_reported(cf, names::WAIT, reporters.wait)? },
         // SAFETY: forwarded from the caller.
         counted: unsafe { declare_reported(cf, COUNTED, unset_variable)? },
     };
@@ -84,8 +89,8 @@ pub unsafe fn declare(cf: *mut ngx_conf_t, reporters: Reporters) -> Option<Varia
     // changes once the request is held, so nginx must not cache it earlier.
     unsafe {
         let mut name = ngx_str_t {
-            len: "intermission_ticket".len(),
-            data: "intermission_ticket".as_ptr().cast_mut(),
+            len: names::TICKET.len(),
+            data: names::TICKET.as_ptr().cast_mut(),
         };
         let variable = ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t)
             .as_mut()?;
@@ -93,6 +98,32 @@ pub unsafe fn declare(cf: *mut ngx_conf_t, reporters: Reporters) -> Option<Varia
     }
     index(IGNORED)?;
     Some(indexes)
+}
+
+/// Warns about every variable the configuration defines (with `set`, `map`,
+/// `geo`...) under the module's prefix that the module does not know: a typo
+/// would otherwise be silently ignored.
+///
+/// # Safety
+/// `cf` must be the http block's configuration, in postconfiguration (the
+/// variables' names are still in `variables_keys` until nginx indexes them).
+pub unsafe fn warn_unknown(cf: *mut ngx_conf_t) {
+    // SAFETY: forwarded from the caller.
+    let Some(core) = (unsafe { NgxHttpCoreModule::main_conf(&*cf) }) else {
+        return;
+    };
+    // SAFETY: the keys' array lives until nginx indexes the variables, after
+    // every module's postconfiguration; each key's name is its variable's.
+    unsafe {
+        let Some(keys) = core.variables_keys.as_ref() else {
+            return;
+        };
+        for key in keys.keys.as_slice::<ngx_hash_key_t>() {
+            if let Some(unknown) = unknown_variable(key.key.as_bytes()) {
+                ngx_log_error!(NGX_LOG_WARN, (*cf).log, "intermission: {unknown}");
+            }
+        }
+    }
 }
 
 unsafe fn declare_one(cf: *mut ngx_conf_t, name: &str) -> Option<ngx_uint_t> {
@@ -174,6 +205,7 @@ pub struct RequestVariables<'r> {
     pub max_time: Option<&'r [u8]>,
     pub on_timeout: Option<&'r [u8]>,
     pub health_check_path: Option<&'r [u8]>,
+    pub bypass: Option<&'r [u8]>,
     pub privileged_user_agent: Option<&'r [u8]>,
 }
 
@@ -189,6 +221,7 @@ impl VariableIndexes {
             max_time: r.variable(self.max_time),
             on_timeout: r.variable(self.on_timeout),
             health_check_path: r.variable(self.health_check_path),
+            bypass: r.variable(self.bypass),
             privileged_user_agent: r.variable(self.privileged_user_agent),
         }
     }

@@ -230,3 +230,29 @@ fn every_control_answer_carries_the_modules_marker() {
     assert_eq!(site.header("x-intermission-version"), None, "{site:?}");
     nginx.stop();
 }
+
+/// A call that changes nothing answers 304 with no body (as nginx sends
+/// every 304: the old script's "Pause already enabled." never reached a
+/// client), and the keep-alive connection goes on with the next call.
+#[test]
+fn a_304_has_no_body_and_the_connection_goes_on() {
+    let (nginx, _upstream) = start_shop(1, "");
+    let mut ops = KeepAliveConnection::open(nginx.port());
+    assert_answer(&ops.control("enable"), 200, PAUSED, "enable");
+    let again = ops.control("enable");
+    assert_not_modified(&again, "enable while paused");
+    assert!(
+        again
+            .header("content-length")
+            .is_none_or(|length| length == "0"),
+        "a 304 announces no body: {again:?}"
+    );
+    assert_answer(
+        &ops.control("status"),
+        200,
+        PAUSED,
+        "status on the same connection",
+    );
+    assert_answer(&ops.control("disable"), 200, RESUMED, "disable");
+    nginx.stop();
+}

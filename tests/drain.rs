@@ -58,7 +58,7 @@ fn a_drain_answers_once_the_requests_in_flight_have_finished() {
     finish_all_from_upstream(working);
     assert_answer(&drain.finish(), 200, PAUSED, "the drain once they finished");
     nginx.wait_for_error_line("about the drain", |line| {
-        line.contains("[notice]")
+        line.contains("[error]")
             && line.contains("intermission: app \"shop\" drained after ")
             && line.contains("no request in flight")
     });

@@ -78,7 +78,7 @@ fn a_stop_answers_held_and_new_requests_503_and_disable_ends_it() {
         "{figures:?}"
     );
     nginx.wait_for_error_line("about the stop", |line| {
-        line.contains("[notice]")
+        line.contains("[error]")
             && line.contains("intermission: app \"shop\" stopped, for at most ")
             && line.contains(" s: answering its requests 503, those held included")
     });

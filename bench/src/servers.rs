@@ -256,6 +256,7 @@ error_log logs/error.log notice;
 events {{ worker_connections {connections}; }}
 http {{
     access_log off;
+    {log_level}
     {limit_req_zone}
     {upstream_block}
     server {{
@@ -289,6 +290,13 @@ http {{
         // workers happened to read the requests in.
         ticket = if proxy == Proxy::Module {
             "proxy_set_header X-Ticket $intermission_ticket;"
+        } else {
+            ""
+        },
+        // The module's pause and resume lines at `notice`, below the
+        // `[error]` lines the reports count as trouble.
+        log_level = if proxy == Proxy::Module {
+            "intermission_log_level notice;"
         } else {
             ""
         },

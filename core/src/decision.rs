@@ -195,7 +195,9 @@ mod tests {
                 uri,
                 user_agent: Some(b"curl/8"),
                 health_check_path: Some(b"/healthz"),
+                bypass: None,
                 privileged_user_agent: Some(b"ops-bot"),
+                regex_matches: &crate::settings::no_regex_matches,
             },
             max_time: None,
             on_timeout: None,
@@ -233,6 +235,13 @@ mod tests {
         assert_eq!(
             decide(&agent).verdict,
             Verdict::Bypass(Bypass::Exempt(Exemption::PrivilegedUserAgent))
+        );
+        let mut bypassed = request(b"/cart");
+        bypassed.exemption.bypass = Some(b"1");
+        bypassed.stopped = true;
+        assert_eq!(
+            decide(&bypassed).verdict,
+            Verdict::Bypass(Bypass::Exempt(Exemption::Bypass))
         );
     }
 

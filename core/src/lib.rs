@@ -22,12 +22,15 @@
 //! - `zone_layout`: how the shared zone is divided;
 //! - `control`: what the control endpoint understands and answers;
 //! - `state_file`: the pause state saved for a restart, read back, and
-//!   made the app table's again.
+//!   made the app table's again;
+//! - `config_check`: the variable names the module knows, and what
+//!   `nginx -t` warns about.
 
 #![forbid(unsafe_code)]
 
 pub mod app_table;
 pub mod budget;
+pub mod config_check;
 pub mod control;
 pub mod counters;
 pub mod decision;

@@ -10,8 +10,9 @@ pub enum Outcome {
     /// Held while its app was paused; released when it resumed, or its
     /// client left while it waited.
     Held,
-    /// Let through while its app was paused: a health check, the privileged
-    /// user agent, or an `$intermission_max_time` of 0.
+    /// Let through while its app was paused: a health check,
+    /// `$intermission_bypass`, the privileged user agent, or an
+    /// `$intermission_max_time` of 0.
     Bypassed,
     /// Held until its `$intermission_max_time`, then let through or answered
     /// as `$intermission_on_timeout` says.

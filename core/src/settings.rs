@@ -148,15 +148,65 @@ pub fn check_app_name(name: &[u8]) -> Result<&[u8], AppNameTooLong> {
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Exemption {
     HealthCheck,
+    /// `$intermission_bypass` said so.
+    Bypass,
     PrivilegedUserAgent,
 }
+
+/// Whether a value of `$intermission_bypass` lets a request through: any
+/// value but an empty one and `0`, as `proxy_cache_bypass` reads its own.
+pub fn bypasses(value: Option<&[u8]>) -> bool {
+    value.is_some_and(|value| !value.is_empty() && value != b"0")
+}
+
+/// `$intermission_privileged_user_agent`, read: a string the user agent
+/// contains, or, after `~` (or `~*`, ignoring case), a regular expression
+/// it matches, as `map` and `if` take them.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum AgentPattern<'a> {
+    Substring(&'a [u8]),
+    Regex(AgentRegex<'a>),
+}
+
+/// A regular expression for nginx's PCRE to match.
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Hash)]
+pub struct AgentRegex<'a> {
+    pub pattern: &'a [u8],
+    pub caseless: bool,
+}
+
+impl<'a> AgentPattern<'a> {
+    /// `None` for an empty value, or a `~`/`~*` with no expression after
+    /// it: nothing is privileged.
+    pub fn parse(value: &'a [u8]) -> Option<Self> {
+        let regex = |pattern: &'a [u8], caseless| {
+            (!pattern.is_empty()).then_some(AgentPattern::Regex(AgentRegex { pattern, caseless }))
+        };
+        if let Some(pattern) = value.strip_prefix(b"~*") {
+            return regex(pattern, true);
+        }
+        if let Some(pattern) = value.strip_prefix(b"~") {
+            return regex(pattern, false);
+        }
+        (!value.is_empty()).then_some(AgentPattern::Substring(value))
+    }
+}
+
+/// Whether a user agent matches a regular expression: nginx's PCRE, in the
+/// module; `false` for an expression that does not compile.
+pub type RegexMatch<'f> = &'f dyn Fn(AgentRegex<'_>, &[u8]) -> bool;
 
 /// The parts of a request that decide whether it may skip a pause.
 pub struct ExemptionCheck<'a> {
     pub uri: &'a [u8],
     pub user_agent: Option<&'a [u8]>,
     pub health_check_path: Option<&'a [u8]>,
+    /// `$intermission_bypass`, if set.
+    pub bypass: Option<&'a [u8]>,
     pub privileged_user_agent: Option<&'a [u8]>,
+    /// Asked only for a privileged user agent given as a regular
+    /// expression, once nothing cheaper has exempted the request.
+    pub regex_matches: RegexMatch<'a>,
 }
 
 impl ExemptionCheck<'_> {
@@ -168,15 +218,21 @@ impl ExemptionCheck<'_> {
         if is_health_check {
             return Some(Exemption::HealthCheck);
         }
-        match (self.user_agent, self.privileged_user_agent) {
-            (Some(agent), Some(privileged))
-                if !privileged.is_empty() && memchr::memmem::find(agent, privileged).is_some() =>
-            {
-                Some(Exemption::PrivilegedUserAgent)
-            }
-            _ => None,
+        if bypasses(self.bypass) {
+            return Some(Exemption::Bypass);
         }
+        let agent = self.user_agent?;
+        let privileged = match AgentPattern::parse(self.privileged_user_agent?)? {
+            AgentPattern::Substring(needle) => memchr::memmem::find(agent, needle).is_some(),
+            AgentPattern::Regex(regex) => (self.regex_matches)(regex, agent),
+        };
+        privileged.then_some(Exemption::PrivilegedUserAgent)
     }
+}
+
+/// For checks that know no regular expression: none matches.
+pub fn no_regex_matches(_: AgentRegex<'_>, _: &[u8]) -> bool {
+    false
 }
 
 /// Renders untrusted bytes (app names, variable values) for a log line:
@@ -334,7 +390,77 @@ mod tests {
             uri,
             user_agent: agent,
             health_check_path: Some(b"/up/database"),
+            bypass: None,
             privileged_user_agent: Some(b"Pingdom"),
+            regex_matches: &no_regex_matches,
+        }
+    }
+
+    #[test]
+    fn a_tilde_makes_the_privileged_agent_a_regex() {
+        use AgentPattern::{Regex, Substring};
+        let regex =
+            |pattern: &'static [u8], caseless| Some(Regex(AgentRegex { pattern, caseless }));
+        assert_eq!(AgentPattern::parse(b"~^Pingdom"), regex(b"^Pingdom", false));
+        assert_eq!(AgentPattern::parse(b"~*^pingdom"), regex(b"^pingdom", true));
+        assert_eq!(AgentPattern::parse(b"~~x"), regex(b"~x", false));
+        assert_eq!(AgentPattern::parse(b"~**"), regex(b"*", true));
+        assert_eq!(AgentPattern::parse(b"Pingdom"), Some(Substring(b"Pingdom")));
+        assert_eq!(AgentPattern::parse(b" ~x"), Some(Substring(b" ~x")));
+        for nothing in [&b""[..], b"~", b"~*"] {
+            assert_eq!(AgentPattern::parse(nothing), None, "{nothing:?}");
+        }
+    }
+
+    #[test]
+    fn a_regex_is_asked_only_when_nothing_cheaper_exempts() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let matches = |regex: AgentRegex<'_>, agent: &[u8]| {
+            asked
+                .borrow_mut()
+                .push((regex.pattern.to_vec(), regex.caseless, agent.to_vec()));
+            agent.starts_with(b"Pingdom")
+        };
+        let mut request = check(b"/cart", Some(b"Pingdom.com_bot_version_1.4"));
+        request.privileged_user_agent = Some(b"~*^pingdom");
+        request.regex_matches = &matches;
+        assert_eq!(request.exemption(), Some(Exemption::PrivilegedUserAgent));
+        request.user_agent = Some(b"NotPingdom");
+        assert_eq!(request.exemption(), None);
+        request.uri = b"/up";
+        assert_eq!(request.exemption(), Some(Exemption::HealthCheck));
+        request.uri = b"/cart";
+        request.bypass = Some(b"1");
+        assert_eq!(request.exemption(), Some(Exemption::Bypass));
+        request.bypass = None;
+        request.user_agent = None;
+        assert_eq!(request.exemption(), None);
+        assert_eq!(
+            *asked.borrow(),
+            [
+                (
+                    b"^pingdom".to_vec(),
+                    true,
+                    b"Pingdom.com_bot_version_1.4".to_vec()
+                ),
+                (b"^pingdom".to_vec(), true, b"NotPingdom".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bypass_takes_any_value_but_empty_and_zero() {
+        for holds in [None, Some(&b""[..]), Some(b"0")] {
+            assert!(!bypasses(holds), "{holds:?}");
+            let mut held = check(b"/cart", None);
+            held.bypass = holds;
+            assert_eq!(held.exemption(), None, "{holds:?}");
+        }
+        for passes in [&b"1"[..], b"yes", b"00", b" 0", b"false"] {
+            assert!(bypasses(Some(passes)), "{passes:?}");
+            let mut exempt = check(b"/cart", None);
+            exempt.bypass = Some(passes);
+            assert_eq!(exempt.exemption(), Some(Exemption::Bypass), "{passes:?}");
         }
     }
 
@@ -364,7 +490,9 @@ mod tests {
             uri: b"/",
             user_agent: Some(b"anything"),
             health_check_path: Some(b""),
+            bypass: Some(b""),
             privileged_user_agent: Some(b""),
+            regex_matches: &no_regex_matches,
         };
         assert_eq!(unset.exemption(), None);
     }

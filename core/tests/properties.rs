@@ -355,23 +355,29 @@ fn exemption_input() -> impl Strategy<Value = ExemptionInput> {
     ]);
     let agent_text = prop_oneof![
         one_of(&[b"", b"Pingdom", b"pingdom", b"Mozilla/5.0"]),
-        bytes_of(b"abAB/ ", 0..=10)
+        bytes_of(b"abAB/ ~*", 0..=10)
     ];
     let privileged = proptest::option::of(prop_oneof![
-        one_of(&[b"", b"Pingdom", b"b", b"ab"]),
-        bytes_of(b"abAB", 0..=4)
+        one_of(&[b"", b"Pingdom", b"b", b"ab", b"~", b"~*", b"~b", b"~*ab", b"~~"]),
+        bytes_of(b"abAB~*", 0..=4)
+    ]);
+    let bypass = proptest::option::of(prop_oneof![
+        one_of(&[b"", b"0", b"1", b"00", b"yes"]),
+        bytes(3)
     ]);
     (
         uri,
         proptest::option::of(agent_text),
         health_check_path,
+        bypass,
         privileged,
     )
         .prop_map(
-            |(uri, user_agent, health_check_path, privileged_user_agent)| ExemptionInput {
+            |(uri, user_agent, health_check_path, bypass, privileged_user_agent)| ExemptionInput {
                 uri,
                 user_agent,
                 health_check_path,
+                bypass,
                 privileged_user_agent,
             },
         )

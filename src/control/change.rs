@@ -6,15 +6,15 @@
 //! saved to the state file, every worker is woken to act on it, and the
 //! answer waits for the write (`wait`).
 
-use nginx_sys::{ngx_int_t, ngx_uint_t, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_NOTICE};
+use nginx_sys::{ngx_int_t, ngx_uint_t, NGX_LOG_ALERT, NGX_LOG_ERR};
 use ngx::ngx_log_error;
 
 use super::drain::Drain;
 use super::wait::{self, Then};
 use super::{Call, DISABLED, ENABLED, HTTP_NOT_MODIFIED, HTTP_OK, STOPPED};
-use crate::release;
 use crate::state_file::{self, Ask};
 use crate::zone::{ZoneLock, ZONE_NAME};
+use crate::{config, release};
 use intermission_core::app_table::AppTable;
 use intermission_core::ids::AppId;
 use intermission_core::pause::{PauseOutcome, ResumeOutcome, StopOutcome};
@@ -92,7 +92,7 @@ pub(super) fn stop(call: &Call) -> ngx_int_t {
         return r.send_text(HTTP_NOT_MODIFIED, b"");
     }
     ngx_log_error!(
-        NGX_LOG_NOTICE,
+        config::audit_level(),
         r.log(),
         "intermission: {} stopped{until}: answering its requests 503{}",
         AppLabel(name),
@@ -143,7 +143,7 @@ pub(super) fn enable(call: &Call) -> ngx_int_t {
     match outcome {
         PauseOutcome::Paused => {
             ngx_log_error!(
-                NGX_LOG_NOTICE,
+                config::audit_level(),
                 r.log(),
                 "intermission: {} paused{until}",
                 AppLabel(name)
@@ -151,7 +151,7 @@ pub(super) fn enable(call: &Call) -> ngx_int_t {
         }
         PauseOutcome::AlreadyPaused if moved => {
             ngx_log_error!(
-                NGX_LOG_NOTICE,
+                config::audit_level(),
                 r.log(),
                 "intermission: {} stays paused{until}",
                 AppLabel(name)
@@ -159,7 +159,7 @@ pub(super) fn enable(call: &Call) -> ngx_int_t {
         }
         PauseOutcome::AlreadyPaused if was_stopped => {
             ngx_log_error!(
-                NGX_LOG_NOTICE,
+                config::audit_level(),
                 r.log(),
                 "intermission: {} was stopped, and is paused now: holding its requests",
                 AppLabel(name)
@@ -210,7 +210,7 @@ pub(super) fn disable(call: &Call) -> ngx_int_t {
     match outcome {
         ResumeOutcome::Resumed { held } => {
             ngx_log_error!(
-                NGX_LOG_NOTICE,
+                config::audit_level(),
                 r.log(),
                 "intermission: {} resumed, the pause held {held} request{}{}",
                 AppLabel(name),
@@ -220,7 +220,7 @@ pub(super) fn disable(call: &Call) -> ngx_int_t {
         }
         ResumeOutcome::NotPaused if pacing_ended => {
             ngx_log_error!(
-                NGX_LOG_NOTICE,
+                config::audit_level(),
                 r.log(),
                 "intermission: {} releases the rest of its paced backlog at once",
                 AppLabel(name)

@@ -3,12 +3,12 @@
 //! or when the time is up (504 with the number still in flight). The pause
 //! stays on either way. The control request waits as `wait` says.
 
-use nginx_sys::{ngx_int_t, ngx_uint_t, NGX_LOG_NOTICE, NGX_LOG_WARN};
+use nginx_sys::{ngx_int_t, ngx_uint_t, NGX_LOG_WARN};
 use ngx::ngx_log_error;
 
 use super::ENABLED;
 use crate::nginx::HttpRequest;
-use crate::{release, zone};
+use crate::{config, release, zone};
 use intermission_core::app_table::AppTable;
 use intermission_core::ids::{AppId, Millis};
 use intermission_core::in_flight::AppKey;
@@ -82,7 +82,7 @@ impl Drain {
         }
         if in_flight == 0 {
             ngx_log_error!(
-                NGX_LOG_NOTICE,
+                config::audit_level(),
                 r.log(),
                 "intermission: {} drained after {waited}: no request in flight",
                 AppLabel(&name)

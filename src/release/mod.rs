@@ -50,7 +50,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nginx_sys::{ngx_event_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_ALERT, NGX_LOG_NOTICE};
+use nginx_sys::{ngx_event_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_ALERT};
 use ngx::http::HttpModuleMainConf;
 use ngx::log::DebugMask;
 use ngx::{ngx_log_debug, ngx_log_error};
@@ -58,7 +58,7 @@ use ngx::{ngx_log_debug, ngx_log_error};
 use crate::nginx::guard_ffi;
 use crate::nginx::{self, HttpRequest, WatchedSocket, WorkerEvent};
 use crate::worker_slot::{counting_slot, Membership};
-use crate::zone;
+use crate::{config, zone};
 use crate::{module, IntermissionModule};
 pub use held::{report_outcome, report_ticket, report_wait, HoldContext};
 use intermission_core::app_table::{AppTable, TableHeader};
@@ -269,7 +269,7 @@ fn end_expired_pause(
     };
     let lasted_ms = now.saturating_sub(table.state(app).paused_at());
     ngx_log_error!(
-        NGX_LOG_NOTICE,
+        config::audit_level(),
         log,
         "intermission: {} reached the deadline of its pause after {}: resumed, \
          the pause held {held} request{}",

@@ -14,7 +14,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::log::DebugMask;
 use ngx::{ngx_log_debug, ngx_log_error};
 
-use super::park;
+use super::{agent_regex, park};
 use crate::config::{LocConf, MainConf};
 use crate::in_flight::{let_through, let_through_if};
 use crate::nginx::guard_ffi;
@@ -31,7 +31,7 @@ use intermission_core::ids::{AppId, Millis, Phase};
 use intermission_core::outcome::Outcome;
 use intermission_core::pause::AppState;
 use intermission_core::settings::{
-    check_app_name, AppLabel, AppNameTooLong, ExemptionCheck, LogSafe, OnTimeout,
+    check_app_name, AgentRegex, AppLabel, AppNameTooLong, ExemptionCheck, LogSafe, OnTimeout,
     DEFAULT_MAX_TIME_MS,
 };
 
@@ -220,13 +220,18 @@ fn paused_app(
 /// What becomes of a request of a paused app: it passes (an exemption, or
 /// no max time), is answered at once, or is held.
 fn decision_for(r: &HttpRequest, state: &AppState, vars: &RequestVariables) -> Decision {
+    let log = r.log();
+    let regex_matches =
+        |expression: AgentRegex<'_>, agent: &[u8]| agent_regex::matches(expression, agent, log);
     decide(&PausedRequest {
         stopped: state.is_stopped(),
         exemption: ExemptionCheck {
             uri: r.uri(),
             user_agent: r.user_agent(),
             health_check_path: vars.health_check_path,
+            bypass: vars.bypass,
             privileged_user_agent: vars.privileged_user_agent,
+            regex_matches: &regex_matches,
         },
         max_time: vars.max_time,
         on_timeout: vars.on_timeout,

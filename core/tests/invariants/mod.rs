@@ -527,6 +527,8 @@ pub struct ExemptionInput {
     pub uri: Vec<u8>,
     pub user_agent: Option<Vec<u8>>,
     pub health_check_path: Option<Vec<u8>>,
+    /// `$intermission_bypass`.
+    pub bypass: Option<Vec<u8>>,
     pub privileged_user_agent: Option<Vec<u8>>,
 }
 
@@ -545,8 +547,12 @@ impl ExemptionInput {
 }
 
 /// `/up` and the configured health-check path (when not empty) pass as
-/// health checks; otherwise a user agent containing the configured privileged
-/// string (when not empty) passes; everything else is held.
+/// health checks; otherwise a `$intermission_bypass` that is neither empty
+/// nor `0`; otherwise a user agent containing the configured privileged
+/// string (when not empty) passes, or, for a privileged value `~EXPR` or
+/// `~*EXPR` (EXPR not empty), one the regex matcher says matches EXPR (here
+/// a stand-in for nginx's PCRE: the agent ends with EXPR); everything else
+/// is held.
 pub fn exemption(input: &ExemptionInput) {
     let contains = |haystack: &[u8], needle: &[u8]| {
         haystack
@@ -559,12 +565,27 @@ pub fn exemption(input: &ExemptionInput) {
             .health_check_path
             .as_deref()
             .is_some_and(|path| !path.is_empty() && path == uri);
+    let stand_in = |agent: &[u8], expression: &[u8]| agent.ends_with(expression);
     let is_privileged = match (&input.user_agent, &input.privileged_user_agent) {
-        (Some(agent), Some(privileged)) => !privileged.is_empty() && contains(agent, privileged),
+        (Some(agent), Some(privileged)) => {
+            let expression = privileged
+                .strip_prefix(b"~*")
+                .or_else(|| privileged.strip_prefix(b"~"));
+            match expression {
+                Some(expression) => !expression.is_empty() && stand_in(agent, expression),
+                None => !privileged.is_empty() && contains(agent, privileged),
+            }
+        }
         _ => false,
     };
+    let bypassed = input
+        .bypass
+        .as_deref()
+        .is_some_and(|value| !matches!(value, b"" | b"0"));
     let expected = if is_health_check {
         Some(Exemption::HealthCheck)
+    } else if bypassed {
+        Some(Exemption::Bypass)
     } else if is_privileged {
         Some(Exemption::PrivilegedUserAgent)
     } else {
@@ -574,7 +595,9 @@ pub fn exemption(input: &ExemptionInput) {
         uri,
         user_agent: input.user_agent.as_deref(),
         health_check_path: input.health_check_path.as_deref(),
+        bypass: input.bypass.as_deref(),
         privileged_user_agent: input.privileged_user_agent.as_deref(),
+        regex_matches: &|regex, agent| stand_in(agent, regex.pattern),
     };
     assert_eq!(check.exemption(), expected, "{input:?}");
 }
