@@ -34,6 +34,13 @@ fn main() {
             );
         }
     }
+    // `~EXPR` user agents need nginx's regex functions, which an nginx built
+    // --without-pcre lacks (the module would then fail to load).
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_FEATURES");
+    println!("cargo::rustc-check-cfg=cfg(nginx_pcre)");
+    if env::var("DEP_NGINX_FEATURES").is_ok_and(|list| list.split(',').any(|f| f == "pcre")) {
+        println!("cargo::rustc-cfg=nginx_pcre");
+    }
     if let Ok(version) = env::var("DEP_NGINX_VERSION") {
         println!("cargo::rustc-env=INTERMISSION_NGINX_VERSION={version}");
     }

@@ -11,6 +11,7 @@ mod ffi_guard;
 mod filter;
 mod park;
 mod process;
+#[cfg(nginx_pcre)]
 mod regex;
 mod request;
 mod respond;
@@ -28,6 +29,7 @@ pub use process::{
     is_worker_process, now_ms, pid_files, wall_clock_ms, worker_number, worker_processes,
     worker_shutdown_timeout,
 };
+#[cfg(nginx_pcre)]
 pub use regex::Regex;
 pub use request::HttpRequest;
 pub use socket::WatchedSocket;
