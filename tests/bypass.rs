@@ -1,7 +1,8 @@
 //! `$intermission_bypass`: while an app is paused, a request whose value is
 //! neither empty nor `0` goes to the upstream at once (outcome `bypassed`),
 //! whatever defines it (`map`, `geo`, `set`); the others are held and, after
-//! the resume, reach the upstream in the order they arrived.
+//! the resume, reach the upstream in the order they arrived. Every request
+//! let through at once while paused or stopped counts in `bypassed`.
 
 mod common;
 
@@ -165,6 +166,82 @@ fn a_stopped_app_still_lets_bypassing_requests_through() {
     assert_passes(port, read(0), "a GET while stopped");
     let refused = write(1).send(port);
     assert_eq!(refused.status, 503, "a POST while stopped: {refused:?}");
+    let figures = counters(port, "");
+    assert_eq!((figures.bypassed, figures.stopped), (1, 1), "{figures:?}");
     resume(port, "");
+    nginx.stop();
+}
+
+/// `shop`'s series `name` in the metrics.
+fn shop_series(port: u16, name: &str) -> u64 {
+    let metrics = control(port, "metrics").text();
+    let prefix = format!("{name}{{app=\"shop\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{metrics}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e} in:\n{metrics}"))
+}
+
+/// What passes at once while paused is counted in `bypassed`, in the JSON
+/// status and the metrics alike: a GET through `$intermission_bypass`, the
+/// health check `/up`, a location with `$intermission_max_time` 0; the
+/// held writes are not, nor is anything while the app runs.
+#[test]
+fn requests_let_through_while_paused_are_counted_as_bypassed() {
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(
+        Config::new()
+            .workers(2)
+            .reuseport()
+            .http(READS_PASS)
+            .server(&format!(
+                "{} {}",
+                app_server("shop", &upstream, ""),
+                held_location("/now/", &upstream, "set $intermission_max_time 0;")
+            )),
+    );
+    let port = nginx.port();
+    // The app gets its slot in the zone, then runs: what passes now is
+    // not bypassed, whatever it is.
+    pause(port, "");
+    resume(port, "");
+    assert_passes(port, read(0), "a GET while running");
+    assert_passes(port, Request::get("/up"), "/up while running");
+    assert_passes(port, write(1), "a POST while running");
+    assert_passes(
+        port,
+        Request::new("POST", "/now/x").body("order"),
+        "max time 0, running",
+    );
+    assert_eq!(counters(port, "").bypassed, 0);
+    assert_eq!(shop_series(port, "intermission_bypassed_total"), 0);
+
+    pause(port, "");
+    let writes = hold_in_order(port, 2, |i| write(10 + i));
+    for seq in 0..3 {
+        assert_passes(port, read(20 + seq), "a GET while paused");
+    }
+    assert_passes(port, Request::get("/up"), "/up while paused");
+    assert_passes(
+        port,
+        Request::new("POST", "/now/x").body("order"),
+        "a POST where $intermission_max_time is 0",
+    );
+    assert_still_held(&writes);
+    let figures = counters(port, "");
+    assert_eq!((figures.bypassed, figures.held_now), (5, 2), "{figures:?}");
+    assert_eq!(shop_series(port, "intermission_bypassed_total"), 5);
+    assert_eq!(shop_series(port, "intermission_held"), 2);
+
+    resume(port, "");
+    finish_all_from_upstream(writes);
+    assert_passes(port, read(30), "a GET after the resume");
+    assert_passes(port, Request::get("/up"), "/up after the resume");
+    let figures = counters(port, "");
+    assert_eq!((figures.bypassed, figures.released), (5, 2), "{figures:?}");
+    assert_eq!(shop_series(port, "intermission_bypassed_total"), 5);
+    assert_no_serious_lines(&nginx);
     nginx.stop();
 }

@@ -225,6 +225,8 @@ mod tests {
         assert_eq!(value["targets"][0]["state"], "paused");
         assert_eq!(value["targets"][0]["deadline"], "2026-11-23T10:25:30.123Z");
         assert_eq!(value["targets"][0]["status"]["held_in_pause"], 40);
+        // An older module's answer, without `bypassed`: it reads as 0.
+        assert_eq!(value["targets"][0]["status"]["bypassed"], 0);
         assert_eq!(value["targets"][1]["state"], serde_json::Value::Null);
         assert_eq!(value["targets"][1]["error"], "HTTP 403: <html>\"quoted\"");
     }

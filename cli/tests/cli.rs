@@ -41,6 +41,10 @@ fn pause_status_and_resume_reach_every_target() {
             .iter()
             .all(|&port| counters(port, "").held_now == 1)
     });
+    // The health check passes, and each target counts it in `bypassed`.
+    for port in fleet.ports() {
+        assert_passes(port, Request::get("/up"), "/up while paused");
+    }
     let status = run_with(&with(&["status"], &targets));
     assert!(status.status.success());
     assert_eq!(
@@ -70,6 +74,7 @@ fn pause_status_and_resume_reach_every_target() {
             (&row["state"], &row["ok"], &row["error"]),
             (&Value::from("paused"), &Value::from(true), &Value::Null)
         );
+        assert_eq!(row["status"]["bypassed"].as_u64(), Some(1), "{row}");
     }
 
     let resumed = run_with(&with(&["resume"], &targets));

@@ -20,7 +20,7 @@ const NAME_WORDS: usize = MAX_APP_NAME_LEN / 8;
 
 /// Bumped whenever the shared layout changes, so that a reload into a build
 /// with another layout refuses the old zone instead of misreading it.
-const LAYOUT_VERSION: u64 = 9;
+const LAYOUT_VERSION: u64 = 10;
 
 /// The version and the sizes of the three parts of the zone (header, worker
 /// slot, app slot), 16 bits each: a reload into a build where any of them

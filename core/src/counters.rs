@@ -17,6 +17,7 @@ pub(crate) struct SharedCounters {
     rejected: AtomicU64,
     stopped: AtomicU64,
     unheld: AtomicU64,
+    bypassed: AtomicU64,
 }
 
 /// A reading of an app's counters, for the status endpoint.
@@ -43,6 +44,10 @@ pub struct AppCounters {
     /// memory, no release engine in their worker), answered 503 rather than
     /// sent to the app under maintenance.
     pub unheld: u64,
+    /// Requests of the paused or stopped app let through at once, never
+    /// held: exempt (the health check path, the privileged user agent,
+    /// `$intermission_bypass`) or with `$intermission_max_time` 0.
+    pub bypassed: u64,
 }
 
 impl SharedCounters {
@@ -56,6 +61,7 @@ impl SharedCounters {
             rejected: AtomicU64::new(0),
             stopped: AtomicU64::new(0),
             unheld: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
         }
     }
 
@@ -108,6 +114,11 @@ impl SharedCounters {
         self.unheld.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request of the paused or stopped app was let through at once.
+    pub(crate) fn record_bypassed(&self) {
+        self.bypassed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Requests counted in that no longer count: their worker died (its slot
     /// is reclaimed, see `worker_slots`) before counting them out.
     pub(crate) fn forget_held(&self, requests: u64) {
@@ -141,6 +152,7 @@ impl SharedCounters {
             rejected: read(&self.rejected),
             stopped: read(&self.stopped),
             unheld: read(&self.unheld),
+            bypassed: read(&self.bypassed),
         }
     }
 }
@@ -161,6 +173,8 @@ mod tests {
         counters.record_release(Release::ShuttingDown);
         counters.record_client_gone();
         counters.record_refused_at_shutdown();
+        counters.record_bypassed();
+        counters.record_bypassed();
         assert_eq!(
             counters.read(),
             AppCounters {
@@ -172,6 +186,7 @@ mod tests {
                 rejected: 0,
                 stopped: 0,
                 unheld: 0,
+                bypassed: 2,
             }
         );
         counters.record_client_gone();

@@ -476,6 +476,12 @@ impl AppState {
         self.counters.record_unheld();
     }
 
+    /// A request of the paused or stopped app was let through at once,
+    /// unheld (an exemption, or no max time).
+    pub fn record_bypassed(&self) {
+        self.counters.record_bypassed();
+    }
+
     /// Requests counted in by a worker that died without counting them out:
     /// its slot is reclaimed (see `worker_slots`), and they no longer count.
     pub fn forget_held(&self, requests: u64) {

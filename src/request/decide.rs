@@ -123,7 +123,7 @@ fn handle(r: HttpRequest) -> ngx_int_t {
     match decision.verdict {
         Verdict::Bypass(why) => {
             ngx_log_debug!(mask: DebugMask::Http, r.log(), "intermission: {why:?}: passes while paused");
-            bypass(&r, main)
+            bypass(&r, main, state)
         }
         Verdict::Answer(answer) => paused.answer(answer),
         Verdict::Hold {
@@ -372,8 +372,10 @@ impl Paused<'_> {
     }
 }
 
-/// Lets a request of a paused app through without holding it.
-fn bypass(r: &HttpRequest, main: &MainConf) -> ngx_int_t {
+/// Lets a request of a paused app through without holding it, and counts
+/// it (`bypassed`): one atomic add, on the paused path only.
+fn bypass(r: &HttpRequest, main: &MainConf, state: &AppState) -> ngx_int_t {
+    state.record_bypassed();
     main.variables.record_outcome(r, Outcome::Bypassed, None);
     PASS
 }

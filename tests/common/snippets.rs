@@ -143,6 +143,8 @@ pub struct Counters {
     pub refused_at_shutdown: u64,
     pub rejected: u64,
     pub stopped: u64,
+    /// Requests of the paused or stopped app let through at once.
+    pub bypassed: u64,
     pub in_flight: u64,
     /// Requests that switched protocols (WebSocket), still open.
     pub upgraded: u64,
@@ -216,6 +218,7 @@ pub fn counters(port: u16, query: &str) -> Counters {
         refused_at_shutdown: number("refused_at_shutdown"),
         rejected: number("rejected"),
         stopped: number("stopped"),
+        bypassed: number("bypassed"),
         in_flight: number("in_flight"),
         upgraded: number("upgraded"),
         longest_wait_ms: number("longest_wait_ms"),

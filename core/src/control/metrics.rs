@@ -10,7 +10,7 @@ use super::status::{AppReport, AppStatus, ModuleReport, RunState, StateFileRepor
 type Figure = fn(&AppStatus) -> u64;
 
 /// Each app's series: name, type, help, and the figure.
-const APP_SERIES: [(&str, &str, &str, Figure); 13] = [
+const APP_SERIES: [(&str, &str, &str, Figure); 14] = [
     (
         "intermission_paused",
         "gauge",
@@ -90,6 +90,13 @@ const APP_SERIES: [(&str, &str, &str, Figure); 13] = [
         "Requests of the paused app that could not be held (no memory, no release \
          engine) and were answered 503.",
         |a| a.unheld,
+    ),
+    (
+        "intermission_bypassed_total",
+        "counter",
+        "Requests of the paused or stopped app let through at once, unheld (health check \
+         path, privileged user agent, $intermission_bypass, $intermission_max_time 0).",
+        |a| a.bypassed,
     ),
 ];
 
@@ -195,6 +202,7 @@ mod tests {
             counters: AppCounters {
                 held_now: 2,
                 released: 5,
+                bypassed: 4,
                 ..AppCounters::default()
             },
             ..report(b"shop", RunState::Stopped)
@@ -207,13 +215,15 @@ mod tests {
             "\nintermission_paused{app=\"shop\"} 1\n",
             "\nintermission_held{app=\"shop\"} 2\n",
             "\nintermission_released_total{app=\"shop\"} 5\n",
+            "\nintermission_bypassed_total{app=\"shop\"} 4\n",
+            "\nintermission_bypassed_total{app=\"café ☕\"} 0\n",
             "\nintermission_paused{app=\"a\\\"b\\\\c\\nd\u{fffd}\"} 0\n",
             "\nintermission_stopped{app=\"shop\"} 1\n",
             "\nintermission_paused{app=\"café ☕\"} 1\n",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 39);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 42);
         assert!(metrics_text(&[]).lines().all(|l| l.starts_with('#')));
     }
 

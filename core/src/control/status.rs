@@ -47,7 +47,8 @@ pub struct AppReport<'a> {
 
 /// One app's status: an object of `status?format=json`'s answer, and of
 /// `apps` in `status?all`'s. Clients read answers of older modules, which
-/// lack `upgraded` and `unheld`, and ignore fields they do not know.
+/// lack `upgraded`, `unheld` and `bypassed`, and ignore fields they do not
+/// know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppStatus {
     /// The app's name as text (`app_name_text`).
@@ -82,6 +83,11 @@ pub struct AppStatus {
     /// 503.
     #[serde(default)]
     pub unheld: u64,
+    /// Requests of the paused or stopped app let through at once, unheld:
+    /// exempt (health check path, privileged user agent,
+    /// `$intermission_bypass`) or with `$intermission_max_time` 0.
+    #[serde(default)]
+    pub bypassed: u64,
 }
 
 /// What the status says of the module itself, the same for every app.
@@ -159,6 +165,7 @@ impl AppReport<'_> {
             rejected,
             stopped,
             unheld,
+            bypassed,
         } = self.counters;
         AppStatus {
             app: app_name_text(self.name).into_owned(),
@@ -177,6 +184,7 @@ impl AppReport<'_> {
             stopped,
             refused_at_shutdown,
             unheld,
+            bypassed,
         }
     }
 
@@ -277,6 +285,7 @@ pub(super) mod tests {
                 rejected: 4,
                 stopped: 6,
                 unheld: 8,
+                bypassed: 9,
             },
             ..report(b"shop", RunState::Paused)
         }
@@ -286,7 +295,7 @@ pub(super) mod tests {
         \"since\":\"2026-11-23T10:15:30.123Z\",\"deadline\":\"2026-11-23T10:25:30.123Z\",\
         \"held_now\":2,\"held_in_pause\":7,\"longest_wait_ms\":1500,\"in_flight\":3,\
         \"upgraded\":1,\"released\":5,\"timed_out\":1,\"clients_gone\":3,\"rejected\":4,\
-        \"stopped\":6,\"refused_at_shutdown\":0,\"unheld\":8}";
+        \"stopped\":6,\"refused_at_shutdown\":0,\"unheld\":8,\"bypassed\":9}";
 
     const MODULE: &str =
         "\"module\":{\"internal_errors\":1,\"app_names_too_long\":2,\"release_passes\":3}";
@@ -344,7 +353,7 @@ pub(super) mod tests {
                  \"deadline\":null,\"held_now\":0,\"held_in_pause\":0,\"longest_wait_ms\":0,\
                  \"in_flight\":0,\"upgraded\":0,\"released\":0,\"timed_out\":0,\
                  \"clients_gone\":0,\"rejected\":0,\"stopped\":0,\"refused_at_shutdown\":0,\
-                 \"unheld\":0}}],{MODULE},{state_file}}}\n"
+                 \"unheld\":0,\"bypassed\":0}}],{MODULE},{state_file}}}\n"
             )
         );
         assert_eq!(
@@ -400,7 +409,7 @@ pub(super) mod tests {
 
     #[test]
     fn clients_read_older_and_newer_modules() {
-        // Before `upgraded`, `unheld` and the common reports; and a field
+        // Before `upgraded`, `unheld`, `bypassed` and the common reports; and a field
         // no client knows yet.
         let older = "{\"app\":\"shop\",\"state\":\"paused\",\"since\":null,\
             \"deadline\":\"2026-11-23T10:25:30.123Z\",\"held_now\":12,\"held_in_pause\":40,\
@@ -408,7 +417,7 @@ pub(super) mod tests {
             \"clients_gone\":28,\"rejected\":0,\"stopped\":0,\"refused_at_shutdown\":0,\
             \"from_the_future\":[1,{\"x\":null}]}";
         let status: AppStatus = serde_json::from_str(older).unwrap();
-        assert_eq!((status.upgraded, status.unheld), (0, 0));
+        assert_eq!((status.upgraded, status.unheld, status.bypassed), (0, 0, 0));
         assert_eq!(status.deadline, Some(1_795_429_530_123));
         let answer: AppAnswer = serde_json::from_str(older).unwrap();
         assert_eq!(answer.common, CommonReports::default());
@@ -441,7 +450,7 @@ pub(super) mod tests {
         fn any_status_is_one_line_that_clients_read_back(
             name in name(),
             since in prop::option::of(any::<u64>()),
-            figures in any::<[u64; 6]>(),
+            figures in any::<[u64; 7]>(),
             restore_error in prop::option::of(name()),
         ) {
             let app = AppReport {
@@ -452,6 +461,7 @@ pub(super) mod tests {
                 counters: AppCounters {
                     held_now: figures[3],
                     unheld: figures[4],
+                    bypassed: figures[6],
                     ..AppCounters::default()
                 },
                 ..report(&name, RunState::Stopped)

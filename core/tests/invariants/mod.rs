@@ -151,6 +151,7 @@ pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
         rejected,
         stopped: released ^ rejected,
         unheld: timed_out ^ clients_gone,
+        bypassed: held_now ^ rejected,
     };
     let report = AppReport {
         name: app,
@@ -182,6 +183,7 @@ pub fn status_json_of(app: &[u8], figures: [u64; 7]) {
         ("in_flight", rejected),
         ("upgraded", released),
         ("unheld", timed_out ^ clients_gone),
+        ("bypassed", held_now ^ rejected),
     ] {
         assert_eq!(parsed[key].as_u64(), Some(value), "{key} in {json}");
     }
