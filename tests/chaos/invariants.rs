@@ -4,8 +4,9 @@
 //!   `intermission_max_held` or a max time with 503; 504 for a max time
 //!   with 504), unless its client left or its worker was killed;
 //! - nothing reaches the upstream of a paused app but by its max time
-//!   (`pass`), and nothing let through before a drain's answer arrives
-//!   after it;
+//!   (`pass`) or `$intermission_bypass` (a request with it is never held,
+//!   and only such a request passes as bypassed), and nothing let through
+//!   before a drain's answer arrives after it;
 //! - no request waits longer than its bound (its max time or its app's
 //!   release, and the time stopped workers and upgrades took) plus slack;
 //! - no nginx process uses CPU while it only holds, and no release engine
@@ -137,7 +138,16 @@ pub fn check(s: &Scenario, o: &Observed) -> Vec<String> {
                 app.name,
                 since(hit.at)
             )),
+            "held" if s.bypasses(hit.seq) => say(format!(
+                "request {} of {} carries $intermission_bypass and was held",
+                hit.seq, app.name
+            )),
             "held" => {}
+            "bypassed" if !s.bypasses(hit.seq) => say(format!(
+                "request {} of {} reached the upstream as bypassed without $intermission_bypass",
+                hit.seq, app.name
+            )),
+            "bypassed" => {}
             other => say(format!(
                 "request {} reached the upstream with the outcome {other:?}",
                 hit.seq

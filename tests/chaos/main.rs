@@ -100,7 +100,7 @@ fn main() {
         faults += scenario.faults.len();
         requests += scenario.requests();
         let summary = format!(
-            "seed {seed}: {} worker(s){}, {} connections, {} app(s), {} requests, state file {}, \
+            "seed {seed}: {} worker(s){}, {} connections, {} app(s), {} requests{}, state file {}, \
              faults {:?}",
             scenario.workers,
             scenario
@@ -110,6 +110,10 @@ fn main() {
             scenario.worker_connections,
             scenario.apps.len(),
             scenario.requests(),
+            scenario
+                .bypass_digit
+                .map(|digit| format!(" (seq ending in {digit} bypass)"))
+                .unwrap_or_default(),
             if scenario.state_file { "on" } else { "off" },
             scenario.faults
         );

@@ -179,6 +179,13 @@ fn config(s: &Scenario, upstream: u16, state_file: Option<&PathBuf>) -> Config {
         "map $arg_app $chaos_max_time {{ {max_times} default 300s; }} \
          map $arg_app $chaos_on_timeout {{ {on_timeouts} default pass; }}"
     );
+    let bypassing = s
+        .bypass_digit
+        .map(|digit| format!("\"~{digit}$\" 1; "))
+        .unwrap_or_default();
+    http.push_str(&format!(
+        " map $arg_seq $chaos_bypass {{ {bypassing}default 0; }}"
+    ));
     if let Some(n) = s.max_held {
         http.push_str(&format!(" intermission_max_held {n};"));
     }
@@ -190,6 +197,7 @@ fn config(s: &Scenario, upstream: u16, state_file: Option<&PathBuf>) -> Config {
          location / {{ intermission; \
            set $intermission_max_time $chaos_max_time; \
            set $intermission_on_timeout $chaos_on_timeout; \
+           set $intermission_bypass $chaos_bypass; \
            proxy_set_header X-Outcome $intermission_outcome; \
            proxy_pass http://127.0.0.1:{upstream}; }}"
     );

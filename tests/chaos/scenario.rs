@@ -124,6 +124,9 @@ pub struct Scenario {
     /// start, a reload, an upgrade, a respawn): a worker slow to start,
     /// while the others already serve.
     pub late_workers_ms: Option<u64>,
+    /// Requests whose seq ends in this digit carry `$intermission_bypass`
+    /// (through a `map` of `$arg_seq`): they pass a pause or stop at once.
+    pub bypass_digit: Option<usize>,
 }
 
 impl Scenario {
@@ -206,6 +209,7 @@ impl Scenario {
         faults.sort_by_key(|(at, _)| *at);
         // Drawn last, so that the draws above stay what they were for a seed.
         let late_workers_ms = (workers > 1 && rng.u8(..) < 64).then(|| rng.u64(100..1_500));
+        let bypass_digit = (rng.u8(..) < 128).then(|| rng.usize(0..10));
         Scenario {
             seed,
             workers,
@@ -217,7 +221,13 @@ impl Scenario {
             hold_ms,
             faults,
             late_workers_ms,
+            bypass_digit,
         }
+    }
+
+    /// Whether request `seq` carries `$intermission_bypass`.
+    pub fn bypasses(&self, seq: usize) -> bool {
+        self.bypass_digit.is_some_and(|digit| seq % 10 == digit)
     }
 
     /// The window before the release in which nothing is sent and no fault
