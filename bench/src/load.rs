@@ -35,6 +35,11 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// No requests.
+    pub fn none() -> InFlight {
+        InFlight { tasks: vec![] }
+    }
+
     /// Waits for every answer (`None` for a request that got none in time).
     pub async fn answers(self) -> Vec<Option<Answer>> {
         let mut answers = Vec::with_capacity(self.tasks.len());
@@ -45,7 +50,7 @@ impl InFlight {
     }
 }
 
-fn request(seq: usize, host: &str) -> Vec<u8> {
+pub fn request(seq: usize, host: &str) -> Vec<u8> {
     format!("GET /r/{seq} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
@@ -98,7 +103,7 @@ pub async fn burst(streams: Vec<TcpStream>, host: &str) -> io::Result<(Instant, 
     Ok((started, InFlight { tasks }))
 }
 
-async fn read_answer(mut stream: TcpStream) -> Option<Answer> {
+pub async fn read_answer(mut stream: TcpStream) -> Option<Answer> {
     let read = async {
         let mut head = Vec::with_capacity(256);
         let mut chunk = [0u8; 4096];
@@ -211,6 +216,31 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> io::Result<(u16, S
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// `n` `GET`s of `path` at once, each on its own connection; returns when
+/// every answer is in, with how many were not 200. What keeps proxies'
+/// upstream connection pools warm, as production traffic keeps them.
+pub async fn concurrent_gets(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    n: usize,
+) -> io::Result<usize> {
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut stream = TcpStream::connect(addr).await?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await?;
+        tasks.push(tokio::task::spawn_local(read_answer(stream)));
+    }
+    let mut failed = 0;
+    for task in tasks {
+        if !matches!(task.await.ok().flatten(), Some(a) if a.status == 200) {
+            failed += 1;
+        }
+    }
+    Ok(failed)
 }
 
 /// Opens a connection and sends a request that is not expected to finish (the

@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--cli PATH] [--out DIR] [--work-dir DIR]
-//! intermission-bench one (module|haproxy|limit_req|burst|fleet) N WORKERS HOLD_SECS [keepalive] [connections=N] --nginx PATH --module PATH ...
+//! intermission-bench one (module|haproxy|limit_req|burst|fleet) N WORKERS HOLD_SECS [keepalive] [spread] [connections=N] --nginx PATH --module PATH ...
 //! intermission-bench soak [--cycles N] [--clients N] [--seed N] --nginx PATH --module PATH [--work-dir DIR]
 //! intermission-bench upstream ADDR
+//! intermission-bench send ADDR HOST SOURCE FIRST COUNT
 //! ```
 //!
 //! `run` measures every workload and writes `results.md` and `release.svg`
@@ -12,7 +13,8 @@
 //! saw, for profiling; `soak` pauses and resumes many times under steady load
 //! and checks that nothing was lost and memory stayed flat (see soak.rs);
 //! `upstream` is the recording upstream, which the others start as a child
-//! process so that its CPU is its own.
+//! process so that its CPU is its own; `send` is one of the processes the
+//! client is split over for the largest runs (spread.rs).
 //!
 //! Client and upstream each run on one thread (tokio's current-thread
 //! runtime): the machine has two cores, shared with nginx or HAProxy, and one
@@ -27,6 +29,7 @@ mod report;
 mod runs;
 mod servers;
 mod soak;
+mod spread;
 mod suite;
 mod upstream;
 
@@ -40,7 +43,7 @@ use servers::{Proxy, Setup, Shape};
 fn usage() -> ! {
     eprintln!(
         "usage: intermission-bench run [--quick] --nginx PATH --module PATH [--haproxy PATH] [--cli PATH] [--out DIR] [--work-dir DIR]\n\
-         \x20      intermission-bench one (module|haproxy|limit_req|burst|fleet) N WORKERS HOLD_SECS [keepalive] [connections=N] --nginx PATH --module PATH [...]\n\
+         \x20      intermission-bench one (module|haproxy|limit_req|burst|fleet) N WORKERS HOLD_SECS [keepalive] [spread] [connections=N] --nginx PATH --module PATH [...]\n\
          \x20      intermission-bench soak [--cycles N] [--clients N] [--seed N] --nginx PATH --module PATH [--work-dir DIR]\n\
          \x20      intermission-bench upstream ADDR"
     );
@@ -166,6 +169,19 @@ fn main() {
         }
         return;
     }
+    if command == "send" {
+        raise_fd_limit();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        if let Err(e) = local.block_on(&runtime, spread::sender(&options.positional)) {
+            eprintln!("intermission-bench send: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if !["run", "one", "soak"].contains(&command.as_str()) {
         usage();
     }
@@ -213,10 +229,12 @@ async fn one(setup: &Setup, args: &[String]) -> std::io::Result<()> {
         usage()
     };
     let mut keepalive = false;
+    let mut spread = false;
     let mut connections = None;
     for option in options {
         match option.split_once('=') {
             None if option == "keepalive" => keepalive = true,
+            None if option == "spread" => spread = true,
             Some(("connections", c)) => connections = Some(c.parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
@@ -227,6 +245,9 @@ async fn one(setup: &Setup, args: &[String]) -> std::io::Result<()> {
     let mut shape = Shape::workers(workers).keepalive(keepalive);
     if let Some(connections) = connections {
         shape = shape.connections(connections);
+    }
+    if spread {
+        shape = shape.spread();
     }
     if what == "fleet" {
         let times = fleet::fleet(setup, n, 3)?;

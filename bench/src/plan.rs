@@ -14,7 +14,11 @@ pub struct Plan {
     pub repetitions: usize,
     pub hold: Duration,
     pub held_counts: Vec<usize>,
-    pub worker_counts: Vec<usize>,
+    /// The scale runs: per worker count, the held counts.
+    pub scale: Vec<(usize, Vec<usize>)>,
+    /// How long the scale runs hold, and how often each is repeated.
+    pub scale_hold: Duration,
+    pub scale_repetitions: usize,
     pub wrk_secs: u64,
     pub wrk_repetitions: usize,
     /// Held, and the rate of `disable?rate=`, for the paced release.
@@ -26,8 +30,10 @@ pub struct Plan {
     pub fleet_sizes: Vec<usize>,
 }
 
-/// The worker count whose holding CPU the report shows against its target.
-pub const HOLDING_WORKERS: usize = 2;
+/// The most requests HAProxy is compared at: one process under the same
+/// descriptor limit (20,000 here) holds at most that many and still has
+/// descriptors for the upstream connections of the release.
+pub const HAPROXY_MOST_HELD: usize = 15_000;
 
 impl Plan {
     pub fn new(quick: bool) -> Plan {
@@ -37,7 +43,9 @@ impl Plan {
                 repetitions: 1,
                 hold: Duration::from_secs(2),
                 held_counts: vec![1_000],
-                worker_counts: vec![2],
+                scale: vec![(4, vec![1_000])],
+                scale_hold: Duration::from_secs(1),
+                scale_repetitions: 1,
                 wrk_secs: 2,
                 wrk_repetitions: 1,
                 paced: (500, 1_000),
@@ -50,7 +58,12 @@ impl Plan {
                 repetitions: 3,
                 hold: Duration::from_secs(10),
                 held_counts: vec![1_000, 10_000],
-                worker_counts: vec![2, 4],
+                scale: vec![
+                    (4, vec![1_000, 10_000, 50_000]),
+                    (2, vec![1_000, 10_000, 30_000]),
+                ],
+                scale_hold: Duration::from_secs(3),
+                scale_repetitions: 2,
                 wrk_secs: 5,
                 wrk_repetitions: 5,
                 paced: (2_000, 1_000),

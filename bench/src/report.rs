@@ -9,12 +9,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::fleet::FleetTimes;
-use crate::plan::{Passes, Plan, ThroughputRow, HOLDING_WORKERS};
+use crate::plan::{Passes, Plan, ThroughputRow};
 use crate::runs::{Pass, Throughput};
 use crate::servers::{Proxy, Setup, Shape};
 
 mod plot;
+mod scale;
+mod scale_plot;
 pub use plot::svg;
+pub use scale_plot::scale_svg;
 
 pub struct Report {
     pub machine: String,
@@ -22,8 +25,8 @@ pub struct Report {
     pub throughput: Vec<ThroughputRow>,
     /// One worker: the burst, then module, HAProxy and limit_req, per held count.
     pub release: Vec<Passes>,
-    /// The largest held count with several workers: burst, then module.
-    pub workers: Vec<Passes>,
+    /// The scale runs (`plan.scale`): module, HAProxy and limit_req.
+    pub scale: Vec<Passes>,
     /// Released by `disable?rate=`, 2 workers (`plan.paced`).
     pub paced: Vec<Pass>,
     /// One worker with most of its `worker_connections` held (`plan.pressure`).
@@ -40,7 +43,7 @@ impl Report {
             plan: plan.clone(),
             throughput: vec![],
             release: vec![],
-            workers: vec![],
+            scale: vec![],
             paced: vec![],
             pressure: vec![],
             fleet: vec![],
@@ -152,8 +155,8 @@ fn find(rows: &[Passes], held: usize, shape: Shape, proxy: Option<Proxy>) -> Opt
 
 /// The project's order target across workers: every request within this
 /// many places of its arrival position (the module's `ORDER_WINDOW` keeps
-/// well inside it).
-const ORDER_TARGET: usize = 64;
+/// inside it).
+const ORDER_TARGET: usize = 32;
 
 /// The module's holding CPU target, per 10 s held.
 const HOLD_CPU_TARGET: f64 = 0.01;
@@ -196,7 +199,7 @@ pub fn markdown(report: &Report) -> String {
     write_not_paused(&mut md, report);
     write_holding(&mut md, report);
     write_release(&mut md, report);
-    write_several_workers(&mut md, report);
+    scale::write_scale(&mut md, report);
     write_paced_release(&mut md, report);
     write_connection_pressure(&mut md, report);
     write_fleet(&mut md, report);
@@ -283,9 +286,6 @@ fn write_holding(md: &mut String, report: &Report) {
     for &n in &plan.held_counts {
         write_holding_one_worker(md, report, n);
     }
-    if let Some(&n) = plan.held_counts.last() {
-        write_holding_several_workers(md, report, n);
-    }
 }
 
 /// The module, limit_req and HAProxy holding `n` on one worker; the
@@ -333,28 +333,6 @@ fn memory_targets(module: Option<f64>, haproxy: Option<f64>, floor: Option<f64>)
         ratio(vs_floor),
         verdict(vs_floor.map(|r| r <= 1.10)),
     )
-}
-
-/// The module and HAProxy holding `n` on `HOLDING_WORKERS`.
-fn write_holding_several_workers(md: &mut String, report: &Report, n: usize) {
-    let shape = Shape::workers(HOLDING_WORKERS);
-    for proxy in [Proxy::Module, Proxy::Haproxy] {
-        let Some(passes) = find(&report.workers, n, shape, Some(proxy)) else {
-            continue;
-        };
-        let cpu = hold_cpu(passes);
-        let target = if proxy == Proxy::Module {
-            verdict(cpu.map(|c| c < HOLD_CPU_TARGET))
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            md,
-            "| {n} | {HOLDING_WORKERS} | {} | {} | {target} | | |",
-            proxy.label(),
-            cpu_secs(cpu),
-        );
-    }
 }
 
 /// Median CPU seconds per 10 s held.
@@ -428,91 +406,7 @@ fn release_ratios(
     (vs_burst, vs_haproxy)
 }
 
-/// The release of the largest held count on several workers, upstream
-/// connections one per request and kept alive, with the order across workers.
-fn write_several_workers(md: &mut String, report: &Report) {
-    let Some(&n) = report.plan.held_counts.last() else {
-        return;
-    };
-    let _ = writeln!(
-        md,
-        "\n**Several workers** (HAProxy: as many threads; nginx listens with `reuseport`): {n} held, \
-         then released; upstream connections one per request, or kept alive and reused \
-         (nginx's `keepalive`, HAProxy's `http-reuse always`). Order at the upstream: by \
-         connection, or by request when connections are reused. The module's order target is \
-         every request within {ORDER_TARGET} places of its arrival position, across all workers. \
-         *In send order* and *farthest out of place* compare with the order the client sent the \
-         requests in, which the workers of nginx (or HAProxy's threads) do not read in exactly; \
-         *from arrival at nginx* compares with the order nginx received them in, the module's \
-         tickets (`$intermission_ticket`, passed to the upstream), which is what the module \
-         keeps.\n"
-    );
-    let _ = writeln!(md, "| Workers | Upstream connections | Released by | first | last | last ÷ burst | module ÷ HAProxy | target ≤ 0.75 | failed | in send order | farthest out of place | from arrival at nginx | target ≤ {ORDER_TARGET} |");
-    let _ = writeln!(
-        md,
-        "|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
-    );
-    for &w in &report.plan.worker_counts {
-        for keepalive in [false, true] {
-            let shape = Shape::workers(w).keepalive(keepalive);
-            let burst = find(&report.workers, n, shape, None);
-            let haproxy = find(&report.workers, n, shape, Some(Proxy::Haproxy));
-            let rows = [
-                burst,
-                find(&report.workers, n, shape, Some(Proxy::Module)),
-                haproxy,
-            ];
-            for passes in rows.into_iter().flatten() {
-                let ratios = release_ratios(passes, burst, haproxy);
-                write_several_workers_row(md, passes, ratios);
-            }
-        }
-    }
-}
-
-fn write_several_workers_row(
-    md: &mut String,
-    passes: &Passes,
-    (vs_burst, vs_haproxy): (Option<f64>, Option<f64>),
-) {
-    let is_module = passes.proxy == Some(Proxy::Module);
-    let (in_order, _, displaced) = order(&passes.passes);
-    let from_arrival = passes
-        .passes
-        .iter()
-        .map(|p| p.order.max_displacement_from_arrival)
-        .collect::<Option<Vec<usize>>>()
-        .and_then(|d| d.into_iter().max());
-    let _ = writeln!(
-        md,
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {in_order} | {displaced} | {} | {} |",
-        passes.shape.workers,
-        if passes.shape.keepalive {
-            "kept alive"
-        } else {
-            "one per request"
-        },
-        passes.proxy.map_or("burst, no pause", Proxy::label),
-        ms(median_of(&passes.passes, first)),
-        ms(median_of(&passes.passes, last)),
-        ratio(vs_burst),
-        ratio(vs_haproxy),
-        if is_module {
-            verdict(vs_haproxy.map(|r| r <= 0.75))
-        } else {
-            ""
-        },
-        failures(&passes.passes),
-        from_arrival.map_or("–".into(), |d| d.to_string()),
-        if is_module {
-            verdict(from_arrival.map(|d| d <= ORDER_TARGET))
-        } else {
-            ""
-        },
-    );
-}
-
-/// The release by `disable?rate=`: the rate seen against the rate asked.
+/// The paced release: the rate asked against the rate seen.
 fn write_paced_release(md: &mut String, report: &Report) {
     if report.paced.is_empty() {
         return;
@@ -625,7 +519,7 @@ fn write_error_log(md: &mut String, report: &Report) {
     let mut errors: Vec<&String> = report
         .release
         .iter()
-        .chain(&report.workers)
+        .chain(&report.scale)
         .chain(&report.pressure)
         .flat_map(|p| p.passes.iter().flat_map(|p| &p.errors))
         .chain(report.paced.iter().flat_map(|p| &p.errors))
@@ -650,6 +544,9 @@ pub fn write(report: &Report, out: &Path) -> io::Result<()> {
     let md = markdown(report);
     fs::write(out.join("results.md"), &md)?;
     fs::write(out.join("release.svg"), svg(report))?;
+    if let Some(scale) = scale_svg(report) {
+        fs::write(out.join("scale.svg"), scale)?;
+    }
     println!("{md}");
     eprintln!(
         "bench: wrote {} and {}",

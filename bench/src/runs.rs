@@ -12,6 +12,7 @@ use crate::load::{self, Answer, InFlight};
 use crate::order::{order_stats, OrderStats};
 use crate::proc_stats;
 use crate::servers::{release_slots, Proxy, Server, Setup, Shape, HOST};
+use crate::spread::Senders;
 use crate::upstream::parse_order;
 
 /// A free port on 127.0.0.1 (the kernel's pick; released before use).
@@ -121,13 +122,51 @@ fn settle_time(n: usize) -> Duration {
     Duration::from_millis(300 + n as u64 / 20)
 }
 
-/// CPU time so far of the proxy, the upstream and this client.
-fn cpu_split(setup: &Setup, proxy_pids: &[u32]) -> [Duration; 3] {
+/// CPU time so far of the proxy, the upstream and the client (this process
+/// and its senders, while they run).
+fn cpu_split(setup: &Setup, proxy_pids: &[u32], sent: &Sent) -> [Duration; 3] {
+    let mut client = vec![std::process::id()];
+    if let Sent::Spread(senders) = sent {
+        client.extend(senders.pids());
+    }
     [
         proc_stats::totals(proxy_pids).0,
         proc_stats::cpu_time(setup.upstream_pid),
-        proc_stats::cpu_time(std::process::id()),
+        proc_stats::totals(&client).0,
     ]
+}
+
+/// Requests sent and not answered yet: by this process, or by senders.
+pub enum Sent {
+    Local(InFlight),
+    Spread(Senders),
+}
+
+impl Sent {
+    /// Sends `n` requests in `shape`'s way (see `send_in_order` for `gap`).
+    async fn send(
+        listen: SocketAddr,
+        shape: Shape,
+        n: usize,
+        gap: Option<Duration>,
+    ) -> io::Result<Sent> {
+        if shape.spread {
+            Ok(Sent::Spread(Senders::send(listen, HOST, n)?))
+        } else {
+            Ok(Sent::Local(
+                load::send_in_order(listen, HOST, n, gap).await?,
+            ))
+        }
+    }
+
+    /// Every answer, and the CPU the senders used in all (they have
+    /// exited by then; none for this process's own sending).
+    async fn answers(self) -> io::Result<(Vec<Option<Answer>>, Duration)> {
+        match self {
+            Sent::Local(inflight) => Ok((inflight.answers().await, Duration::ZERO)),
+            Sent::Spread(senders) => senders.answers(),
+        }
+    }
 }
 
 async fn collect(
@@ -136,9 +175,9 @@ async fn collect(
     started: Instant,
     cpu_before: [Duration; 3],
     pids: &[u32],
-    inflight: InFlight,
-) {
-    let answers: Vec<Option<Answer>> = inflight.answers().await;
+    sent: Sent,
+) -> io::Result<()> {
+    let (answers, senders_cpu) = sent.answers().await?;
     pass.failed = answers
         .iter()
         .filter(|a| !matches!(a, Some(a) if a.status == 200))
@@ -150,8 +189,13 @@ async fn collect(
         .map(|a| a.completed.saturating_duration_since(started))
         .collect();
     pass.completions.sort_unstable();
-    let cpu_after = cpu_split(setup, pids);
+    let cpu_after = [
+        proc_stats::totals(pids).0,
+        proc_stats::cpu_time(setup.upstream_pid),
+        proc_stats::cpu_time(std::process::id()) + senders_cpu,
+    ];
     pass.release_cpu = Some([0, 1, 2].map(|i| cpu_after[i].saturating_sub(cpu_before[i])));
+    Ok(())
 }
 
 /// Calls the module's control endpoint; anything but 200 is an error.
@@ -174,13 +218,21 @@ pub async fn burst(setup: &Setup, shape: Shape, n: usize) -> io::Result<Pass> {
     let streams = load::connect_all(server.listen, n).await?;
     tokio::time::sleep(settle_time(n)).await;
     let pids = server.measured_pids();
-    let cpu_before = cpu_split(setup, &pids);
+    let cpu_before = cpu_split(setup, &pids, &Sent::Local(InFlight::none()));
     let (started, inflight) = load::burst(streams, HOST).await?;
     let mut pass = Pass {
         held: n,
         ..Pass::default()
     };
-    collect(setup, &mut pass, started, cpu_before, &pids, inflight).await;
+    collect(
+        setup,
+        &mut pass,
+        started,
+        cpu_before,
+        &pids,
+        Sent::Local(inflight),
+    )
+    .await?;
     pass.order = order_stats(&upstream_order(setup, shape.keepalive).await?);
     pass.errors = server.error_lines();
     Ok(pass)
@@ -221,6 +273,9 @@ async fn hold_and_release_by(
     disable: &str,
 ) -> io::Result<Pass> {
     let server = Server::start(setup, proxy, shape, free_addr()?, "hold")?;
+    if shape.keepalive && proxy != Proxy::LimitReq {
+        warm_upstream_pool(&server, shape.workers).await?;
+    }
     upstream_order(setup, shape.keepalive).await?;
     let slot_holder = start_holding(&server, proxy).await?;
     let pids = server.measured_pids();
@@ -229,7 +284,7 @@ async fn hold_and_release_by(
     // `send_in_order`): the release is what is measured, not how nginx
     // makes room for new connections.
     let gap = shape.connections.map(|_| Duration::from_millis(1));
-    let inflight = load::send_in_order(server.listen, HOST, n, gap).await?;
+    let sent = Sent::send(server.listen, shape, n, gap).await?;
     tokio::time::sleep(settle_time(n)).await;
     let (cpu_start, rss_holding) = proc_stats::totals(&pids);
     tokio::time::sleep(hold).await;
@@ -246,18 +301,56 @@ async fn hold_and_release_by(
         // Nothing to release: stopping nginx closes the parked connections.
         pass.errors = server.error_lines();
         drop(server);
-        let _ = inflight.answers().await;
+        let _ = sent.answers().await;
         return Ok(pass);
     }
 
-    let cpu_before = cpu_split(setup, &pids);
+    let cpu_before = cpu_split(setup, &pids, &sent);
     let started = Instant::now();
     release(setup, &server, n, disable).await?;
-    collect(setup, &mut pass, started, cpu_before, &pids, inflight).await;
+    collect(setup, &mut pass, started, cpu_before, &pids, sent).await?;
     drop(slot_holder);
     pass.order = order_stats(&upstream_order(setup, shape.keepalive).await?);
     pass.errors = server.error_lines();
     Ok(pass)
+}
+
+/// Requests sent at once before the pause, per worker (HAProxy: thread),
+/// for the proxy's pool of idle upstream connections to hold what a
+/// release uses (nginx's `keepalive 512`): production traffic keeps that
+/// pool warm, and a cold one mixes connection setup into the kept-alive
+/// runs (a request on a new connection reaches the upstream after later
+/// ones sent on idle connections, by up to the time a connection takes).
+const WARM_UP_PER_WORKER: usize = 512;
+
+async fn warm_upstream_pool(server: &Server, workers: usize) -> io::Result<()> {
+    let n = WARM_UP_PER_WORKER * workers;
+    // HAProxy's server takes one connection at a time until the release:
+    // open it up for the warm-up.
+    if server.proxy == Proxy::Haproxy {
+        set_haproxy_maxconn(server, n as u64).await?;
+    }
+    let failed = load::concurrent_gets(server.listen, HOST, "/warm", n).await?;
+    if server.proxy == Proxy::Haproxy {
+        set_haproxy_maxconn(server, 1).await?;
+    }
+    if failed > 0 {
+        return Err(io::Error::other(format!(
+            "{failed} of {n} warm-up requests failed"
+        )));
+    }
+    Ok(())
+}
+
+async fn set_haproxy_maxconn(server: &Server, maxconn: u64) -> io::Result<()> {
+    let command = format!("set maxconn server app/app {maxconn}");
+    let reply = load::haproxy_command(&server.admin_socket(), &command).await?;
+    if !reply.trim().is_empty() {
+        return Err(io::Error::other(format!(
+            "HAProxy refused set maxconn: {reply}"
+        )));
+    }
+    Ok(())
 }
 
 /// Makes `proxy` hold the requests sent from now on: the module enabled,
@@ -296,14 +389,7 @@ async fn release(setup: &Setup, server: &Server, n: usize, disable: &str) -> io:
         _ => {
             // Not 0: HAProxy 2.6 reads that as "no limit" but does not
             // dequeue anything until a server connection ends.
-            let command = format!("set maxconn server app/app {}", release_slots(setup, n));
-            let reply = load::haproxy_command(&server.admin_socket(), &command).await?;
-            if !reply.trim().is_empty() {
-                return Err(io::Error::other(format!(
-                    "HAProxy refused set maxconn: {reply}"
-                )));
-            }
-            Ok(())
+            set_haproxy_maxconn(server, release_slots(setup, n)).await
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct Shape {
     pub keepalive: bool,
     /// nginx's `worker_connections`; `None`: as many as descriptors allow.
     pub connections: Option<usize>,
+    /// The client split over sender processes (spread.rs), for more
+    /// requests than one process may hold.
+    pub spread: bool,
 }
 
 impl Shape {
@@ -71,6 +74,14 @@ impl Shape {
             workers,
             keepalive: false,
             connections: None,
+            spread: false,
+        }
+    }
+
+    pub fn spread(self) -> Shape {
+        Shape {
+            spread: true,
+            ..self
         }
     }
 
@@ -366,7 +377,7 @@ frontend bench
     maxconn {maxconn}
     default_backend app
 backend app
-    server app {upstream} maxconn 1
+    server app {upstream} maxconn 1 pool-purge-delay 60s
 ",
         socket = dir.join(HAPROXY_SOCKET).display(),
         fd_limit = setup.fd_limit,

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::fleet::{self, FleetTimes};
-use crate::plan::{Passes, Plan, ThroughputRow, HOLDING_WORKERS};
+use crate::plan::{Passes, Plan, ThroughputRow, HAPROXY_MOST_HELD};
 use crate::report::{self, Report};
 use crate::runs::{self, Pass};
 use crate::servers::{Proxy, Server, Setup, Shape, PROXIED_PATH, STATIC_PATH};
@@ -27,7 +27,7 @@ pub async fn run_all(setup: &Setup, quick: bool, out: &Path) -> io::Result<()> {
     for &n in &plan.held_counts {
         report.release.extend(one_worker(setup, &plan, n).await?);
     }
-    report.workers = several_workers(setup, &plan).await?;
+    report.scale = scale(setup, &plan).await?;
     report.paced = paced_release(setup, &plan).await?;
     for &(connections, n) in &plan.pressure {
         report
@@ -58,32 +58,48 @@ async fn one_worker(setup: &Setup, plan: &Plan, n: usize) -> io::Result<Vec<Pass
     .await
 }
 
-/// The largest held count on each of the plan's worker counts, upstream
-/// connections one per request and kept alive: the burst, then the module
-/// and HAProxy.
-async fn several_workers(setup: &Setup, plan: &Plan) -> io::Result<Vec<Passes>> {
-    let n = *plan.held_counts.last().expect("a held count");
+/// The plan's scale runs: on each worker count, each held count, upstream
+/// connections one per request and kept alive, the client spread over
+/// processes: the module, HAProxy (up to `HAPROXY_MOST_HELD`) and, for
+/// its memory, limit_req. No burst: the release is compared with HAProxy's
+/// and with itself at other sizes.
+async fn scale(setup: &Setup, plan: &Plan) -> io::Result<Vec<Passes>> {
     let mut rows = vec![];
-    for &workers in &plan.worker_counts {
-        for keepalive in [false, true] {
-            let shape = Shape::workers(workers).keepalive(keepalive);
-            // The holding figure with several workers is taken over the
-            // whole hold time; the other passes hold one second.
-            let hold = if workers == HOLDING_WORKERS && !keepalive {
-                plan.hold
-            } else {
-                Duration::from_secs(1)
-            };
-            let progress = format!(
-                "{workers} workers{}",
-                if keepalive {
-                    ", upstream keep-alive"
-                } else {
-                    ""
+    for (workers, counts) in &plan.scale {
+        for &n in counts {
+            for keepalive in [false, true] {
+                let shape = Shape::workers(*workers).keepalive(keepalive).spread();
+                let mut proxies = vec![Proxy::Module];
+                if n <= HAPROXY_MOST_HELD {
+                    proxies.push(Proxy::Haproxy);
                 }
-            );
-            let proxies = [Proxy::Module, Proxy::Haproxy];
-            rows.extend(taking_turns(setup, plan, shape, n, &proxies, hold, &progress).await?);
+                if !keepalive {
+                    proxies.push(Proxy::LimitReq);
+                }
+                let mut held: Vec<Passes> = proxies
+                    .iter()
+                    .map(|&proxy| Passes::new(n, shape, Some(proxy)))
+                    .collect();
+                for rep in 0..plan.scale_repetitions {
+                    eprintln!(
+                        "bench: scale, {n} held on {workers} workers{}, repetition {}/{}",
+                        if keepalive {
+                            ", upstream keep-alive"
+                        } else {
+                            ""
+                        },
+                        rep + 1,
+                        plan.scale_repetitions
+                    );
+                    for passes in &mut held {
+                        let proxy = passes.proxy.expect("a proxy");
+                        passes.passes.push(
+                            runs::hold_and_release(setup, proxy, shape, n, plan.scale_hold).await?,
+                        );
+                    }
+                }
+                rows.extend(held);
+            }
         }
     }
     Ok(rows)

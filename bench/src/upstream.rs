@@ -8,8 +8,8 @@
 //! default HTTP/1.0 to upstreams, HAProxy's `http-server-close`) gets its
 //! connection closed after its answer. A request that does not may be
 //! followed by others on the same connection (nginx's `keepalive`, HAProxy's
-//! connection reuse): then the order is the order requests were read
-//! (`arrived`).
+//! connection reuse): then the order is the order the kernel received them
+//! in (`arrived`, its receive time stamps).
 //!
 //! Paths:
 //! - `/r/<seq>`: answered `200`, and `<seq>` (the client's send position) is
@@ -23,7 +23,10 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Deeper than anything released at once; the kernel caps it at somaxconn,
@@ -40,7 +43,8 @@ pub struct Arrival {
     pub accepted: u64,
     pub seq: u64,
     pub worker: u64,
-    /// Its position among the requests read.
+    /// When the kernel received it (ns on the wall clock): the order of
+    /// requests that came on kept-alive connections.
     pub arrived: u64,
     /// Its `X-Ticket` header, if any: its place in the order nginx received
     /// the requests (`$intermission_ticket`).
@@ -80,9 +84,12 @@ pub fn serve(addr: SocketAddr) -> std::io::Result<()> {
 
 async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
     let _ = stream.set_nodelay(true);
+    stamp_arrivals(&stream);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
+        // When the kernel received the first bytes of the next request.
+        let mut received_ns = 0;
         let head = loop {
             if let Some(end) = find(&buf, b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&buf[..end]).into_owned();
@@ -92,9 +99,14 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
             if buf.len() > 64 * 1024 {
                 return;
             }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            match read_stamped(&stream, &mut chunk).await {
+                Ok((0, _)) | Err(_) => return,
+                Ok((n, stamp)) => {
+                    if buf.is_empty() {
+                        received_ns = stamp;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
             }
         };
         let mut request_line = head.split(' ');
@@ -134,13 +146,11 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
                 .and_then(|w| w.parse().ok())
                 .unwrap_or(0);
             let ticket = header(&head, "x-ticket").and_then(|t| t.parse().ok());
-            let mut log = log.borrow_mut();
-            let arrived = log.len() as u64;
-            log.push(Arrival {
+            log.borrow_mut().push(Arrival {
                 accepted,
                 seq,
                 worker,
-                arrived,
+                arrived: received_ns,
                 ticket,
             });
         }
@@ -152,6 +162,72 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
             return;
         }
     }
+}
+
+/// Asks the kernel to stamp what this connection receives with the time it
+/// arrived (`SO_TIMESTAMPNS`): with requests on many kept-alive connections,
+/// the order this one thread gets round to reading them in is not the order
+/// they came in (it reads one connection's next request before another's
+/// earlier one), but the kernel's stamps are.
+fn stamp_arrivals(stream: &TcpStream) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on an open socket with a valid int option.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of_val(&on) as libc::socklen_t,
+        );
+    }
+}
+
+/// Reads what is there, with the kernel's receive time of it in nanoseconds
+/// (the wall clock; 0 if the kernel gave none).
+async fn read_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, u64)> {
+    loop {
+        stream.readable().await?;
+        match stream.try_io(Interest::READABLE, || recv_stamped(stream.as_raw_fd(), buf)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, u64)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 16];
+    // SAFETY: a zeroed msghdr is valid; its pointers are set below to the
+    // iovec and control buffer, which outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: fd is an open socket; msg points at live buffers.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = 0;
+    // SAFETY: the CMSG macros walk the control buffer recvmsg filled in,
+    // within msg_controllen; a SCM_TIMESTAMPNS message holds a timespec.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let time = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                stamp = time.tv_sec as u64 * 1_000_000_000 + time.tv_nsec as u64;
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
 }
 
 /// Where `needle` first occurs in `haystack`.

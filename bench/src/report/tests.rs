@@ -114,7 +114,9 @@ fn synthetic_report() -> Report {
             repetitions: 2,
             hold: Duration::from_secs(10),
             held_counts: vec![100, 1_000],
-            worker_counts: vec![2, 4],
+            scale: vec![(4, vec![1_000, 50_000]), (2, vec![1_000])],
+            scale_hold: Duration::from_secs(3),
+            scale_repetitions: 2,
             wrk_secs: 5,
             wrk_repetitions: 2,
             paced: (500, 1_000),
@@ -123,7 +125,7 @@ fn synthetic_report() -> Report {
         },
         throughput: synthetic_throughput(),
         release: synthetic_release(),
-        workers: synthetic_several_workers(),
+        scale: synthetic_scale(),
         paced: synthetic_paced_release(),
         pressure: synthetic_connection_pressure(),
         fleet: synthetic_fleet(),
@@ -212,58 +214,59 @@ fn synthetic_release() -> Vec<Passes> {
     ]
 }
 
-/// The burst, the module and HAProxy (left out on 4 workers with kept-alive
-/// connections) at 1,000 held; the module's order from arrival known for
-/// some repetitions only, and over the target on 4 workers.
-fn synthetic_several_workers() -> Vec<Passes> {
-    let mut workers = vec![];
-    for w in [2, 4] {
+/// 1,000 and 50,000 on 4 workers, 1,000 on 2; HAProxy only at 1,000;
+/// limit_req with new upstream connections only. The kept-alive release
+/// at 50,000 misses the per-request and order targets; one pass fails.
+fn synthetic_scale() -> Vec<Passes> {
+    let mut rows = vec![];
+    for (w, counts) in [(4, vec![1_000, 50_000]), (2, vec![1_000])] {
         for keepalive in [false, true] {
-            let shape = Shape::workers(w).keepalive(keepalive);
-            let slower = w as u64 * if keepalive { 2 } else { 3 };
-            workers.push(row(
-                1_000,
-                shape,
-                None,
-                vec![pass(1_000, 2, 40 + slower), pass(1_000, 2, 45 + slower)],
-            ));
-            let from_arrival = match (w, keepalive) {
-                (2, _) => [Some(3), Some(5)],
-                (4, false) => [Some(3), None],
-                _ => [Some(70), Some(90)],
-            };
-            workers.push(row(
-                1_000,
-                shape,
-                Some(Proxy::Module),
-                from_arrival
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &d)| {
-                        let pass = held(1_000, 3, 30 + slower + i as u64, 9, Some(9_900.0));
-                        out_of_order(pass, 0.91 - 0.01 * i as f64, 40 + w, d)
+            let shape = Shape::workers(w).keepalive(keepalive).spread();
+            for &n in &counts {
+                let last = n as u64 / 25 + if keepalive && n > 1_000 { 900 } else { 0 };
+                let module = (0..2)
+                    .map(|i| {
+                        let mut pass = held(n, 1, last + i, 0, Some(9_900.0 + i as f64));
+                        pass.release_cpu = Some([
+                            Duration::ZERO,
+                            Duration::from_millis(last / 3),
+                            Duration::ZERO,
+                        ]);
+                        let from_arrival = if keepalive && n > 1_000 { 40 } else { 15 };
+                        out_of_order(pass, 0.5, 900, Some(from_arrival))
                     })
-                    .collect(),
-            ));
-            // HAProxy with 4 threads and kept-alive connections is left out.
-            if w == 4 && keepalive {
-                continue;
+                    .collect();
+                rows.push(row(n, shape, Some(Proxy::Module), module));
+                if n <= 1_000 {
+                    let mut slow = held(n, 9, last * 2, 1, Some(7_500.0));
+                    if !keepalive && w == 2 {
+                        slow.failed = 2;
+                    }
+                    rows.push(row(
+                        n,
+                        shape,
+                        Some(Proxy::Haproxy),
+                        vec![held(n, 9, last * 2, 1, Some(7_400.0)), slow],
+                    ));
+                }
+                if !keepalive {
+                    rows.push(row(
+                        n,
+                        shape,
+                        Some(Proxy::LimitReq),
+                        vec![
+                            held(n, 0, 0, 0, Some(9_800.0)),
+                            held(n, 0, 0, 0, Some(9_750.0)),
+                        ],
+                    ));
+                }
             }
-            workers.push(row(
-                1_000,
-                shape,
-                Some(Proxy::Haproxy),
-                vec![
-                    held(1_000, 5, 50 + slower, 250, None),
-                    held(1_000, 5, 55 + slower, 260, None),
-                ],
-            ));
         }
     }
-    workers[1].passes[0]
+    rows[0].passes[0]
         .errors
         .push("2024/01/01 00:00:02 [error] 12#12: *9 recv() failed".into());
-    workers
+    rows
 }
 
 /// Two repetitions, one with failures and a line at [alert].
@@ -334,11 +337,24 @@ fn synthetic_fleet() -> Vec<FleetTimes> {
 
 /// The rendering of `synthetic_report`, pinned: the table and the plot
 /// must not change when the code that writes them is reshaped.
+/// `BENCH_BLESS=1 cargo test -p intermission-bench a_report_renders` writes
+/// the pinned files from the code as it is: for a change to the report that
+/// is meant, whose diff of bench/testdata is then read and committed.
 #[test]
 fn a_report_renders_as_before() {
     let report = synthetic_report();
+    if std::env::var_os("BENCH_BLESS").is_some() {
+        let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata");
+        std::fs::write(format!("{testdata}/results.md"), markdown(&report)).unwrap();
+        std::fs::write(format!("{testdata}/release.svg"), svg(&report)).unwrap();
+        std::fs::write(format!("{testdata}/scale.svg"), scale_svg(&report).unwrap()).unwrap();
+    }
     assert_eq!(markdown(&report), include_str!("../../testdata/results.md"));
     assert_eq!(svg(&report), include_str!("../../testdata/release.svg"));
+    assert_eq!(
+        scale_svg(&report).as_deref(),
+        Some(include_str!("../../testdata/scale.svg"))
+    );
 }
 
 #[test]
@@ -351,7 +367,7 @@ fn a_report_of_nothing_has_its_headings_and_no_plot() {
         },
         throughput: vec![],
         release: vec![],
-        workers: vec![],
+        scale: vec![],
         paced: vec![],
         pressure: vec![],
         fleet: vec![],
@@ -378,4 +394,5 @@ Run: `scripts/bench --quick`, 1 repetition(s) per figure (medians), 3 s in all.
 ";
     assert_eq!(markdown(&report), expected);
     assert_eq!(svg(&report), "");
+    assert_eq!(scale_svg(&report), None);
 }
