@@ -14,6 +14,8 @@
 //! open for hours: a header filter moves it from the count drains wait for
 //! to the app's `upgraded` count as its 101 goes out.
 
+use std::cell::UnsafeCell;
+
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_DECLINED, NGX_HTTP_SWITCHING_PROTOCOLS, NGX_OK,
 };
@@ -26,9 +28,22 @@ use crate::test_probe::{self, Point};
 use crate::worker_slot::counting_slot;
 use crate::{release, IntermissionModule};
 use intermission_core::app_table::TableHeader;
-use intermission_core::in_flight::Counted;
+use intermission_core::in_flight::{Counted, NameMemo};
 use intermission_core::outcome::Outcome;
 use intermission_core::settings::check_app_name;
+
+/// This worker's memo of the app name it counted last (`NameMemo`): with
+/// a constant `$app_name`, every request after the first skips the keyed
+/// hash and the probe for its entry.
+struct WorkerMemo(UnsafeCell<NameMemo>);
+
+// SAFETY: nginx runs a worker's HTTP handlers, and so `let_through_if`, the
+// only user of `MEMO`, on the worker's one event-loop thread (thread pools
+// only read and write files); a process-local memo of that thread's own
+// work, with no lock and nothing in shared memory.
+unsafe impl Sync for WorkerMemo {}
+
+static MEMO: WorkerMemo = WorkerMemo(UnsafeCell::new(NameMemo::new()));
 
 /// Lets a request through, counting it in flight. A request the module has
 /// decided about already (it came back after an internal redirect, or was
@@ -59,7 +74,13 @@ pub fn let_through_if(
     let counted = check_app_name(main.variables.app_name(r))
         .ok()
         .zip(counting_slot())
-        .map(|(name, slot)| (slot, slot.enter(header.name_key().app_key(name))));
+        .map(|(name, slot)| {
+            // SAFETY: see `WorkerMemo`: only this thread reaches `MEMO`, and
+            // the reference ends with this call, which calls back nothing
+            // that could reach `MEMO` again.
+            let memo = unsafe { &mut *MEMO.0.get() };
+            (slot, slot.enter_named(memo, header.name_key(), name))
+        });
     test_probe::delay_if_asked(r, Point::Counted);
     if !still_runs() {
         if let Some((slot, counter)) = counted {

@@ -26,13 +26,27 @@
 //! WebSocket) may run for hours; it moves from the in-flight count to the
 //! `upgraded` count of its entry, which drains do not wait for.
 //!
-//! Counting is a keyed hash of the name, a probe that usually ends at the
-//! first entry, and one atomic add on the worker's own slot: nothing else.
+//! **Counting the same name again is cheap.** Most configurations name the
+//! app with a constant, so a worker keeps a memo (`NameMemo`) of the last
+//! name it counted: the name's bytes, its keyed hash and its entry. A
+//! request whose name equals the memo's, byte for byte, skips the hash and
+//! the probe; its entry's key is read again before the add (one load: the
+//! memo need not know which table it was filled from). Any other name is
+//! hashed and probed as below and becomes the memo: the memo changes how
+//! fast a name is counted, never where (a client that sends names of its
+//! choosing only makes its own requests take the longer way).
+//!
+//! Counting is then a comparison of the name with the memo's, one load of
+//! the entry's key and one atomic add on the worker's own slot; or, for a
+//! name other than the last, a keyed hash of the name and a probe that
+//! usually ends at the first entry, and the add.
 
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use siphasher::sip::SipHasher13;
+
+use crate::ids::MAX_APP_NAME_LEN;
 
 /// Entries per worker slot, the overflow entry included: the apps a worker
 /// can count apart at once.
@@ -203,7 +217,47 @@ impl InFlightTable {
     /// another app; else (the shared slot) entries are only claimed.
     #[inline]
     pub fn enter(&self, app: AppKey, own: bool) -> InFlightCounter {
-        let index = self.entry_for(app, own);
+        self.count_in(self.entry_for(app, own))
+    }
+
+    /// As `enter` for the app named `name` under `secret`
+    /// (`secret.app_key(name)`), counted in the same entry, with `memo`
+    /// sparing the hash and the probe when `name` is the one it counted
+    /// last.
+    #[inline]
+    pub fn enter_named(
+        &self,
+        memo: &mut NameMemo,
+        secret: NameKey,
+        name: &[u8],
+        own: bool,
+    ) -> InFlightCounter {
+        if !memo.holds(secret, name) {
+            memo.remember(secret, name);
+        }
+        // The entry found last time is the app's if it bears the app's key:
+        // an app has at most one entry in a table, since a probe ends at
+        // the app's entry before it claims another (see `entry_for`). In
+        // one table it still does (only a probe for another name, which
+        // replaces the memo, gives an entry away); the load keeps the memo
+        // right in any other (a process counting in another slot). Only
+        // this process gives an entry of its own slot to another app, so
+        // the key cannot change between this load and the add; the shared
+        // slot never gives one away.
+        let hint = memo.entry % IN_FLIGHT_ENTRIES;
+        let index =
+            if hint != OVERFLOW && self.entries[hint].key.load(Ordering::Acquire) == memo.app.0 {
+                hint
+            } else {
+                let index = self.entry_for(memo.app, own);
+                memo.entry = index;
+                index
+            };
+        self.count_in(index)
+    }
+
+    #[inline]
+    fn count_in(&self, index: usize) -> InFlightCounter {
         // SeqCst, as the key's store and the drain's reads: see
         // `AppState::phase_now`.
         self.entries[index].in_flight.fetch_add(1, Ordering::SeqCst);
@@ -307,6 +361,65 @@ impl InFlightTable {
                 index
             }
             None => OVERFLOW,
+        }
+    }
+}
+
+/// The app name a worker counted last, its keyed hash and the entry that
+/// counted it: what `InFlightTable::enter_named` needs not work out again
+/// for the next request of the same name. Compared by content (the bytes
+/// of the name and the secret), never by address: a name taken from a
+/// request may sit where another request's different name sat. Plain data,
+/// written by one worker for itself.
+#[derive(Clone, Debug)]
+pub struct NameMemo {
+    secret: NameKey,
+    /// The name's length; more than `MAX_APP_NAME_LEN` while nothing is
+    /// remembered.
+    len: usize,
+    name: [u8; MAX_APP_NAME_LEN],
+    app: AppKey,
+    /// Where the app was counted last; checked before use.
+    entry: usize,
+}
+
+impl Default for NameMemo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NameMemo {
+    /// A memo that remembers nothing.
+    pub const fn new() -> Self {
+        NameMemo {
+            secret: NameKey([0, 0]),
+            len: usize::MAX,
+            name: [0; MAX_APP_NAME_LEN],
+            app: AppKey(0),
+            entry: OVERFLOW,
+        }
+    }
+
+    /// Whether this remembers `name` under `secret`.
+    #[inline]
+    fn holds(&self, secret: NameKey, name: &[u8]) -> bool {
+        self.len == name.len() && self.name.get(..name.len()) == Some(name) && self.secret == secret
+    }
+
+    /// Remembers `name` under `secret` (a name too long to be an app's is
+    /// hashed, and forgotten at once).
+    #[cold]
+    fn remember(&mut self, secret: NameKey, name: &[u8]) {
+        self.app = secret.app_key(name);
+        self.secret = secret;
+        self.entry = OVERFLOW;
+        match self.name.get_mut(..name.len()) {
+            Some(room) => {
+                room.copy_from_slice(name);
+                self.len = name.len();
+            }
+            None => self.len = usize::MAX,
         }
     }
 }
