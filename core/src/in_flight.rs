@@ -145,7 +145,28 @@ impl Counted {
     }
 
     /// The `Counted` whose `text` is `text`, if it is one.
+    #[inline]
     pub fn of_text(text: &[u8]) -> Option<Counted> {
+        // The module reads back the very text `text` gave, a row of
+        // `COUNTED_TEXTS` or its digits: where it starts in the table is
+        // the counter, with no digit to read. A text anywhere else (a
+        // copy) is read digit by digit.
+        const ROW: usize = DIGITS + UPGRADED.len();
+        let offset = (text.as_ptr() as usize).wrapping_sub(COUNTED_TEXTS.as_ptr() as usize);
+        if offset < IN_FLIGHT_ENTRIES * ROW
+            && offset % ROW == 0
+            && (text.len() == DIGITS || text.len() == ROW)
+        {
+            return Some(Counted {
+                counter: InFlightCounter((offset / ROW) as u16),
+                upgraded: text.len() == ROW,
+            });
+        }
+        Self::of_copied_text(text)
+    }
+
+    #[cold]
+    fn of_copied_text(text: &[u8]) -> Option<Counted> {
         let (digits, rest) = text.split_at_checked(DIGITS)?;
         let upgraded = match rest {
             [] => false,
@@ -535,6 +556,17 @@ mod tests {
             .text(),
             b"117 upgraded"
         );
+        // Inside the table but not a text `text` gives: read by content.
+        let row = Counted {
+            counter: InFlightCounter(117),
+            upgraded: true,
+        }
+        .text();
+        assert_eq!(Counted::of_text(&row[1..4]), None, "\"17 \"");
+        assert_eq!(Counted::of_text(&row[..4]), None, "\"117 \"");
+        assert_eq!(Counted::of_text(&row[..0]), None);
+        let next = Counted::by(InFlightCounter(118)).text();
+        assert_eq!(Counted::of_text(next), Some(Counted::by(InFlightCounter(118))));
         for bad in [
             &b""[..],
             b"07",
