@@ -122,19 +122,29 @@ pub extern "C" fn request_finished(r: *mut ngx_http_request_t) -> ngx_int_t {
 const SWITCHING_PROTOCOLS: ngx_uint_t = NGX_HTTP_SWITCHING_PROTOCOLS as ngx_uint_t;
 
 /// The module's header filter: sees every answer's status as it goes out.
+/// Every answer but a 101 goes on at once: a load, a comparison and a jump
+/// to the next filter.
 pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls header filters with a live request.
-    let request = unsafe { HttpRequest::from_raw(r) };
-    // Every answer passes here: anything but a 101 goes on at once.
-    if let Some(request) = request.filter(|r| r.status() == SWITCHING_PROTOCOLS) {
-        guard_ffi(request.log(), (), || {
-            if let Some(main) = IntermissionModule::main_conf(request.as_raw()) {
-                answer_going_out(&request, main);
-            }
-        });
+    if let Some(request) = unsafe { HttpRequest::from_raw(r) } {
+        if request.status() == SWITCHING_PROTOCOLS {
+            switching_protocols(request);
+        }
     }
     // SAFETY: as nginx called this filter.
     unsafe { nginx::next_header_filter(r) }
+}
+
+/// The header filter's part for a 101, out of the way of every other
+/// answer's.
+#[cold]
+#[inline(never)]
+fn switching_protocols(request: HttpRequest) {
+    guard_ffi(request.log(), (), || {
+        if let Some(main) = IntermissionModule::main_conf(request.as_raw()) {
+            answer_going_out(&request, main);
+        }
+    });
 }
 
 /// The header filter's part: a main request counted in flight whose answer
