@@ -344,6 +344,8 @@ impl InFlightTable {
     /// the overflow entry. Probing starts at the key's place and ends at
     /// the first entry never used: keys are never removed (only replaced
     /// where nothing is counted), so an app's entry is never past one.
+    /// Out of line: `enter_named` seldom needs it.
+    #[inline(never)]
     fn entry_for(&self, app: AppKey, own: bool) -> usize {
         let places = IN_FLIGHT_ENTRIES - 1;
         let start = (app.0 % places as u64) as usize;
@@ -566,7 +568,10 @@ mod tests {
         assert_eq!(Counted::of_text(&row[..4]), None, "\"117 \"");
         assert_eq!(Counted::of_text(&row[..0]), None);
         let next = Counted::by(InFlightCounter(118)).text();
-        assert_eq!(Counted::of_text(next), Some(Counted::by(InFlightCounter(118))));
+        assert_eq!(
+            Counted::of_text(next),
+            Some(Counted::by(InFlightCounter(118)))
+        );
         for bad in [
             &b""[..],
             b"07",
