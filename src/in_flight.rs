@@ -48,8 +48,9 @@ static MEMO: WorkerMemo = WorkerMemo(UnsafeCell::new(NameMemo::new()));
 /// Lets a request through, counting it in flight. A request the module has
 /// decided about already (it came back after an internal redirect, or was
 /// released) goes on as it is. The path of every request while nothing is
-/// paused: a variable lookup, a hash of the app name, one atomic add on the
-/// worker's own slot and two static values written into the request.
+/// paused: a variable lookup, the name compared with the one counted last
+/// (`NameMemo`; hashed only if it differs), one atomic add on the worker's
+/// own slot and two static values written into the request.
 pub fn let_through(r: &HttpRequest, main: &MainConf, header: &TableHeader) -> ngx_int_t {
     let_through_if(r, main, header, || true).unwrap_or(NGX_DECLINED as ngx_int_t)
 }
