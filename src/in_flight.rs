@@ -28,28 +28,28 @@ use crate::test_probe::{self, Point};
 use crate::worker_slot::counting_slot;
 use crate::{release, IntermissionModule};
 use intermission_core::app_table::TableHeader;
-use intermission_core::in_flight::{Counted, NameMemo};
+use intermission_core::in_flight::{Counted, NameMemos};
 use intermission_core::outcome::Outcome;
 use intermission_core::settings::check_app_name;
 
-/// This worker's memo of the app name it counted last (`NameMemo`): with
-/// a constant `$app_name`, every request after the first skips the keyed
+/// This worker's memos of the app names it counted (`NameMemos`): with a
+/// constant `$app_name`, every request after the first skips the keyed
 /// hash and the probe for its entry.
-struct WorkerMemo(UnsafeCell<NameMemo>);
+struct WorkerMemos(UnsafeCell<NameMemos>);
 
 // SAFETY: nginx runs a worker's HTTP handlers, and so `let_through_if`, the
-// only user of `MEMO`, on the worker's one event-loop thread (thread pools
+// only user of `MEMOS`, on the worker's one event-loop thread (thread pools
 // only read and write files); a process-local memo of that thread's own
 // work, with no lock and nothing in shared memory.
-unsafe impl Sync for WorkerMemo {}
+unsafe impl Sync for WorkerMemos {}
 
-static MEMO: WorkerMemo = WorkerMemo(UnsafeCell::new(NameMemo::new()));
+static MEMOS: WorkerMemos = WorkerMemos(UnsafeCell::new(NameMemos::new()));
 
 /// Lets a request through, counting it in flight. A request the module has
 /// decided about already (it came back after an internal redirect, or was
 /// released) goes on as it is. The path of every request while nothing is
-/// paused: a variable lookup, the name compared with the one counted last
-/// (`NameMemo`; hashed only if it differs), one atomic add on the worker's
+/// paused: a variable lookup, the name compared with one counted before
+/// (`NameMemos`; hashed only if it is new), one atomic add on the worker's
 /// own slot and two static values written into the request.
 pub fn let_through(r: &HttpRequest, main: &MainConf, header: &TableHeader) -> ngx_int_t {
     let_through_if(r, main, header, || true).unwrap_or(NGX_DECLINED as ngx_int_t)
@@ -76,11 +76,11 @@ pub fn let_through_if(
         .ok()
         .zip(counting_slot())
         .map(|(name, slot)| {
-            // SAFETY: see `WorkerMemo`: only this thread reaches `MEMO`, and
-            // the reference ends with this call, which calls back nothing
-            // that could reach `MEMO` again.
-            let memo = unsafe { &mut *MEMO.0.get() };
-            (slot, slot.enter_named(memo, header.name_key(), name))
+            // SAFETY: see `WorkerMemos`: only this thread reaches `MEMOS`,
+            // and the reference ends with this call, which calls back
+            // nothing that could reach `MEMOS` again.
+            let memos = unsafe { &mut *MEMOS.0.get() };
+            (slot, slot.enter_named(memos, header.name_key(), name))
         });
     test_probe::delay_if_asked(r, Point::Counted);
     if !still_runs() {

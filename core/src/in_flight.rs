@@ -26,20 +26,22 @@
 //! WebSocket) may run for hours; it moves from the in-flight count to the
 //! `upgraded` count of its entry, which drains do not wait for.
 //!
-//! **Counting the same name again is cheap.** Most configurations name the
-//! app with a constant, so a worker keeps a memo (`NameMemo`) of the last
-//! name it counted: the name's bytes, its keyed hash and its entry. A
-//! request whose name equals the memo's, byte for byte, skips the hash and
-//! the probe; its entry's key is read again before the add (one load: the
-//! memo need not know which table it was filled from). Any other name is
-//! hashed and probed as below and becomes the memo: the memo changes how
-//! fast a name is counted, never where (a client that sends names of its
-//! choosing only makes its own requests take the longer way).
+//! **Counting the same name again is cheap.** Most configurations name an
+//! app with a constant, so a worker keeps memos (`NameMemos`) of names it
+//! counted: each a name's bytes, its keyed hash and its entry. A request
+//! whose name equals its memo's, byte for byte, skips the hash and the
+//! probe; the entry's key is read again before the add (one load), since
+//! the entry may have gone to another app since. Any other name is hashed
+//! and probed as below and takes the memo's place. Which of the 64 memos a
+//! name uses goes by its length and three of its bytes, so that the few
+//! apps of a site seldom share one. The memos change how fast a name is
+//! counted, never where: a client that sends names of its choosing can at
+//! most make requests take the longer way.
 //!
-//! Counting is then a comparison of the name with the memo's, one load of
+//! Counting is then a comparison of the name with its memo's, one load of
 //! the entry's key and one atomic add on the worker's own slot; or, for a
-//! name other than the last, a keyed hash of the name and a probe that
-//! usually ends at the first entry, and the add.
+//! name not in its memo, a keyed hash of the name and a probe that usually
+//! ends at the first entry, and the add.
 
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -242,29 +244,29 @@ impl InFlightTable {
     }
 
     /// As `enter` for the app named `name` under `secret`
-    /// (`secret.app_key(name)`), counted in the same entry, with `memo`
-    /// sparing the hash and the probe when `name` is the one it counted
-    /// last.
-    #[inline]
+    /// (`secret.app_key(name)`), counted in the same entry, with `memos`
+    /// sparing the hash and the probe when `name` is in its memo. Always
+    /// inlined: its caller is every request's path.
+    #[inline(always)]
     pub fn enter_named(
         &self,
-        memo: &mut NameMemo,
+        memos: &mut NameMemos,
         secret: NameKey,
         name: &[u8],
         own: bool,
     ) -> InFlightCounter {
+        let memo = memos.for_name(name);
         if !memo.holds(secret, name) {
             memo.remember(secret, name);
         }
         // The entry found last time is the app's if it bears the app's key:
         // an app has at most one entry in a table, since a probe ends at
-        // the app's entry before it claims another (see `entry_for`). In
-        // one table it still does (only a probe for another name, which
-        // replaces the memo, gives an entry away); the load keeps the memo
-        // right in any other (a process counting in another slot). Only
-        // this process gives an entry of its own slot to another app, so
-        // the key cannot change between this load and the add; the shared
-        // slot never gives one away.
+        // the app's entry before it claims another (see `entry_for`). It
+        // may not: a probe for another name gives an idle entry away, and
+        // the memo may come from another table (a process counting in
+        // another slot). Only this process gives an entry of its own slot
+        // to another app, so the key cannot change between this load and
+        // the add; the shared slot never gives one away.
         let hint = memo.entry % IN_FLIGHT_ENTRIES;
         let index =
             if hint != OVERFLOW && self.entries[hint].key.load(Ordering::Acquire) == memo.app.0 {
@@ -388,14 +390,50 @@ impl InFlightTable {
     }
 }
 
-/// The app name a worker counted last, its keyed hash and the entry that
-/// counted it: what `InFlightTable::enter_named` needs not work out again
-/// for the next request of the same name. Compared by content (the bytes
-/// of the name and the secret), never by address: a name taken from a
-/// request may sit where another request's different name sat. Plain data,
-/// written by one worker for itself.
+/// How many names a worker remembers (`NameMemos`).
+pub const NAME_MEMOS: usize = 64;
+
+/// The names a worker counted last, for `InFlightTable::enter_named`: plain
+/// data, written by one worker for itself.
 #[derive(Clone, Debug)]
-pub struct NameMemo {
+pub struct NameMemos([NameMemo; NAME_MEMOS]);
+
+impl Default for NameMemos {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NameMemos {
+    /// Memos that remember nothing.
+    pub const fn new() -> Self {
+        NameMemos([const { NameMemo::new() }; NAME_MEMOS])
+    }
+
+    /// The memo `name` is looked for in and remembered in: chosen by its
+    /// length and its first, middle and last bytes, with odd weights, so
+    /// that names that differ in one of them (`shop` and `blog`, `app1` and
+    /// `app2`, `www.shop.example` and `www.blog.example`) take different
+    /// memos. Only a choice: a memo is compared by content, so names that
+    /// share one only take turns with it.
+    #[inline(always)]
+    fn for_name(&mut self, name: &[u8]) -> &mut NameMemo {
+        let byte = |at: usize| name.get(at).map_or(0, |&b| usize::from(b));
+        let len = name.len();
+        let picked = len + 31 * byte(0) + 7 * byte(len / 2) + 3 * byte(len.wrapping_sub(1));
+        &mut self.0[picked % NAME_MEMOS]
+    }
+}
+
+const _: () = assert!(NAME_MEMOS.is_power_of_two());
+
+/// An app name a worker counted, its keyed hash and the entry that counted
+/// it: what `InFlightTable::enter_named` needs not work out again for the
+/// next request of the same name. Compared by content (the bytes of the
+/// name and the secret), never by address: a name taken from a request may
+/// sit where another request's different name sat.
+#[derive(Clone, Debug)]
+struct NameMemo {
     secret: NameKey,
     /// The name's length; more than `MAX_APP_NAME_LEN` while nothing is
     /// remembered.
@@ -406,15 +444,9 @@ pub struct NameMemo {
     entry: usize,
 }
 
-impl Default for NameMemo {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl NameMemo {
     /// A memo that remembers nothing.
-    pub const fn new() -> Self {
+    const fn new() -> Self {
         NameMemo {
             secret: NameKey([0, 0]),
             len: usize::MAX,
@@ -433,6 +465,7 @@ impl NameMemo {
     /// Remembers `name` under `secret` (a name too long to be an app's is
     /// hashed, and forgotten at once).
     #[cold]
+    #[inline(never)]
     fn remember(&mut self, secret: NameKey, name: &[u8]) {
         self.app = secret.app_key(name);
         self.secret = secret;

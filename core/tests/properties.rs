@@ -116,7 +116,7 @@ proptest! {
     }
 
     #[test]
-    fn the_memo_of_the_last_name_counts_where_the_hash_would(
+    fn the_memos_of_names_count_where_the_hash_would(
         ops in vec((any::<u16>(), 0u8..5), 0..1500)
             .prop_flat_map(|ops| {
                 // Runs of one name, as a constant `$app_name` gives, and
