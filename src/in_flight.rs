@@ -14,6 +14,8 @@
 //! open for hours: a header filter moves it from the count drains wait for
 //! to the app's `upgraded` count as its 101 goes out.
 
+use std::cell::UnsafeCell;
+
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_DECLINED, NGX_HTTP_SWITCHING_PROTOCOLS, NGX_OK,
 };
@@ -26,15 +28,29 @@ use crate::test_probe::{self, Point};
 use crate::worker_slot::counting_slot;
 use crate::{release, IntermissionModule};
 use intermission_core::app_table::TableHeader;
-use intermission_core::in_flight::Counted;
+use intermission_core::in_flight::{Counted, NameMemos};
 use intermission_core::outcome::Outcome;
 use intermission_core::settings::check_app_name;
+
+/// This worker's memos of the app names it counted (`NameMemos`): with a
+/// constant `$app_name`, every request after the first skips the keyed
+/// hash and the probe for its entry.
+struct WorkerMemos(UnsafeCell<NameMemos>);
+
+// SAFETY: nginx runs a worker's HTTP handlers, and so `let_through_if`, the
+// only user of `MEMOS`, on the worker's one event-loop thread (thread pools
+// only read and write files); a process-local memo of that thread's own
+// work, with no lock and nothing in shared memory.
+unsafe impl Sync for WorkerMemos {}
+
+static MEMOS: WorkerMemos = WorkerMemos(UnsafeCell::new(NameMemos::new()));
 
 /// Lets a request through, counting it in flight. A request the module has
 /// decided about already (it came back after an internal redirect, or was
 /// released) goes on as it is. The path of every request while nothing is
-/// paused: a variable lookup, a hash of the app name, one atomic add on the
-/// worker's own slot and two static values written into the request.
+/// paused: a variable lookup, the name compared with one counted before
+/// (`NameMemos`; hashed only if it is new), one atomic add on the worker's
+/// own slot and two static values written into the request.
 pub fn let_through(r: &HttpRequest, main: &MainConf, header: &TableHeader) -> ngx_int_t {
     let_through_if(r, main, header, || true).unwrap_or(NGX_DECLINED as ngx_int_t)
 }
@@ -59,7 +75,13 @@ pub fn let_through_if(
     let counted = check_app_name(main.variables.app_name(r))
         .ok()
         .zip(counting_slot())
-        .map(|(name, slot)| (slot, slot.enter(header.name_key().app_key(name))));
+        .map(|(name, slot)| {
+            // SAFETY: see `WorkerMemos`: only this thread reaches `MEMOS`,
+            // and the reference ends with this call, which calls back
+            // nothing that could reach `MEMOS` again.
+            let memos = unsafe { &mut *MEMOS.0.get() };
+            (slot, slot.enter_named(memos, header.name_key(), name))
+        });
     test_probe::delay_if_asked(r, Point::Counted);
     if !still_runs() {
         if let Some((slot, counter)) = counted {
@@ -101,19 +123,29 @@ pub extern "C" fn request_finished(r: *mut ngx_http_request_t) -> ngx_int_t {
 const SWITCHING_PROTOCOLS: ngx_uint_t = NGX_HTTP_SWITCHING_PROTOCOLS as ngx_uint_t;
 
 /// The module's header filter: sees every answer's status as it goes out.
+/// Every answer but a 101 goes on at once: a load, a comparison and a jump
+/// to the next filter.
 pub unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx calls header filters with a live request.
-    let request = unsafe { HttpRequest::from_raw(r) };
-    // Every answer passes here: anything but a 101 goes on at once.
-    if let Some(request) = request.filter(|r| r.status() == SWITCHING_PROTOCOLS) {
-        guard_ffi(request.log(), (), || {
-            if let Some(main) = IntermissionModule::main_conf(request.as_raw()) {
-                answer_going_out(&request, main);
-            }
-        });
+    if let Some(request) = unsafe { HttpRequest::from_raw(r) } {
+        if request.status() == SWITCHING_PROTOCOLS {
+            switching_protocols(request);
+        }
     }
     // SAFETY: as nginx called this filter.
     unsafe { nginx::next_header_filter(r) }
+}
+
+/// The header filter's part for a 101, out of the way of every other
+/// answer's.
+#[cold]
+#[inline(never)]
+fn switching_protocols(request: HttpRequest) {
+    guard_ffi(request.log(), (), || {
+        if let Some(main) = IntermissionModule::main_conf(request.as_raw()) {
+            answer_going_out(&request, main);
+        }
+    });
 }
 
 /// The header filter's part: a main request counted in flight whose answer

@@ -26,13 +26,29 @@
 //! WebSocket) may run for hours; it moves from the in-flight count to the
 //! `upgraded` count of its entry, which drains do not wait for.
 //!
-//! Counting is a keyed hash of the name, a probe that usually ends at the
-//! first entry, and one atomic add on the worker's own slot: nothing else.
+//! **Counting the same name again is cheap.** Most configurations name an
+//! app with a constant, so a worker keeps memos (`NameMemos`) of names it
+//! counted: each a name's bytes, its keyed hash and its entry. A request
+//! whose name equals its memo's, byte for byte, skips the hash and the
+//! probe; the entry's key is read again before the add (one load), since
+//! the entry may have gone to another app since. Any other name is hashed
+//! and probed as below and takes the memo's place. Which of the 64 memos a
+//! name uses goes by its length and three of its bytes, so that the few
+//! apps of a site seldom share one. The memos change how fast a name is
+//! counted, never where: a client that sends names of its choosing can at
+//! most make requests take the longer way.
+//!
+//! Counting is then a comparison of the name with its memo's, one load of
+//! the entry's key and one atomic add on the worker's own slot; or, for a
+//! name not in its memo, a keyed hash of the name and a probe that usually
+//! ends at the first entry, and the add.
 
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use siphasher::sip::SipHasher13;
+
+use crate::ids::MAX_APP_NAME_LEN;
 
 /// Entries per worker slot, the overflow entry included: the apps a worker
 /// can count apart at once.
@@ -131,7 +147,28 @@ impl Counted {
     }
 
     /// The `Counted` whose `text` is `text`, if it is one.
+    #[inline]
     pub fn of_text(text: &[u8]) -> Option<Counted> {
+        // The module reads back the very text `text` gave, a row of
+        // `COUNTED_TEXTS` or its digits: where it starts in the table is
+        // the counter, with no digit to read. A text anywhere else (a
+        // copy) is read digit by digit.
+        const ROW: usize = DIGITS + UPGRADED.len();
+        let offset = (text.as_ptr() as usize).wrapping_sub(COUNTED_TEXTS.as_ptr() as usize);
+        if offset < IN_FLIGHT_ENTRIES * ROW
+            && offset % ROW == 0
+            && (text.len() == DIGITS || text.len() == ROW)
+        {
+            return Some(Counted {
+                counter: InFlightCounter((offset / ROW) as u16),
+                upgraded: text.len() == ROW,
+            });
+        }
+        Self::of_copied_text(text)
+    }
+
+    #[cold]
+    fn of_copied_text(text: &[u8]) -> Option<Counted> {
         let (digits, rest) = text.split_at_checked(DIGITS)?;
         let upgraded = match rest {
             [] => false,
@@ -203,7 +240,47 @@ impl InFlightTable {
     /// another app; else (the shared slot) entries are only claimed.
     #[inline]
     pub fn enter(&self, app: AppKey, own: bool) -> InFlightCounter {
-        let index = self.entry_for(app, own);
+        self.count_in(self.entry_for(app, own))
+    }
+
+    /// As `enter` for the app named `name` under `secret`
+    /// (`secret.app_key(name)`), counted in the same entry, with `memos`
+    /// sparing the hash and the probe when `name` is in its memo. Always
+    /// inlined: its caller is every request's path.
+    #[inline(always)]
+    pub fn enter_named(
+        &self,
+        memos: &mut NameMemos,
+        secret: NameKey,
+        name: &[u8],
+        own: bool,
+    ) -> InFlightCounter {
+        let memo = memos.for_name(name);
+        if !memo.holds(secret, name) {
+            memo.remember(secret, name);
+        }
+        // The entry found last time is the app's if it bears the app's key:
+        // an app has at most one entry in a table, since a probe ends at
+        // the app's entry before it claims another (see `entry_for`). It
+        // may not: a probe for another name gives an idle entry away, and
+        // the memo may come from another table (a process counting in
+        // another slot). Only this process gives an entry of its own slot
+        // to another app, so the key cannot change between this load and
+        // the add; the shared slot never gives one away.
+        let hint = memo.entry % IN_FLIGHT_ENTRIES;
+        let index =
+            if hint != OVERFLOW && self.entries[hint].key.load(Ordering::Acquire) == memo.app.0 {
+                hint
+            } else {
+                let index = self.entry_for(memo.app, own);
+                memo.entry = index;
+                index
+            };
+        self.count_in(index)
+    }
+
+    #[inline]
+    fn count_in(&self, index: usize) -> InFlightCounter {
         // SeqCst, as the key's store and the drain's reads: see
         // `AppState::phase_now`.
         self.entries[index].in_flight.fetch_add(1, Ordering::SeqCst);
@@ -269,6 +346,8 @@ impl InFlightTable {
     /// the overflow entry. Probing starts at the key's place and ends at
     /// the first entry never used: keys are never removed (only replaced
     /// where nothing is counted), so an app's entry is never past one.
+    /// Out of line: `enter_named` seldom needs it.
+    #[inline(never)]
     fn entry_for(&self, app: AppKey, own: bool) -> usize {
         let places = IN_FLIGHT_ENTRIES - 1;
         let start = (app.0 % places as u64) as usize;
@@ -307,6 +386,96 @@ impl InFlightTable {
                 index
             }
             None => OVERFLOW,
+        }
+    }
+}
+
+/// How many names a worker remembers (`NameMemos`).
+pub const NAME_MEMOS: usize = 64;
+
+/// The names a worker counted last, for `InFlightTable::enter_named`: plain
+/// data, written by one worker for itself.
+#[derive(Clone, Debug)]
+pub struct NameMemos([NameMemo; NAME_MEMOS]);
+
+impl Default for NameMemos {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NameMemos {
+    /// Memos that remember nothing.
+    pub const fn new() -> Self {
+        NameMemos([const { NameMemo::new() }; NAME_MEMOS])
+    }
+
+    /// The memo `name` is looked for in and remembered in: chosen by its
+    /// length and its first, middle and last bytes, with odd weights, so
+    /// that names that differ in one of them (`shop` and `blog`, `app1` and
+    /// `app2`, `www.shop.example` and `www.blog.example`) take different
+    /// memos. Only a choice: a memo is compared by content, so names that
+    /// share one only take turns with it.
+    #[inline(always)]
+    fn for_name(&mut self, name: &[u8]) -> &mut NameMemo {
+        let byte = |at: usize| name.get(at).map_or(0, |&b| usize::from(b));
+        let len = name.len();
+        let picked = len + 31 * byte(0) + 7 * byte(len / 2) + 3 * byte(len.wrapping_sub(1));
+        &mut self.0[picked % NAME_MEMOS]
+    }
+}
+
+const _: () = assert!(NAME_MEMOS.is_power_of_two());
+
+/// An app name a worker counted, its keyed hash and the entry that counted
+/// it: what `InFlightTable::enter_named` needs not work out again for the
+/// next request of the same name. Compared by content (the bytes of the
+/// name and the secret), never by address: a name taken from a request may
+/// sit where another request's different name sat.
+#[derive(Clone, Debug)]
+struct NameMemo {
+    secret: NameKey,
+    /// The name's length; more than `MAX_APP_NAME_LEN` while nothing is
+    /// remembered.
+    len: usize,
+    name: [u8; MAX_APP_NAME_LEN],
+    app: AppKey,
+    /// Where the app was counted last; checked before use.
+    entry: usize,
+}
+
+impl NameMemo {
+    /// A memo that remembers nothing.
+    const fn new() -> Self {
+        NameMemo {
+            secret: NameKey([0, 0]),
+            len: usize::MAX,
+            name: [0; MAX_APP_NAME_LEN],
+            app: AppKey(0),
+            entry: OVERFLOW,
+        }
+    }
+
+    /// Whether this remembers `name` under `secret`.
+    #[inline]
+    fn holds(&self, secret: NameKey, name: &[u8]) -> bool {
+        self.len == name.len() && self.name.get(..name.len()) == Some(name) && self.secret == secret
+    }
+
+    /// Remembers `name` under `secret` (a name too long to be an app's is
+    /// hashed, and forgotten at once).
+    #[cold]
+    #[inline(never)]
+    fn remember(&mut self, secret: NameKey, name: &[u8]) {
+        self.app = secret.app_key(name);
+        self.secret = secret;
+        self.entry = OVERFLOW;
+        match self.name.get_mut(..name.len()) {
+            Some(room) => {
+                room.copy_from_slice(name);
+                self.len = name.len();
+            }
+            None => self.len = usize::MAX,
         }
     }
 }
@@ -421,6 +590,20 @@ mod tests {
             }
             .text(),
             b"117 upgraded"
+        );
+        // Inside the table but not a text `text` gives: read by content.
+        let row = Counted {
+            counter: InFlightCounter(117),
+            upgraded: true,
+        }
+        .text();
+        assert_eq!(Counted::of_text(&row[1..4]), None, "\"17 \"");
+        assert_eq!(Counted::of_text(&row[..4]), None, "\"117 \"");
+        assert_eq!(Counted::of_text(&row[..0]), None);
+        let next = Counted::by(InFlightCounter(118)).text();
+        assert_eq!(
+            Counted::of_text(next),
+            Some(Counted::by(InFlightCounter(118)))
         );
         for bad in [
             &b""[..],

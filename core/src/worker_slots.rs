@@ -30,7 +30,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ids::{AppId, Millis, Ticket};
-use crate::in_flight::{AppKey, InFlight, InFlightCounter, InFlightTable};
+use crate::in_flight::{AppKey, InFlight, InFlightCounter, InFlightTable, NameKey, NameMemos};
 use crate::order::STALL_BOUND_MS;
 
 /// The apps one worker can hold requests of at once with its order and its
@@ -133,6 +133,19 @@ impl WorkerSlot {
     pub fn enter(&self, app: AppKey) -> InFlightCounter {
         let own = self.owner.load(Ordering::Relaxed) != SHARED;
         self.in_flight.enter(app, own)
+    }
+
+    /// As `enter` for the app named `name` (`secret.app_key(name)`), with
+    /// the worker's memos of the names it counted (`NameMemos`).
+    #[inline(always)]
+    pub fn enter_named(
+        &self,
+        memos: &mut NameMemos,
+        secret: NameKey,
+        name: &[u8],
+    ) -> InFlightCounter {
+        let own = self.owner.load(Ordering::Relaxed) != SHARED;
+        self.in_flight.enter_named(memos, secret, name, own)
     }
 
     /// A request counted by `enter` switched protocols (101): no longer

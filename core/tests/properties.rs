@@ -116,6 +116,31 @@ proptest! {
     }
 
     #[test]
+    fn the_memos_of_names_count_where_the_hash_would(
+        ops in vec((any::<u16>(), 0u8..5), 0..1500)
+            .prop_flat_map(|ops| {
+                // Runs of one name, as a constant `$app_name` gives, and
+                // names drawn from a few, so that the table fills up.
+                let len = ops.len();
+                (Just(ops), vec(0u16..6, len))
+            })
+            .prop_map(|(ops, spans)| {
+                let mut last = 0;
+                ops.into_iter()
+                    .zip(spans)
+                    .map(|((pick, action), span)| {
+                        if span > 2 {
+                            last = pick;
+                        }
+                        (last, action)
+                    })
+                    .collect::<Vec<_>>()
+            }),
+    ) {
+        invariants::in_flight_memo(&ops);
+    }
+
+    #[test]
     fn a_paced_release_lets_the_oldest_go_at_the_rate(
         rate in 1u64..2_000,
         held in 0u64..300,

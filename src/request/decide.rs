@@ -53,6 +53,8 @@ pub extern "C" fn hold_phase_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// paused, 503 with `Retry-After` (it may be a paused app's, and a paused
 /// app's upstream is under maintenance); else it passes, as if the module
 /// were not there.
+#[cold]
+#[inline(never)]
 fn after_panic(r: &HttpRequest) -> ngx_int_t {
     let paused = IntermissionModule::main_conf(r.as_raw())
         .and_then(MainConf::zone)
@@ -84,6 +86,19 @@ fn handle(r: HttpRequest) -> ngx_int_t {
         }
         // A pause began as it was counted: it is decided as paused.
     }
+    met_or_paused(r, location, main, header)
+}
+
+/// The rest of the phase handler's steps, for a request held before or of
+/// a paused app; out of line, so that the path of every request while
+/// nothing is paused stays short.
+#[inline(never)]
+fn met_or_paused(
+    r: HttpRequest,
+    location: &'static LocConf,
+    main: &'static MainConf,
+    header: &'static TableHeader,
+) -> ngx_int_t {
     if let Some(ctx) = r.context::<HoldContext>(module()) {
         return back_after_hold(&r, ctx);
     }

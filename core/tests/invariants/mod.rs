@@ -1003,6 +1003,67 @@ pub fn in_flight(names: &[Vec<u8>], order: &[usize]) {
     check(&running);
 }
 
+/// Counting by name with a worker's memos (`enter_named`) counts every
+/// request in the entry that counting by the name's keyed hash (`enter`)
+/// would, whatever the names' order. The names (`ops`' first of each pair,
+/// modulo their number) have one length and differ in one or two bytes, so
+/// only their content tells them apart, and every other request's name is
+/// copied into the same buffer, so that different names come at the same
+/// address, as names taken from requests do; one name is too long to
+/// remember; and far more apps come and go than a table has entries, so
+/// entries are given to other apps. The memos count in two tables in turn
+/// (a process that comes to count in another slot), so what they remember
+/// of one table is wrong for the other; and every 64th op draws a new
+/// secret. `ops`' second: 0 or 1 leaves (the request at that place among
+/// those in flight), anything else enters.
+pub fn in_flight_memo(ops: &[(u16, u8)]) {
+    use intermission_core::in_flight::{InFlightTable, NameKey, NameMemos};
+
+    let mut names: Vec<Vec<u8>> = (0..400)
+        .map(|i| format!("app{i:03}").into_bytes())
+        .collect();
+    names.push(vec![b'a'; MAX_APP_NAME_LEN + 1]);
+    names.push(Vec::new());
+    // (counted by the hash, counted with the memo), twice.
+    let tables: [(InFlightTable, InFlightTable); 2] = Default::default();
+    let mut memos = NameMemos::new();
+    let mut buffer = Vec::with_capacity(MAX_APP_NAME_LEN + 1);
+    let mut secret = NameKey([0x5eed, 0xcafe]);
+    let mut running = Vec::new();
+    for (step, &(pick, action)) in ops.iter().enumerate() {
+        if step % 64 == 63 {
+            secret = NameKey([secret.0[0] + 1, secret.0[1]]);
+        }
+        let pick = usize::from(pick);
+        if action < 2 && !running.is_empty() {
+            let (table, counter) = running.swap_remove(pick % running.len());
+            let (plain, memoed): &(InFlightTable, InFlightTable) = &tables[table];
+            plain.leave(counter, false);
+            memoed.leave(counter, false);
+            continue;
+        }
+        let table = step / 100 % 2;
+        let (plain, memoed) = &tables[table];
+        let mut name = &names[pick % names.len()];
+        if step % 2 == 1 {
+            buffer.clear();
+            buffer.extend_from_slice(name);
+            name = &buffer;
+        }
+        let expected = plain.enter(secret.app_key(name), true);
+        let counted = memoed.enter_named(&mut memos, secret, name, true);
+        assert_eq!(counted, expected, "step {step}: {}", LogSafe(name));
+        running.push((table, counted));
+    }
+    for (plain, memoed) in &tables {
+        for name in &names {
+            let app = secret.app_key(name);
+            assert_eq!(memoed.count(app), plain.count(app));
+        }
+        assert_eq!(memoed.total(), plain.total());
+    }
+}
+
 /// `rfc3339` of Unix milliseconds agrees with a plain count of days and
 /// months from 1970.
 pub fn rfc3339_of(unix_ms: u64) {
