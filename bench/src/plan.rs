@@ -59,11 +59,11 @@ impl Plan {
                 hold: Duration::from_secs(10),
                 held_counts: vec![1_000, 10_000],
                 scale: vec![
-                    (4, vec![1_000, 10_000, 50_000]),
+                    (4, vec![1_000, 10_000, 15_000, 50_000]),
                     (2, vec![1_000, 10_000, 30_000]),
                 ],
                 scale_hold: Duration::from_secs(3),
-                scale_repetitions: 2,
+                scale_repetitions: 3,
                 wrk_secs: 5,
                 wrk_repetitions: 5,
                 paced: (2_000, 1_000),
