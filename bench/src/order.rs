@@ -19,6 +19,10 @@ pub struct OrderStats {
     pub max_displacement_from_arrival: Option<usize>,
     /// `in_order_share` counted within each nginx worker separately.
     pub in_order_share_per_worker: f64,
+    /// As `max_displacement_from_arrival`, for the requests a proxy sent on
+    /// an upstream connection it had used before; `None` with every
+    /// request on a connection of its own.
+    pub max_displacement_from_arrival_reused: Option<usize>,
 }
 
 /// Order statistics for arrivals in the order the upstream saw them.
@@ -32,16 +36,20 @@ pub fn order_stats(arrivals: &[Arrival]) -> OrderStats {
         by_worker.entry(a.worker).or_default().push(a.seq);
     }
     let per_worker: usize = by_worker.values().map(|s| longest_increasing(s)).sum();
+    let tickets: Option<Vec<u64>> = arrivals.iter().map(|a| a.ticket).collect();
     OrderStats {
         seen: seqs.len(),
         in_order_share: longest_increasing(&seqs) as f64 / seqs.len() as f64,
         max_displacement: max_displacement(&seqs),
-        max_displacement_from_arrival: arrivals
-            .iter()
-            .map(|a| a.ticket)
-            .collect::<Option<Vec<u64>>>()
-            .map(|tickets| max_displacement(&tickets)),
+        max_displacement_from_arrival: tickets.as_deref().map(max_displacement),
         in_order_share_per_worker: per_worker as f64 / seqs.len() as f64,
+        max_displacement_from_arrival_reused: tickets.as_deref().and_then(|tickets| {
+            displacements(tickets)
+                .zip(arrivals)
+                .filter(|(_, a)| !a.new_connection)
+                .map(|(d, _)| d)
+                .max()
+        }),
     }
 }
 
@@ -62,13 +70,16 @@ pub fn longest_increasing(seqs: &[u64]) -> usize {
 /// The largest |seen position - send rank| (send rank among the seqs seen, so
 /// that a lost request does not shift every later one).
 pub fn max_displacement(seqs: &[u64]) -> usize {
+    displacements(seqs).max().unwrap_or(0)
+}
+
+/// Each entry's |seen position - send rank|, in seen order.
+fn displacements(seqs: &[u64]) -> impl Iterator<Item = usize> + '_ {
     let mut sorted = seqs.to_vec();
     sorted.sort_unstable();
     seqs.iter()
         .enumerate()
-        .map(|(position, s)| position.abs_diff(sorted.partition_point(|x| x < s)))
-        .max()
-        .unwrap_or(0)
+        .map(move |(position, s)| position.abs_diff(sorted.partition_point(|x| x < s)))
 }
 
 #[cfg(test)]
@@ -85,6 +96,7 @@ mod tests {
                 worker,
                 arrived: i as u64,
                 ticket: None,
+                new_connection: true,
             })
             .collect()
     }
@@ -126,6 +138,20 @@ mod tests {
             (stats.max_displacement, stats.max_displacement_from_arrival),
             (1, Some(0))
         );
+    }
+
+    #[test]
+    fn displacement_on_reused_connections_leaves_new_ones_out() {
+        let mut seen = arrivals(&[0, 1, 2, 3], &[1, 1, 2, 2]);
+        for (a, ticket) in seen.iter_mut().zip([1, 2, 3, 0]) {
+            a.ticket = Some(ticket);
+            a.new_connection = false;
+        }
+        // Ticket 0 came last, on a connection opened for it.
+        seen[3].new_connection = true;
+        let stats = order_stats(&seen);
+        assert_eq!(stats.max_displacement_from_arrival, Some(3));
+        assert_eq!(stats.max_displacement_from_arrival_reused, Some(1));
     }
 
     #[test]

@@ -15,8 +15,8 @@
 //! - `/r/<seq>`: answered `200`, and `<seq>` (the client's send position) is
 //!   recorded with its accept position and the `X-Worker` header, if any.
 //! - `/__hang`: never answered (holds HAProxy's one server slot; see servers.rs).
-//! - `/__order`: answers the recorded requests, one `accept seq worker` line
-//!   each, and forgets them.
+//! - `/__order`: answers the recorded requests, one `accept seq worker
+//!   arrived ticket new` line each, and forgets them.
 //! - anything else: answered `200`, not recorded (throughput runs).
 
 use std::cell::RefCell;
@@ -49,6 +49,9 @@ pub struct Arrival {
     /// Its `X-Ticket` header, if any: its place in the order nginx received
     /// the requests (`$intermission_ticket`).
     pub ticket: Option<u64>,
+    /// The first request on its connection: the proxy opened one for it
+    /// (with kept-alive connections, one it had no idle connection for).
+    pub new_connection: bool,
 }
 
 type Log = Rc<RefCell<Vec<Arrival>>>;
@@ -87,6 +90,7 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
     stamp_arrivals(&stream);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
+    let mut served = 0u64;
     loop {
         // When the kernel received the first bytes of the next request.
         let mut received_ns = 0;
@@ -129,8 +133,12 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
                 .map(|a| {
                     let ticket = a.ticket.map_or("-".to_owned(), |t| t.to_string());
                     format!(
-                        "{} {} {} {} {ticket}\n",
-                        a.accepted, a.seq, a.worker, a.arrived
+                        "{} {} {} {} {ticket} {}\n",
+                        a.accepted,
+                        a.seq,
+                        a.worker,
+                        a.arrived,
+                        u8::from(a.new_connection)
                     )
                 })
                 .collect();
@@ -152,8 +160,10 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
                 worker,
                 arrived: received_ns,
                 ticket,
+                new_connection: served == 0,
             });
         }
+        served += 1;
         if closes {
             let _ = stream.write_all(ANSWER).await;
             return;
@@ -249,18 +259,15 @@ pub fn parse_order(body: &str, by_arrival: bool) -> Vec<Arrival> {
     let mut arrivals: Vec<Arrival> = body
         .lines()
         .filter_map(|line| {
-            let mut fields = line.split(' ');
-            let mut number = || fields.next()?.parse::<u64>().ok();
-            let arrival = Arrival {
-                accepted: number()?,
-                seq: number()?,
-                worker: number()?,
-                arrived: number()?,
-                ticket: None,
-            };
+            let fields: Vec<&str> = line.split(' ').collect();
+            let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
             Some(Arrival {
-                ticket: number(),
-                ..arrival
+                accepted: number(0)?,
+                seq: number(1)?,
+                worker: number(2)?,
+                arrived: number(3)?,
+                ticket: number(4),
+                new_connection: fields.get(5) != Some(&"0"),
             })
         })
         .collect();
@@ -278,13 +285,18 @@ mod tests {
 
     #[test]
     fn order_lines_are_sorted_by_accept_position_or_arrival() {
-        let body = "2 7 11 0 -\n0 5 10 2 -\n1 6 11 1 3\njunk\n";
+        let body = "2 7 11 0 - 1\n0 5 10 2 - 0\n1 6 11 1 3 1\njunk\n";
         let seqs = |arrivals: Vec<Arrival>| arrivals.iter().map(|a| a.seq).collect::<Vec<_>>();
         let by_accept = parse_order(body, false);
         assert_eq!(by_accept[0].worker, 10);
         assert_eq!(seqs(by_accept), [5, 6, 7]);
         assert_eq!(seqs(parse_order(body, true)), [7, 6, 5]);
         assert_eq!(parse_order(body, false)[1].ticket, Some(3));
+        let new: Vec<bool> = parse_order(body, false)
+            .iter()
+            .map(|a| a.new_connection)
+            .collect();
+        assert_eq!(new, [false, true, true]);
     }
 
     #[test]

@@ -94,6 +94,9 @@ struct Engine {
     published: BTreeMap<AppId, Ticket>,
     /// Apps whose published figures may be stale.
     dirty: BTreeSet<AppId>,
+    /// Released requests that woke since the last pass: they keep their
+    /// place in the order until the end of the next pass (`retire_woken`).
+    woken: Vec<(AppId, Ticket)>,
     /// The next look by itself: the earliest real deadline (`arm_timer`).
     timer: WorkerEvent,
     /// When the last pass wants to look again for reasons only a pass sees
@@ -170,6 +173,7 @@ pub fn start_worker(zone: &'static ngx_shm_zone_t, follows_state_file: bool) {
         queue: HeldQueue::default(),
         published: BTreeMap::new(),
         dirty: BTreeSet::new(),
+        woken: Vec::new(),
         timer: WorkerEvent::new(on_timer),
         pass_wants: None,
         next_pass: WorkerEvent::new(on_next_pass),
@@ -294,11 +298,9 @@ pub fn done_waking(app: AppId, ticket: Ticket) {
         if engine.posted == 0 {
             engine.arm_timer(nginx::now_ms());
         }
-        if engine.queue.woke(app, ticket) {
-            engine.dirty.insert(app);
-            // Publish after this turn's wake-ups have all run.
-            engine.next_pass.post_next_turn();
-        }
+        // It gives up its place at the end of the next pass (`retire_woken`).
+        engine.woken.push((app, ticket));
+        engine.next_pass.post_next_turn();
     });
 }
 

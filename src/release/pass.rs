@@ -270,9 +270,28 @@ impl Engine {
     /// stands (waking the workers that wait for it), and arranges the next
     /// look: in the next turn (a full batch, requests waking), on the end
     /// of a request (no connection left), or by the timer.
+    /// The requests that woke before this pass leave the order now, to be
+    /// published by the next pass, a turn later. A released request that
+    /// needs a new upstream connection is written once the connection is
+    /// up, in the turn after it woke (on loopback and a LAN, the next one):
+    /// had it left at once, another worker could send later tickets first
+    /// meanwhile. Returns whether any left.
+    fn retire_woken(&mut self) -> bool {
+        let woken = std::mem::take(&mut self.woken);
+        let mut retired = false;
+        for (app, ticket) in woken {
+            if self.queue.woke(app, ticket) {
+                self.dirty.insert(app);
+                retired = true;
+            }
+        }
+        retired
+    }
+
     fn finish_pass(&mut self, now: Millis, going: usize, next: NextLook, spent: Spent) {
         self.posted += going;
-        if spent.batch || self.queue.waking() > 0 {
+        let retired = self.retire_woken();
+        if spent.batch || self.queue.waking() > 0 || retired {
             self.next_pass.post_next_turn();
         } else if !self.dirty.is_empty() {
             self.next_pass.post();

@@ -31,6 +31,8 @@ struct Figures {
     upstream_busy: Option<f64>,
     failed: usize,
     from_arrival: Option<usize>,
+    /// The same over requests sent on upstream connections used before.
+    from_arrival_reused: Option<usize>,
 }
 
 impl Figures {
@@ -46,6 +48,10 @@ impl Figures {
             from_arrival: passes
                 .iter()
                 .filter_map(|p| p.order.max_displacement_from_arrival)
+                .max(),
+            from_arrival_reused: passes
+                .iter()
+                .filter_map(|p| p.order.max_displacement_from_arrival_reused)
                 .max(),
         }
     }
@@ -79,7 +85,8 @@ pub fn write_scale(md: &mut String, report: &Report) {
          the release's length (its one thread; under 1, it waited for work). *From arrival*: \
          the farthest any request reached the upstream from its place in the order nginx \
          received them in (its ticket), with kept-alive connections by the kernel's receive \
-         time stamps.\n",
+         time stamps, and in brackets the farthest among the requests a worker sent on an \
+         upstream connection it had used before (not one it opened for the request).\n",
         plan.scale_hold.as_secs_f64(),
         plan.scale_repetitions,
         fmt_count(HAPROXY_MOST_HELD),
@@ -167,6 +174,16 @@ fn write_rows(md: &mut String, report: &Report, workers: usize, keepalive: bool,
                 "–".into()
             },
         );
+    }
+}
+
+/// The farthest from arrival; with kept-alive connections, then the
+/// farthest among requests sent on a connection the worker had used before.
+fn from_arrival(figures: &Figures, keepalive: bool) -> String {
+    let all = figures.from_arrival.map_or("–".into(), |d| d.to_string());
+    match figures.from_arrival_reused {
+        Some(reused) if keepalive => format!("{all} ({reused})"),
+        _ => all,
     }
 }
 

@@ -52,6 +52,7 @@ fn pass(held: usize, first_ms: u64, last_ms: u64) -> Pass {
             max_displacement: 0,
             max_displacement_from_arrival: None,
             in_order_share_per_worker: 1.0,
+            max_displacement_from_arrival_reused: None,
         },
         ..Pass::default()
     }
@@ -233,7 +234,10 @@ fn synthetic_scale() -> Vec<Passes> {
                             Duration::ZERO,
                         ]);
                         let from_arrival = if keepalive && n > 1_000 { 40 } else { 15 };
-                        out_of_order(pass, 0.5, 900, Some(from_arrival))
+                        let mut pass = out_of_order(pass, 0.5, 900, Some(from_arrival));
+                        pass.order.max_displacement_from_arrival_reused =
+                            keepalive.then_some(12 + i as usize);
+                        pass
                     })
                     .collect();
                 rows.push(row(n, shape, Some(Proxy::Module), module));
