@@ -106,6 +106,73 @@ fn four_workers_release_in_one_arrival_order() {
     release_in_one_order(4);
 }
 
+/// The farthest a request may land from its arrival position by the
+/// kernel's receive times: the window, with half of it again to spare (the
+/// kernel's stamps need none of `FARTHEST`'s room for the accept queue).
+/// Made to fail with the place given up as the request woke: 33 to 36.
+const KERNEL_FARTHEST: usize = ORDER_WINDOW + ORDER_WINDOW / 2;
+
+/// With upstream keep-alive and a cold pool, a released request often needs
+/// a new upstream connection, which nginx writes on a turn later than one on
+/// an idle connection: the request keeps its place in the order across
+/// workers until then, so that it is not overtaken by later tickets sent
+/// meanwhile. Order is the kernel's: when the upstream received each
+/// request. The upstream answers after 5 ms, so that its connections stay
+/// busy and the workers open hundreds more during the release.
+#[test]
+fn four_workers_keep_the_order_over_new_kept_alive_connections() {
+    const HELD: usize = 1_000;
+    let upstream = KeptAliveUpstream::start(Duration::from_millis(5));
+    let config = Config::new()
+        .workers(4)
+        .reuseport()
+        .worker_connections(4096)
+        .http(&format!(
+            "upstream kept {{ server 127.0.0.1:{}; keepalive 512; }}",
+            upstream.port()
+        ))
+        .server(&format!(
+            "{} location / {{ intermission; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; proxy_set_header X-Ticket $intermission_ticket; \
+             proxy_pass http://kept; }} {}",
+            set_app_name("shop"),
+            control_location()
+        ));
+    let nginx = Nginx::start(config);
+    let port = nginx.port();
+    pause(port, "");
+    let held = hold_in_order(port, HELD, |i| seq_request("/item/", i));
+    assert_still_held(&held);
+    resume(port, "");
+    finish_all_from_upstream(held);
+    let hits = upstream.wait_for(HELD);
+    let mut seen: Vec<usize> = hits.iter().map(|hit| hit.seq).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..HELD).collect::<Vec<_>>(), "each request once");
+    let tickets: Option<Vec<usize>> = hits.iter().map(|hit| Some(hit.ticket? as usize)).collect();
+    let tickets = tickets.expect("every request carried its ticket");
+    let opened = hits.iter().filter(|hit| hit.new_connection).count();
+    assert!(
+        opened >= 4,
+        "the workers should have opened upstream connections for the release, opened {opened}"
+    );
+    let mut sorted = tickets.clone();
+    sorted.sort_unstable();
+    let displacement = tickets
+        .iter()
+        .enumerate()
+        .map(|(position, t)| position.abs_diff(sorted.partition_point(|x| x < t)))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        displacement < KERNEL_FARTHEST,
+        "a request reached the upstream {displacement} places from its arrival position \
+         (window {ORDER_WINDOW}), {opened} of {HELD} on connections opened for them"
+    );
+    assert_eq!(counters(port, "").held_now, 0);
+    nginx.stop();
+}
+
 #[test]
 fn old_and_new_workers_release_in_one_order_after_a_reload() {
     const BEFORE: usize = 200;

@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod client;
+mod kept_alive;
 mod nginx;
 mod procfs;
 mod snippets;
@@ -21,6 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use client::{wait_all_read, KeepAliveConnection, Pending, Request, Response};
+pub use kept_alive::{KeptAliveUpstream, StampedHit};
 pub use nginx::{AccessEntry, Config, Nginx, PREFIX_MARK};
 pub use procfs::{children_of, cpu_ticks, holds_socket, is_alive, ticks_per_second};
 pub use snippets::*;
