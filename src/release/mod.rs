@@ -20,9 +20,10 @@
 //! app it still holds or is still waking; it releases ticket `t` only when
 //! `t` is less than `ORDER_WINDOW` past the lowest ticket held by another
 //! worker that runs (`intermission_core::order`). A ticket counts as
-//! released once its request has been run on (its upstream connection is
-//! being opened), so the upstream sees the requests of all workers within
-//! the window of their arrival order. Tickets that leave otherwise (a
+//! released at the end of the pass after its request was run on, a turn
+//! later (`retire_woken`: nginx writes a request that needs a new upstream
+//! connection in the turn after it opened it), so the upstream sees the
+//! requests of all workers within the window of their arrival order. Tickets that leave otherwise (a
 //! client that left, a request answered at its max time, a worker that
 //! died) simply stop being the lowest anywhere. A worker that does not look
 //! at its wake-ups for `STALL_BOUND_MS` (stopped, swapped out) loses its
