@@ -279,22 +279,25 @@ pub extern "C" fn set_intermission_max_pause(
     }
     // SAFETY: called by nginx for this directive, which takes one argument.
     let mut value = unsafe { arguments(cf) }[0];
-    if value.as_bytes().eq_ignore_ascii_case(b"off") {
-        conf.max_pause_ms = 0;
-        return NGX_CONF_OK;
-    }
-    // SAFETY: nginx's own time syntax ("90s", "10m", "1h30m"), in milliseconds.
-    let ms = unsafe { nginx_sys::ngx_parse_time(&mut value, 0) };
-    if ms <= 0 {
-        ngx_conf_log_error!(
-            NGX_LOG_EMERG,
-            cf,
-            "invalid value \"{value}\" in \"intermission_max_pause\" directive, \
-             it must be a time such as \"10m\", or \"off\""
-        );
-        return NGX_CONF_ERROR;
-    }
-    conf.max_pause_ms = ms as i64;
+    conf.max_pause_ms = if value.as_bytes().eq_ignore_ascii_case(b"off") {
+        0
+    } else {
+        // SAFETY: nginx's own time syntax ("90s", "10m", "1h30m"), in
+        // milliseconds.
+        let ms = unsafe { nginx_sys::ngx_parse_time(&mut value, 0) };
+        if ms <= 0 {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{value}\" in \"intermission_max_pause\" directive, \
+                 it must be a time such as \"10m\", or \"off\""
+            );
+            return NGX_CONF_ERROR;
+        }
+        ms as i64
+    };
+    // An `off` is recorded too: one that no control location gets has no
+    // more effect than a time there (`warn_unused_max_pause`).
     // SAFETY: as above.
     match unsafe { record_max_pause_site(cf) } {
         Some(site) => {

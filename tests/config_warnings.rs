@@ -100,14 +100,14 @@ fn a_variable_a_map_defines_under_the_prefix_is_named_too() {
 
 #[test]
 fn a_max_pause_no_control_location_gets_is_named_with_its_place() {
-    // In a location that is not the control location, and in a server that
-    // has none.
+    // In a location that is not the control location, and (an `off`) in a
+    // server that has none.
     let output = accepted(
         Config::new()
             .server(&server(
                 "location /x {\nintermission_max_pause 5m; return 204; }",
             ))
-            .server("intermission_max_pause 1m; location / { return 204; }"),
+            .server("intermission_max_pause off; location / { return 204; }"),
     );
     let warnings = warnings(&output);
     assert_eq!(warnings.len(), 2, "{output}");
