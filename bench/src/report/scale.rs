@@ -138,7 +138,9 @@ fn write_rows(md: &mut String, report: &Report, workers: usize, keepalive: bool,
             proxy.label(),
             figures.hold_cpu.map_or("–".into(), |c| format!("{c:.3}")),
             figures.bytes.map_or("–".into(), |b| format!("{b:.0}")),
-            if is_module {
+            // limit_req is measured with new upstream connections, whose
+            // proxies hold no warmed pool of kept-alive ones.
+            if is_module && !keepalive {
                 ratio(vs_floor)
             } else {
                 String::new()
@@ -169,7 +171,7 @@ fn write_rows(md: &mut String, report: &Report, workers: usize, keepalive: bool,
                 format!("**{}**", figures.failed)
             },
             if is_module {
-                figures.from_arrival.map_or("–".into(), |d| d.to_string())
+                from_arrival(&figures, keepalive)
             } else {
                 "–".into()
             },
