@@ -92,26 +92,8 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
     let mut chunk = [0u8; 2048];
     let mut served = 0u64;
     loop {
-        // When the kernel received the first bytes of the next request.
-        let mut received_ns = 0;
-        let head = loop {
-            if let Some(end) = find(&buf, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                buf.drain(..end + 4);
-                break head;
-            }
-            if buf.len() > 64 * 1024 {
-                return;
-            }
-            match read_stamped(&stream, &mut chunk).await {
-                Ok((0, _)) | Err(_) => return,
-                Ok((n, stamp)) => {
-                    if buf.is_empty() {
-                        received_ns = stamp;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-            }
+        let Some((head, received_ns)) = read_head(&stream, &mut buf, &mut chunk).await else {
+            return;
         };
         let mut request_line = head.split(' ');
         let target = request_line.nth(1).unwrap_or("");
@@ -127,21 +109,7 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
             return;
         }
         if target == "/__order" {
-            let arrivals = std::mem::take(&mut *log.borrow_mut());
-            let body: String = arrivals
-                .iter()
-                .map(|a| {
-                    let ticket = a.ticket.map_or("-".to_owned(), |t| t.to_string());
-                    format!(
-                        "{} {} {} {} {ticket} {}\n",
-                        a.accepted,
-                        a.seq,
-                        a.worker,
-                        a.arrived,
-                        u8::from(a.new_connection)
-                    )
-                })
-                .collect();
+            let body = order_lines(&std::mem::take(&mut *log.borrow_mut()));
             let reply = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -172,6 +140,55 @@ async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
             return;
         }
     }
+}
+
+/// The head of the next request on the connection (its bytes taken out of
+/// `buf`), and when the kernel received its first bytes; `None` once the
+/// connection ends (or sends a head of over 64 KiB).
+async fn read_head(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+    chunk: &mut [u8],
+) -> Option<(String, u64)> {
+    let mut received_ns = 0;
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return Some((head, received_ns));
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+        match read_stamped(stream, chunk).await {
+            Ok((0, _)) | Err(_) => return None,
+            Ok((n, stamp)) => {
+                if buf.is_empty() {
+                    received_ns = stamp;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// The `/__order` answer's body: one `accept seq worker arrived ticket new`
+/// line per recorded request.
+fn order_lines(arrivals: &[Arrival]) -> String {
+    arrivals
+        .iter()
+        .map(|a| {
+            let ticket = a.ticket.map_or("-".to_owned(), |t| t.to_string());
+            format!(
+                "{} {} {} {} {ticket} {}\n",
+                a.accepted,
+                a.seq,
+                a.worker,
+                a.arrived,
+                u8::from(a.new_connection)
+            )
+        })
+        .collect()
 }
 
 /// Asks the kernel to stamp what this connection receives with the time it

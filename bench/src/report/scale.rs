@@ -212,28 +212,34 @@ fn module_rows(report: &Report) -> impl Iterator<Item = &Passes> {
 fn write_targets(md: &mut String, report: &Report) {
     let _ = writeln!(md, "\n| Scale target | figure | verdict |");
     let _ = writeln!(md, "|---|---|---|");
+    write_holding_targets(md, report);
+    write_release_targets(md, report);
+}
 
-    let cpu = module_rows(report)
-        .filter_map(|p| Figures::of(&p.passes).hold_cpu)
-        .fold(None, |most: Option<f64>, c| {
-            Some(most.map_or(c, |m| m.max(c)))
-        });
+/// The largest of some figures, if any.
+fn largest(figures: impl Iterator<Item = f64>) -> Option<f64> {
+    figures.fold(None, |most: Option<f64>, f| {
+        Some(most.map_or(f, |m| m.max(f)))
+    })
+}
+
+/// CPU and memory while holding.
+fn write_holding_targets(md: &mut String, report: &Report) {
+    let cpu = largest(module_rows(report).filter_map(|p| Figures::of(&p.passes).hold_cpu));
     let _ = writeln!(
         md,
         "| CPU while holding 0 at every size | at most {} s per 10 s held | {} |",
         cpu.map_or("–".into(), |c| format!("{c:.3}")),
         verdict(cpu.map(|c| c < ZERO_CPU)),
     );
-
-    let memory = module_rows(report)
-        .filter(|p| !p.shape.keepalive)
-        .filter_map(|p| {
-            let bytes = Figures::of(&p.passes).bytes?;
-            Some(bytes / limit_req_bytes(report, p.shape.workers, p.held)?)
-        })
-        .fold(None, |most: Option<f64>, r| {
-            Some(most.map_or(r, |m| m.max(r)))
-        });
+    let memory = largest(
+        module_rows(report)
+            .filter(|p| !p.shape.keepalive)
+            .filter_map(|p| {
+                let bytes = Figures::of(&p.passes).bytes?;
+                Some(bytes / limit_req_bytes(report, p.shape.workers, p.held)?)
+            }),
+    );
     let _ = writeln!(
         md,
         "| bytes per held at most limit_req's + {:.0} % | at most {} of limit_req's | {} |",
@@ -241,7 +247,11 @@ fn write_targets(md: &mut String, report: &Report) {
         ratio(memory),
         verdict(memory.map(|r| r <= MEMORY_TARGET)),
     );
+}
 
+/// Release time per request across sizes and against HAProxy's, order and
+/// failures.
+fn write_release_targets(md: &mut String, report: &Report) {
     for keepalive in [true, false] {
         let growth = per_request_growth(report, keepalive);
         let _ = writeln!(
@@ -255,23 +265,20 @@ fn write_targets(md: &mut String, report: &Report) {
             verdict(growth.as_ref().map(|(_, _, r)| *r <= PER_REQUEST_TARGET)),
         );
     }
-
-    let vs_haproxy = module_rows(report)
-        .filter(|p| p.shape.keepalive)
-        .filter_map(|m| {
-            let h = find(&report.scale, m.held, m.shape, Some(Proxy::Haproxy))?;
-            paired_ratio(&m.passes, &h.passes, super::last)
-        })
-        .fold(None, |most: Option<f64>, r| {
-            Some(most.map_or(r, |m| m.max(r)))
-        });
+    let vs_haproxy = largest(
+        module_rows(report)
+            .filter(|p| p.shape.keepalive)
+            .filter_map(|m| {
+                let h = find(&report.scale, m.held, m.shape, Some(Proxy::Haproxy))?;
+                paired_ratio(&m.passes, &h.passes, super::last)
+            }),
+    );
     let _ = writeln!(
         md,
         "| release at most {VS_HAPROXY_TARGET} of HAProxy's time at every size both hold, upstream kept alive | at most {} | {} |",
         ratio(vs_haproxy),
         verdict(vs_haproxy.map(|r| r <= VS_HAPROXY_TARGET)),
     );
-
     let order = module_rows(report)
         .filter(|p| p.shape.workers == ORDER_WORKERS)
         .filter_map(|p| Figures::of(&p.passes).from_arrival)
@@ -282,7 +289,6 @@ fn write_targets(md: &mut String, report: &Report) {
         order.map_or("–".into(), |d| d.to_string()),
         verdict(order.map(|d| d <= ORDER_TARGET)),
     );
-
     let failed: usize = report
         .scale
         .iter()

@@ -81,44 +81,80 @@ fn decades(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (low, high)
 }
 
+/// Logarithmic axes fitted to the lines' points.
+struct Axes {
+    x_low: f64,
+    x_high: f64,
+    y_low: f64,
+    y_high: f64,
+}
+
+const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
+const PLOT_H: f64 = HEIGHT - TOP - BOTTOM;
+
+impl Axes {
+    fn fit(lines: &[Line]) -> Axes {
+        let points = || lines.iter().flat_map(|l| l.points.iter());
+        let (x_low, x_high) = decades(points().map(|p| p.0));
+        let (y_low, y_high) = decades(points().map(|p| p.1));
+        Axes {
+            x_low,
+            x_high,
+            y_low,
+            y_high,
+        }
+    }
+
+    fn x(&self, v: f64) -> f64 {
+        LEFT + PLOT_W * (v / self.x_low).log10() / (self.x_high / self.x_low).log10()
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        TOP + PLOT_H * (1.0 - (v / self.y_low).log10() / (self.y_high / self.y_low).log10())
+    }
+}
+
 pub fn scale_svg(report: &Report) -> Option<String> {
     let lines = lines(report);
     if lines.is_empty() {
         return None;
     }
-    let points = || lines.iter().flat_map(|l| l.points.iter());
-    let (x_low, x_high) = decades(points().map(|p| p.0));
-    let (y_low, y_high) = decades(points().map(|p| p.1));
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let x = |v: f64| LEFT + plot_w * (v / x_low).log10() / (x_high / x_low).log10();
-    let y = |v: f64| TOP + plot_h * (1.0 - (v / y_low).log10() / (y_high / y_low).log10());
-
+    let axes = Axes::fit(&lines);
     let mut svg = String::new();
     let _ = writeln!(
         svg,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"##
     );
     let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="white"/>"##);
-    let mut tick = x_low;
-    while tick <= x_high * 1.001 {
-        let px = x(tick);
+    write_axes(&mut svg, &axes);
+    for (i, line) in lines.iter().enumerate() {
+        write_line(&mut svg, &axes, i, line);
+    }
+    let _ = writeln!(svg, "</svg>");
+    Some(svg)
+}
+
+/// The grid, a tick at every power of ten, the frame and the axis titles.
+fn write_axes(svg: &mut String, axes: &Axes) {
+    let mut tick = axes.x_low;
+    while tick <= axes.x_high * 1.001 {
+        let px = axes.x(tick);
         let _ = writeln!(
             svg,
             r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}" stroke="#dddddd"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + plot_h,
-            TOP + plot_h + 18.0,
+            TOP + PLOT_H,
+            TOP + PLOT_H + 18.0,
             super::scale::fmt_count(tick as usize)
         );
         tick *= 10.0;
     }
-    let mut tick = y_low;
-    while tick <= y_high * 1.001 {
-        let py = y(tick);
+    let mut tick = axes.y_low;
+    while tick <= axes.y_high * 1.001 {
+        let py = axes.y(tick);
         let _ = writeln!(
             svg,
             r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#dddddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + plot_w,
+            LEFT + PLOT_W,
             LEFT - 6.0,
             py + 4.0,
             if tick >= 1000.0 {
@@ -131,52 +167,52 @@ pub fn scale_svg(report: &Report) -> Option<String> {
     }
     let _ = writeln!(
         svg,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w:.1}" height="{plot_h:.1}" fill="none" stroke="black"/>
+        r##"<rect x="{LEFT}" y="{TOP}" width="{PLOT_W:.1}" height="{PLOT_H:.1}" fill="none" stroke="black"/>
 <text x="{:.1}" y="{:.1}" text-anchor="middle">requests held, then released (log)</text>
 <text x="16" y="{:.1}" transform="rotate(-90 16 {:.1})" text-anchor="middle">release to last answer (log)</text>"##,
-        LEFT + plot_w / 2.0,
+        LEFT + PLOT_W / 2.0,
         HEIGHT - 16.0,
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0,
+        TOP + PLOT_H / 2.0,
+        TOP + PLOT_H / 2.0,
     );
-    for (i, line) in lines.iter().enumerate() {
-        let path: Vec<String> = line
-            .points
-            .iter()
-            .map(|&(n, ms)| format!("{:.1},{:.1}", x(n), y(ms)))
-            .collect();
-        let dash = if line.dashed {
-            r##" stroke-dasharray="6 4""##
-        } else {
-            ""
-        };
+}
+
+/// Line `i`: its polyline, a dot at each point and its legend entry.
+fn write_line(svg: &mut String, axes: &Axes, i: usize, line: &Line) {
+    let path: Vec<String> = line
+        .points
+        .iter()
+        .map(|&(n, ms)| format!("{:.1},{:.1}", axes.x(n), axes.y(ms)))
+        .collect();
+    let dash = if line.dashed {
+        r##" stroke-dasharray="6 4""##
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        svg,
+        r##"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{dash}/>"##,
+        path.join(" "),
+        line.colour
+    );
+    for &(n, ms) in &line.points {
         let _ = writeln!(
             svg,
-            r##"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{dash}/>"##,
-            path.join(" "),
+            r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"##,
+            axes.x(n),
+            axes.y(ms),
             line.colour
         );
-        for &(n, ms) in &line.points {
-            let _ = writeln!(
-                svg,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"##,
-                x(n),
-                y(ms),
-                line.colour
-            );
-        }
-        let ly = TOP + 10.0 + 20.0 * i as f64;
-        let lx = LEFT + plot_w + 14.0;
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"##,
-            lx + 24.0,
-            line.colour,
-            lx + 30.0,
-            ly + 4.0,
-            line.label
-        );
     }
-    let _ = writeln!(svg, "</svg>");
-    Some(svg)
+    let ly = TOP + 10.0 + 20.0 * i as f64;
+    let lx = LEFT + PLOT_W + 14.0;
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"##,
+        lx + 24.0,
+        line.colour,
+        lx + 30.0,
+        ly + 4.0,
+        line.label
+    );
 }
