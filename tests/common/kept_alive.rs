@@ -4,15 +4,14 @@
 //! (`SO_TIMESTAMPNS`), so that the order requests came in over many
 //! connections is known exactly, whatever order the threads run in.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-
+use super::upstream::listen_on_loopback;
 use super::{poll_until, BOUND, UPSTREAM_BODY};
 
 /// One request, as the kept-alive upstream received it.
@@ -41,15 +40,7 @@ impl KeptAliveUpstream {
     /// Answers each request `answer_after` it was read: a slow upstream
     /// keeps its connections busy, so the proxy opens more.
     pub fn start(answer_after: Duration) -> KeptAliveUpstream {
-        let socket =
-            Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("upstream socket");
-        socket.set_reuse_address(true).expect("SO_REUSEADDR");
-        socket
-            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-            .expect("upstream bind");
-        socket.listen(4096).expect("upstream listen");
-        let listener: TcpListener = socket.into();
-        let port = listener.local_addr().expect("upstream address").port();
+        let (listener, port) = listen_on_loopback();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = thread::spawn({

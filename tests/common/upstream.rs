@@ -76,6 +76,21 @@ pub fn seqs_by_worker(hits: &[Hit]) -> BTreeMap<String, Vec<usize>> {
     by_worker
 }
 
+/// A listening socket on 127.0.0.1 with a deep backlog (see above), and its
+/// port.
+pub fn listen_on_loopback() -> (TcpListener, u16) {
+    let socket =
+        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("upstream socket");
+    socket.set_reuse_address(true).expect("SO_REUSEADDR");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("upstream bind");
+    socket.listen(4096).expect("upstream listen");
+    let listener: TcpListener = socket.into();
+    let port = listener.local_addr().expect("upstream address").port();
+    (listener, port)
+}
+
 pub struct Upstream {
     port: u16,
     hits: Arc<Mutex<Vec<Hit>>>,
@@ -85,15 +100,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let socket =
-            Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("upstream socket");
-        socket.set_reuse_address(true).expect("SO_REUSEADDR");
-        socket
-            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-            .expect("upstream bind");
-        socket.listen(4096).expect("upstream listen");
-        let listener: TcpListener = socket.into();
-        let port = listener.local_addr().expect("upstream address").port();
+        let (listener, port) = listen_on_loopback();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = thread::Builder::new()
