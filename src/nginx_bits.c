@@ -53,6 +53,19 @@ intermission_request_hold_main(ngx_http_request_t *r)
 }
 
 
+/*
+ * nginx has opened the request's upstream connection and not yet written the
+ * request to it (request_sent is a bitfield of ngx_http_upstream_t).
+ */
+ngx_uint_t
+intermission_request_connecting_upstream(ngx_http_request_t *r)
+{
+    ngx_http_upstream_t  *u = r->upstream;
+
+    return u != NULL && u->peer.connection != NULL && !u->request_sent;
+}
+
+
 void
 intermission_slab_log_nomem(ngx_slab_pool_t *pool, ngx_uint_t on)
 {

@@ -113,9 +113,9 @@ fn four_workers_release_in_one_arrival_order() {
 const KERNEL_FARTHEST: usize = ORDER_WINDOW + ORDER_WINDOW / 2;
 
 /// With upstream keep-alive and a cold pool, a released request often needs
-/// a new upstream connection, which nginx writes on a turn later than one on
-/// an idle connection: the request keeps its place in the order across
-/// workers until then, so that it is not overtaken by later tickets sent
+/// a new upstream connection, which nginx writes a turn or more later than
+/// one on an idle connection: the request keeps its place in the order
+/// until it is written, so that it is not overtaken by later tickets sent
 /// meanwhile. Order is the kernel's: when the upstream received each
 /// request. The upstream answers after 5 ms, so that its connections stay
 /// busy and the workers open hundreds more during the release.

@@ -76,30 +76,34 @@ async fn scale(setup: &Setup, plan: &Plan) -> io::Result<Vec<Passes>> {
                 if !keepalive {
                     proxies.push(Proxy::LimitReq);
                 }
-                let mut held: Vec<Passes> = proxies
-                    .iter()
-                    .map(|&proxy| Passes::new(n, shape, Some(proxy)))
-                    .collect();
-                for rep in 0..plan.scale_repetitions {
-                    eprintln!(
-                        "bench: scale, {n} held on {workers} workers{}, repetition {}/{}",
-                        if keepalive {
-                            ", upstream keep-alive"
-                        } else {
-                            ""
-                        },
-                        rep + 1,
-                        plan.scale_repetitions
-                    );
-                    for passes in &mut held {
-                        let proxy = passes.proxy.expect("a proxy");
-                        passes.passes.push(
-                            runs::hold_and_release(setup, proxy, shape, n, plan.scale_hold).await?,
-                        );
-                    }
-                }
-                rows.extend(held);
+                rows.extend(
+                    proxies
+                        .iter()
+                        .map(|&proxy| Passes::new(n, shape, Some(proxy))),
+                );
             }
+        }
+    }
+    // Every size in each repetition, so that a drift of the machine's speed
+    // over the section lands on every size alike, not on the ratio of two.
+    for rep in 0..plan.scale_repetitions {
+        for passes in &mut rows {
+            let (proxy, shape, n) = (passes.proxy.expect("a proxy"), passes.shape, passes.held);
+            eprintln!(
+                "bench: scale, {n} held on {} workers{}, {}, repetition {}/{}",
+                shape.workers,
+                if shape.keepalive {
+                    ", upstream keep-alive"
+                } else {
+                    ""
+                },
+                proxy.label(),
+                rep + 1,
+                plan.scale_repetitions
+            );
+            passes
+                .passes
+                .push(runs::hold_and_release(setup, proxy, shape, n, plan.scale_hold).await?);
         }
     }
     Ok(rows)

@@ -66,6 +66,7 @@ pub fn serve(addr: SocketAddr) -> std::io::Result<()> {
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
+        stamp_arrivals(socket.as_raw_fd());
         let listener = socket.listen(LISTEN_BACKLOG)?;
         let log: Log = Rc::default();
         let mut accepted = 0u64;
@@ -87,7 +88,6 @@ pub fn serve(addr: SocketAddr) -> std::io::Result<()> {
 
 async fn answer(mut stream: TcpStream, accepted: u64, log: Log) {
     let _ = stream.set_nodelay(true);
-    stamp_arrivals(&stream);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let mut served = 0u64;
@@ -191,17 +191,20 @@ fn order_lines(arrivals: &[Arrival]) -> String {
         .collect()
 }
 
-/// Asks the kernel to stamp what this connection receives with the time it
-/// arrived (`SO_TIMESTAMPNS`): with requests on many kept-alive connections,
-/// the order this one thread gets round to reading them in is not the order
-/// they came in (it reads one connection's next request before another's
-/// earlier one), but the kernel's stamps are.
-fn stamp_arrivals(stream: &TcpStream) {
+/// Asks the kernel to stamp what the connections of this listening socket
+/// receive with the time it arrived (`SO_TIMESTAMPNS`): with requests on many
+/// kept-alive connections, the order this one thread gets round to reading
+/// them in is not the order they came in (it reads one connection's next
+/// request before another's earlier one), but the kernel's stamps are. Set on
+/// the listener, which accepted connections inherit it from: set on each
+/// connection once accepted, what arrived before had no stamp (0) while no
+/// other socket asked for stamps.
+fn stamp_arrivals(listener: RawFd) {
     let on: libc::c_int = 1;
     // SAFETY: setsockopt on an open socket with a valid int option.
     unsafe {
         libc::setsockopt(
-            stream.as_raw_fd(),
+            listener,
             libc::SOL_SOCKET,
             libc::SO_TIMESTAMPNS,
             std::ptr::from_ref(&on).cast(),

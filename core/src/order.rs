@@ -9,6 +9,15 @@
 //! been released or has left, whichever worker held it, and the upstream
 //! sees every request within about the window of its arrival position.
 //!
+//! A worker's own requests still on their way (waking, or sending over an
+//! upstream connection being opened, and those its pass takes) bound it the
+//! same way: it releases at most the window past the lowest of them
+//! (`Window`). Within a worker
+//! a request over a kept-alive upstream connection is written at once and
+//! one over a new connection a turn or more later, so without this a worker
+//! overtakes its own slow requests by as many batches as it releases
+//! meanwhile.
+//!
 //! A ticket that will never be released (its client left, it was answered
 //! at its max time, its worker died and its slot was reclaimed) is simply no
 //! longer the lowest anywhere, so nothing waits for it.
@@ -36,6 +45,56 @@ pub const ORDER_WINDOW: u64 = 16;
 /// delay the others by (see the figures in bench/README.md).
 pub const STALL_BOUND_MS: Millis = 500;
 
+/// How long a released request keeps its place while nginx opens its
+/// upstream connection. A new connection is written to once it is open: on
+/// loopback in the next turn of the event loop, on a LAN a round trip later
+/// (a fraction of a millisecond, many turns); had the request left the order
+/// as it woke, later tickets would be sent meanwhile. Bounded, and short,
+/// because an upstream server that does not answer its SYNs holds its
+/// requests until nginx's `proxy_connect_timeout`: with each worker at most
+/// the window past its own requests on their way, the rest of a release
+/// goes at least `ORDER_WINDOW` requests per bound and worker (800 a second)
+/// past such a server. Order yields to availability, as for a stalled worker.
+pub const SEND_BOUND_MS: Millis = 20;
+
+/// Whether a released request that woke at `woke_at` still keeps its place
+/// in the order at `now`: nginx has opened its upstream connection and not
+/// yet written to it (`connecting`), and `SEND_BOUND_MS` has not passed.
+pub fn keeps_place_while_sending(connecting: bool, woke_at: Millis, now: Millis) -> bool {
+    connecting && now.saturating_sub(woke_at) < SEND_BOUND_MS
+}
+
+/// The tickets one pass of a worker may release: less than `ORDER_WINDOW`
+/// past the lowest of its app's tickets held by another worker that runs,
+/// and of its own on their way to the upstream, those it takes included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    start: Option<Ticket>,
+}
+
+impl Window {
+    pub fn new(lowest_elsewhere: Option<Ticket>, own_on_its_way: Option<Ticket>) -> Self {
+        Window {
+            start: lowest_elsewhere.into_iter().chain(own_on_its_way).min(),
+        }
+    }
+
+    /// The lowest ticket the window counts from (`None`: no bound yet).
+    pub fn start(&self) -> Option<Ticket> {
+        self.start
+    }
+
+    /// Whether `ticket` may go.
+    pub fn admits(&self, ticket: Ticket) -> bool {
+        within_window(ticket, self.start)
+    }
+
+    /// `ticket` goes: it is on its way, and bounds the rest of the pass.
+    pub fn take(&mut self, ticket: Ticket) {
+        self.start = self.start.into_iter().chain([ticket]).min();
+    }
+}
+
 /// Whether `ticket` may go while the lowest ticket of its app held by
 /// another worker is `lowest_elsewhere` (`None`: no other worker holds any).
 pub fn within_window(ticket: Ticket, lowest_elsewhere: Option<Ticket>) -> bool {
@@ -46,6 +105,54 @@ pub fn within_window(ticket: Ticket, lowest_elsewhere: Option<Ticket>) -> bool {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn a_request_keeps_its_place_only_while_connecting_and_within_the_bound() {
+        assert!(keeps_place_while_sending(true, 1_000, 1_000));
+        assert!(keeps_place_while_sending(
+            true,
+            1_000,
+            1_000 + SEND_BOUND_MS - 1
+        ));
+        assert!(!keeps_place_while_sending(
+            true,
+            1_000,
+            1_000 + SEND_BOUND_MS
+        ));
+        assert!(!keeps_place_while_sending(false, 1_000, 1_000));
+        // A clock read before the wake-up (another worker's) counts as now.
+        assert!(keeps_place_while_sending(true, 1_000, 900));
+    }
+
+    #[test]
+    fn a_pass_window_starts_at_the_lowest_elsewhere_or_on_its_way() {
+        assert_eq!(Window::new(None, None).start(), None);
+        assert_eq!(Window::new(Some(Ticket(7)), None).start(), Some(Ticket(7)));
+        assert_eq!(Window::new(None, Some(Ticket(9))).start(), Some(Ticket(9)));
+        assert_eq!(
+            Window::new(Some(Ticket(7)), Some(Ticket(9))).start(),
+            Some(Ticket(7))
+        );
+        assert_eq!(
+            Window::new(Some(Ticket(12)), Some(Ticket(9))).start(),
+            Some(Ticket(9))
+        );
+    }
+
+    #[test]
+    fn what_a_pass_takes_bounds_the_rest_of_it() {
+        let w = ORDER_WINDOW;
+        let mut window = Window::new(None, None);
+        assert!(window.admits(Ticket(5 + 10 * w)), "nothing on its way");
+        window.take(Ticket(5));
+        assert!(window.admits(Ticket(5 + w - 1)));
+        assert!(!window.admits(Ticket(5 + w)));
+        // Held elsewhere above what it took: its own ticket still counts.
+        let mut window = Window::new(Some(Ticket(40)), None);
+        window.take(Ticket(30));
+        assert_eq!(window.start(), Some(Ticket(30)));
+        assert!(!window.admits(Ticket(30 + w)));
+    }
 
     #[test]
     fn the_window_opens_as_the_lowest_elsewhere_moves() {

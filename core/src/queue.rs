@@ -7,9 +7,11 @@
 //! looking at the others.
 //!
 //! A request released to the upstream is *waking* until its worker has run
-//! it on (its upstream connection is being opened). The queue remembers those
-//! tickets too: until they have woken, they still count as this worker's
-//! place in the app's order (`lowest`), which other workers wait for.
+//! it on, then *sending* until nginx has written it to its upstream (a new
+//! upstream connection is written to once it is open, turns later). The
+//! queue remembers those tickets too: until they leave (`leave`), they still
+//! count as this worker's place in the app's order (`lowest`), which other
+//! workers wait for.
 //!
 //! Generic over the request handle `R`, so unit tests drive it with plain
 //! values; the module stores nginx request pointers in it.
@@ -29,6 +31,7 @@ struct HeldRequest<R> {
 struct AppQueue<R> {
     held: BTreeMap<Ticket, HeldRequest<R>>,
     waking: BTreeSet<Ticket>,
+    sending: BTreeSet<Ticket>,
 }
 
 impl<R> Default for AppQueue<R> {
@@ -36,13 +39,14 @@ impl<R> Default for AppQueue<R> {
         AppQueue {
             held: BTreeMap::new(),
             waking: BTreeSet::new(),
+            sending: BTreeSet::new(),
         }
     }
 }
 
 impl<R> AppQueue<R> {
     fn is_empty(&self) -> bool {
-        self.held.is_empty() && self.waking.is_empty()
+        self.held.is_empty() && self.waking.is_empty() && self.sending.is_empty()
     }
 }
 
@@ -241,32 +245,57 @@ impl<R> HeldQueue<R> {
         taken
     }
 
-    /// A released request of `app` is on its way: until `woke`, it still
-    /// holds its place in the app's order.
+    /// A released request of `app` is on its way: until it leaves
+    /// (`leave`), it still holds its place in the app's order.
     pub fn mark_waking(&mut self, app: AppId, ticket: Ticket) {
         self.by_app.entry(app).or_default().waking.insert(ticket);
     }
 
-    /// A released request has been run on (or freed before it could be).
-    /// True if it was waking.
-    pub fn woke(&mut self, app: AppId, ticket: Ticket) -> bool {
+    /// A waking request has been run on: nginx is sending it to its
+    /// upstream, and it keeps its place until it leaves. True if it was
+    /// waking.
+    pub fn mark_sending(&mut self, app: AppId, ticket: Ticket) -> bool {
         let Some(queue) = self.by_app.get_mut(&app) else {
             return false;
         };
         let was_waking = queue.waking.remove(&ticket);
-        if queue.is_empty() {
-            self.by_app.remove(&app);
+        if was_waking {
+            queue.sending.insert(ticket);
         }
         was_waking
     }
 
+    /// A released request gives up its place in the order: its upstream has
+    /// it, or never will (it was freed, or took longer than a place is
+    /// kept). True if it was waking or sending.
+    pub fn leave(&mut self, app: AppId, ticket: Ticket) -> bool {
+        let Some(queue) = self.by_app.get_mut(&app) else {
+            return false;
+        };
+        let had_place = queue.waking.remove(&ticket) | queue.sending.remove(&ticket);
+        if queue.is_empty() {
+            self.by_app.remove(&app);
+        }
+        had_place
+    }
+
     /// This worker's place in `app`'s order: the lowest ticket it holds or
-    /// is still waking. `None` when it has nothing of the app.
+    /// is still waking or sending. `None` when it has nothing of the app.
     pub fn lowest(&self, app: AppId) -> Option<Ticket> {
         let queue = self.by_app.get(&app)?;
         let held = queue.held.first_key_value().map(|(ticket, _)| *ticket);
         let waking = queue.waking.first().copied();
-        held.into_iter().chain(waking).min()
+        let sending = queue.sending.first().copied();
+        held.into_iter().chain(waking).chain(sending).min()
+    }
+
+    /// The lowest ticket of `app` this worker released and that has not yet
+    /// left the order (waking or sending).
+    pub fn lowest_on_its_way(&self, app: AppId) -> Option<Ticket> {
+        let queue = self.by_app.get(&app)?;
+        let waking = queue.waking.first().copied();
+        let sending = queue.sending.first().copied();
+        waking.into_iter().chain(sending).min()
     }
 
     /// How many requests of `app` this worker holds (not counting waking).
@@ -274,7 +303,8 @@ impl<R> HeldQueue<R> {
         self.by_app.get(&app).map_or(0, |queue| queue.held.len())
     }
 
-    /// Requests released and not yet woken, of every app.
+    /// Requests released and not yet run on, of every app (those sending
+    /// have their upstream connection already).
     pub fn waking(&self) -> usize {
         self.by_app.values().map(|queue| queue.waking.len()).sum()
     }
@@ -470,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn waking_requests_keep_their_place_until_they_woke() {
+    fn released_requests_keep_their_place_until_they_leave() {
         let mut queue = HeldQueue::default();
         for ticket in [10, 12, 14] {
             queue.hold(SHOP, Ticket(ticket), Phase(1), 1_000, "r");
@@ -482,19 +512,33 @@ mod tests {
         assert_eq!((queue.len(), queue.waking()), (1, 2));
         assert_eq!(queue.held_of(SHOP), 1);
         assert_eq!(queue.lowest(SHOP), Some(Ticket(10)), "10 is still waking");
-        assert!(queue.woke(SHOP, Ticket(10)));
-        assert!(!queue.woke(SHOP, Ticket(10)), "once");
+        // Run on: sending, no longer waking, still in its place.
+        assert!(queue.mark_sending(SHOP, Ticket(10)));
+        assert!(!queue.mark_sending(SHOP, Ticket(10)), "once");
+        assert_eq!(queue.waking(), 1);
+        assert_eq!(queue.lowest(SHOP), Some(Ticket(10)), "10 is still sending");
+        assert_eq!(queue.lowest_on_its_way(SHOP), Some(Ticket(10)));
+        assert!(queue.leave(SHOP, Ticket(10)));
+        assert!(!queue.leave(SHOP, Ticket(10)), "once");
         assert_eq!(queue.lowest(SHOP), Some(Ticket(12)));
-        assert!(queue.woke(SHOP, Ticket(12)));
+        assert_eq!(
+            queue.lowest_on_its_way(SHOP),
+            Some(Ticket(12)),
+            "12 is waking"
+        );
+        // Freed before it was run on: leaves from waking.
+        assert!(queue.leave(SHOP, Ticket(12)));
         assert_eq!(queue.lowest(SHOP), Some(Ticket(14)));
-        // The last held one leaves while another is still waking: the app
-        // stays known until that one woke.
+        assert_eq!(queue.lowest_on_its_way(SHOP), None, "14 is held");
+        // The last held one leaves while it is still sending: the app stays
+        // known until it left.
         let taken = queue.take_due(SHOP, Phase(2), ALL, any);
         queue.mark_waking(SHOP, taken[0].ticket);
+        assert!(queue.mark_sending(SHOP, Ticket(14)));
         assert!(queue.is_empty());
         assert_eq!(queue.apps().collect::<Vec<_>>(), [SHOP]);
         assert_eq!(queue.lowest(SHOP), Some(Ticket(14)));
-        assert!(queue.woke(SHOP, Ticket(14)));
+        assert!(queue.leave(SHOP, Ticket(14)));
         assert_eq!(queue.lowest(SHOP), None);
         assert_eq!(queue.apps().count(), 0);
     }

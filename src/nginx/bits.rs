@@ -10,6 +10,9 @@ extern "C" {
     pub(super) fn intermission_request_internal(r: *mut ngx_http_request_t) -> ngx_uint_t;
     pub(super) fn intermission_request_discard_body(r: *mut ngx_http_request_t) -> ngx_uint_t;
     pub(super) fn intermission_request_hold_main(r: *mut ngx_http_request_t);
+    pub(super) fn intermission_request_connecting_upstream(
+        r: *mut ngx_http_request_t,
+    ) -> ngx_uint_t;
     fn intermission_slab_log_nomem(pool: *mut ngx_slab_pool_t, on: ngx_uint_t);
 }
 

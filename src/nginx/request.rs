@@ -3,6 +3,7 @@
 
 use std::ptr::{self, NonNull};
 
+use super::bits::intermission_request_connecting_upstream;
 use nginx_sys::{
     ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_request_t, ngx_int_t,
     ngx_log_t, ngx_uint_t,
@@ -109,5 +110,13 @@ impl HttpRequest {
     pub fn discard_body(&self) -> ngx_int_t {
         // SAFETY: a live main request.
         unsafe { ngx_http_discard_request_body(self.as_ptr()) }
+    }
+
+    /// nginx has opened the request's upstream connection and not yet
+    /// written the request to it.
+    pub fn connecting_upstream(&self) -> bool {
+        // SAFETY: a live request; its upstream, if any, lives in its pool,
+        // and a closed upstream connection is set to null.
+        unsafe { intermission_request_connecting_upstream(self.as_ptr()) != 0 }
     }
 }

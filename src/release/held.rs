@@ -110,8 +110,9 @@ impl RequestContext for HoldContext {
             None => super::client_gone(self),
             // Released, but freed before its wake-up ran: it opens no
             // upstream connection.
-            Some(_) if !self.done_waking.get() => super::done_waking(self.app, self.ticket),
-            Some(_) => {}
+            Some(_) if !self.done_waking.get() => super::done_waking(self.app, self.ticket, None),
+            // Run on: it leaves the order now if it had not yet.
+            Some(_) => super::run_on_request_freed(self.app, self.ticket),
         }
     }
 }

@@ -17,17 +17,20 @@
 //! **One order across workers.** Tickets come from one counter per app, so
 //! they are the arrival order across all workers. Each worker publishes in
 //! its slot (`intermission_core::worker_slots`) the lowest ticket of each
-//! app it still holds or is still waking; it releases ticket `t` only when
-//! `t` is less than `ORDER_WINDOW` past the lowest ticket held by another
-//! worker that runs (`intermission_core::order`). A ticket counts as
-//! released at the end of the pass after its request was run on, a turn
-//! later (`retire_woken`: nginx writes a request that needs a new upstream
-//! connection in the turn after it opened it), so the upstream sees the
-//! requests of all workers within the window of their arrival order. Tickets that leave otherwise (a
-//! client that left, a request answered at its max time, a worker that
-//! died) simply stop being the lowest anywhere. A worker that does not look
-//! at its wake-ups for `STALL_BOUND_MS` (stopped, swapped out) loses its
-//! precedence: order yields to availability.
+//! app it still holds or has released and not yet sent; it releases ticket
+//! `t` only when `t` is less than `ORDER_WINDOW` past the lowest ticket held
+//! by another worker that runs, and past the lowest of its own still on
+//! their way (`intermission_core::order::Window`). A released request keeps
+//! its place until nginx has written it to its upstream (`retire_sent`): one
+//! that needs a new upstream connection is written once the connection is
+//! open, a turn or more after it woke, and one over a kept-alive connection
+//! at once. So the upstream sees the requests of all workers within the
+//! window of their arrival order. Tickets that leave otherwise (a client
+//! that left, a request answered at its max time, a worker that died) simply
+//! stop being the lowest anywhere. A worker that does not look at its
+//! wake-ups for `STALL_BOUND_MS` (stopped, swapped out) loses its
+//! precedence, and a request whose connection takes `SEND_BOUND_MS` to open
+//! its place: order yields to availability.
 //!
 //! **Never stuck, never spinning.** Answers that need no upstream
 //! connection (the 503s of a stop and of shutdown, the 503/504 at max time)
@@ -95,9 +98,10 @@ struct Engine {
     published: BTreeMap<AppId, Ticket>,
     /// Apps whose published figures may be stale.
     dirty: BTreeSet<AppId>,
-    /// Released requests that woke since the last pass: they keep their
-    /// place in the order until the end of the next pass (`retire_woken`).
-    woken: Vec<(AppId, Ticket)>,
+    /// Released requests that were run on and may not be at their upstream
+    /// yet: they keep their place in the order until nginx has written them
+    /// (`retire_sent`).
+    sending: BTreeMap<(AppId, Ticket), Sending>,
     /// The next look by itself: the earliest real deadline (`arm_timer`).
     timer: WorkerEvent,
     /// When the last pass wants to look again for reasons only a pass sees
@@ -131,6 +135,12 @@ thread_local! {
 /// engine: it only reads and writes the zone, posts events and arms timers.
 fn with_engine<T>(f: impl FnOnce(&mut Engine) -> T) -> Option<T> {
     ENGINE.with_borrow_mut(|engine| engine.as_mut().map(f))
+}
+
+/// A released request that was run on, and when.
+struct Sending {
+    request: HttpRequest,
+    woke_at: Millis,
 }
 
 /// A request taken out of the queue, to be let go.
@@ -174,7 +184,7 @@ pub fn start_worker(zone: &'static ngx_shm_zone_t, follows_state_file: bool) {
         queue: HeldQueue::default(),
         published: BTreeMap::new(),
         dirty: BTreeSet::new(),
-        woken: Vec::new(),
+        sending: BTreeMap::new(),
         timer: WorkerEvent::new(on_timer),
         pass_wants: None,
         next_pass: WorkerEvent::new(on_next_pass),
@@ -291,17 +301,40 @@ pub fn reclaim_dead_workers(now: Millis) {
     with_engine(|engine| engine.reclaim_dead_if_due(now, peers::RECLAIM_CHECK_EVERY_MS));
 }
 
-/// A released request is done waking: it has been run on (or was freed
-/// before it could be), and no longer holds its place in the order.
-pub fn done_waking(app: AppId, ticket: Ticket) {
+/// A released request is done waking: `request` is about to be run on (it
+/// keeps its place in the order until nginx has written it to its upstream:
+/// `retire_sent`), or it was freed before it could be (`None`: it leaves).
+pub fn done_waking(app: AppId, ticket: Ticket, request: Option<HttpRequest>) {
     with_engine(|engine| {
+        let now = nginx::now_ms();
         engine.posted = engine.posted.saturating_sub(1);
-        if engine.posted == 0 {
-            engine.arm_timer(nginx::now_ms());
+        match request {
+            Some(request) if engine.queue.mark_sending(app, ticket) => {
+                let woke_at = now;
+                engine
+                    .sending
+                    .insert((app, ticket), Sending { request, woke_at });
+            }
+            _ => {
+                if engine.queue.leave(app, ticket) {
+                    engine.dirty.insert(app);
+                }
+            }
         }
-        // It gives up its place at the end of the next pass (`retire_woken`).
-        engine.woken.push((app, ticket));
+        // Looks at it once nginx ran it on (its connection may be open then).
         engine.next_pass.post_next_turn();
+        engine.arm_timer(now);
+    });
+}
+
+/// A released request that was run on was freed: it leaves the order (and
+/// the engine forgets its pointer).
+fn run_on_request_freed(app: AppId, ticket: Ticket) {
+    with_engine(|engine| {
+        if engine.sending.remove(&(app, ticket)).is_some() && engine.queue.leave(app, ticket) {
+            engine.dirty.insert(app);
+            engine.next_pass.post();
+        }
     });
 }
 
@@ -361,7 +394,7 @@ fn let_go(going: Going, table: AppTable<'static>, now: Millis) {
     } = going;
     let r = taken.request;
     let Some(ctx) = r.context::<HoldContext>(module()) else {
-        done_waking(taken.app, taken.ticket);
+        done_waking(taken.app, taken.ticket, None);
         return;
     };
     ngx_log_debug!(
@@ -444,7 +477,11 @@ impl Engine {
                 next.after(UNWAKEABLE_CHECK_MS);
             }
         }
-        if self.posted > 0 {
+        // Requests let go whose write event has not run, and requests
+        // still sending over a connection being opened (nginx tells the
+        // module neither: looked at every millisecond, for at most
+        // `SEND_BOUND_MS`).
+        if self.posted > 0 || !self.sending.is_empty() {
             next.after(1);
         }
         match next.time() {

@@ -21,7 +21,7 @@ use intermission_core::budget::{Budget, Spent};
 use intermission_core::decision::after_release;
 use intermission_core::ids::{AppId, Millis, Phase, Release, Ticket};
 use intermission_core::next_look::NextLook;
-use intermission_core::order::within_window;
+use intermission_core::order::{keeps_place_while_sending, Window};
 use intermission_core::queue::Taken;
 
 /// The most requests released in one pass (one turn of the event loop).
@@ -205,19 +205,26 @@ impl Engine {
         let state = self.table.state(app);
         let me = self.membership.me;
         let elsewhere = self.membership.slots.order_elsewhere(app, me, now);
-        let window_start = elsewhere.map(|(ticket, _)| ticket);
+        let own = self.queue.lowest_on_its_way(app);
+        let mut window = Window::new(elsewhere.map(|(ticket, _)| ticket), own);
         let mut refused = None;
         let taken = self.queue.take_due(app, phase, room, |held_in, ticket| {
             if state.due(held_in, ticket, phase) != Some(Release::Resumed) {
                 // Paused again: held by the new pause.
                 false
-            } else if !within_window(ticket, window_start) {
-                refused = elsewhere.map(|(_, slot)| Refusal::Order(slot));
+            } else if !window.admits(ticket) {
+                // Waiting for another worker asks it to look; for this
+                // worker's own requests on their way, the next turn or the
+                // timer looks again.
+                refused = elsewhere
+                    .filter(|&(lowest, _)| Some(lowest) == window.start())
+                    .map(|(_, slot)| Refusal::Order(slot));
                 false
             } else if !state.may_release(held_in, ticket, now) {
                 refused = Some(Refusal::Pace(held_in, ticket));
                 false
             } else {
+                window.take(ticket);
                 true
             }
         });
@@ -266,31 +273,40 @@ impl Engine {
         }
     }
 
-    /// Once this pass's requests have woken, publishes where this worker
-    /// stands (waking the workers that wait for it), and arranges the next
-    /// look: in the next turn (a full batch, requests waking), on the end
-    /// of a request (no connection left), or by the timer.
-    /// The requests that woke before this pass leave the order now, to be
-    /// published by the next pass, a turn later. A released request that
+    /// Released requests that were run on leave the order once nginx has
+    /// written them to their upstream, or opened no upstream connection for
+    /// them (answered here, proxied through a connection it had, still
+    /// reading the client's body), or after `SEND_BOUND_MS`: a request that
     /// needs a new upstream connection is written once the connection is
-    /// up, in the turn after it woke (on loopback and a LAN, the next one):
-    /// had it left at once, another worker could send later tickets first
-    /// meanwhile. Returns whether any left.
-    fn retire_woken(&mut self) -> bool {
-        let woken = std::mem::take(&mut self.woken);
-        let mut retired = false;
-        for (app, ticket) in woken {
-            if self.queue.woke(app, ticket) {
-                self.dirty.insert(app);
-                retired = true;
+    /// open, a turn later or more, and had it left as it woke, other workers
+    /// could send later tickets meanwhile. Returns whether any left.
+    fn retire_sent(&mut self, now: Millis) -> bool {
+        let (queue, dirty) = (&mut self.queue, &mut self.dirty);
+        let before = self.sending.len();
+        self.sending.retain(|&(app, ticket), sending| {
+            let connecting = sending.request.connecting_upstream();
+            if keeps_place_while_sending(connecting, sending.woke_at, now) {
+                return true;
             }
-        }
-        retired
+            if queue.leave(app, ticket) {
+                dirty.insert(app);
+            }
+            false
+        });
+        self.sending.len() != before
     }
 
+    /// Once this pass's requests were taken, lets go of the places of those
+    /// sent (the next pass publishes where this worker stands, waking the
+    /// workers that wait for it), and arranges the next look: in the next
+    /// turn (a full batch, requests waking, places let go), on the end of a
+    /// request (no connection left), or by the timer (also every millisecond
+    /// while requests are still sending).
     fn finish_pass(&mut self, now: Millis, going: usize, next: NextLook, spent: Spent) {
         self.posted += going;
-        let retired = self.retire_woken();
+        // Requests that left the order move this worker's window too: the
+        // next turn releases what they held back.
+        let retired = self.retire_sent(now);
         if spent.batch || self.queue.waking() > 0 || retired {
             self.next_pass.post_next_turn();
         } else if !self.dirty.is_empty() {

@@ -47,7 +47,7 @@ unsafe extern "C" fn wake_held_request(r: *mut ngx_http_request_t) {
             return true;
         }
         if ctx.finish_waking() {
-            release::done_waking(ctx.app(), ctx.ticket());
+            release::done_waking(ctx.app(), ctx.ticket(), Some(r));
         }
         // Runs the phase handler again, which passes the request on or
         // answers it; the request may be freed by the time this returns.

@@ -4,7 +4,7 @@
 //! (`SO_TIMESTAMPNS`), so that the order requests came in over many
 //! connections is known exactly, whatever order the threads run in.
 
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,7 @@ impl KeptAliveUpstream {
     /// keeps its connections busy, so the proxy opens more.
     pub fn start(answer_after: Duration) -> KeptAliveUpstream {
         let (listener, port) = listen_on_loopback();
+        stamp_arrivals(&listener);
         let hits = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = thread::spawn({
@@ -80,6 +81,8 @@ impl KeptAliveUpstream {
             count()
         );
         let mut hits = self.hits.lock().unwrap().clone();
+        let unstamped = hits.iter().filter(|hit| hit.received_ns == 0).count();
+        assert_eq!(unstamped, 0, "requests without the kernel's receive time");
         hits.sort_by_key(|hit| hit.received_ns);
         hits
     }
@@ -97,17 +100,6 @@ impl Drop for KeptAliveUpstream {
 
 fn serve_connection(stream: TcpStream, hits: &Mutex<Vec<StampedHit>>, answer_after: Duration) {
     use std::io::Write;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt on an open socket with an int option.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            std::ptr::from_ref(&on).cast(),
-            std::mem::size_of_val(&on) as libc::socklen_t,
-        );
-    }
     let mut pending = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut first_stamp = 0;
@@ -152,6 +144,23 @@ fn serve_connection(stream: TcpStream, hits: &Mutex<Vec<StampedHit>>, answer_aft
         if (&stream).write_all(answer.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// Asks the kernel to stamp what the listener's connections receive with its
+/// receive time (`SO_TIMESTAMPNS`; accepted connections inherit it, so even
+/// their first bytes, which may arrive before they are accepted, have one).
+fn stamp_arrivals(listener: &TcpListener) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on an open socket with an int option.
+    unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of_val(&on) as libc::socklen_t,
+        );
     }
 }
 

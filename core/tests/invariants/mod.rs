@@ -1185,8 +1185,13 @@ pub enum OrderOp {
     /// `worker` takes at most `limit` due requests the window lets go; they
     /// are waking until its next `Wake`.
     Pass { worker: u8, limit: u8 },
-    /// `worker`'s waking requests run on (their upstream connections open).
+    /// `worker`'s waking requests run on: nginx sends them to the upstream
+    /// (over a connection it may still be opening), and until `Send` they
+    /// keep their place.
     Wake { worker: u8 },
+    /// The `pick`th request `worker` is sending reaches the upstream (one
+    /// over a kept-alive connection overtakes one whose connection opens).
+    Send { worker: u8, pick: u8 },
     /// `worker` is killed; another process reclaims its slot, and the
     /// master starts a new worker in its place.
     Die { worker: u8 },
@@ -1205,6 +1210,10 @@ const ORDER_WORKERS: usize = 3;
 
 struct OrderWorker {
     queue: HeldQueue<u64>,
+    /// Taken by a pass, not yet run on.
+    waking: Vec<Ticket>,
+    /// Run on, not yet at the upstream, oldest first.
+    sending: std::collections::VecDeque<Ticket>,
     slot: intermission_core::worker_slots::SlotId,
     owner: intermission_core::worker_slots::Owner,
 }
@@ -1218,7 +1227,7 @@ struct OrderWorker {
 /// asked that one to look. Unless a worker stopped, the requests run on
 /// (the upstream sees them) within the window of their arrival order.
 pub fn order_across_workers(ops: &[OrderOp]) {
-    use intermission_core::order::{within_window, ORDER_WINDOW, STALL_BOUND_MS};
+    use intermission_core::order::{Window, ORDER_WINDOW, STALL_BOUND_MS};
     use intermission_core::worker_slots::{Owner, WorkerSlot, WorkerSlots};
 
     const APP: AppId = AppId(1);
@@ -1236,6 +1245,8 @@ pub fn order_across_workers(ops: &[OrderOp]) {
         };
         OrderWorker {
             queue: HeldQueue::default(),
+            waking: Vec::new(),
+            sending: std::collections::VecDeque::new(),
             slot: slots.claim(owner).expect("a slot for each worker"),
             owner,
         }
@@ -1264,35 +1275,46 @@ pub fn order_across_workers(ops: &[OrderOp]) {
     let pass = |worker: &mut OrderWorker, limit: usize, slots: &WorkerSlots<'_>, now| -> usize {
         slots.get(worker.slot).take_wake();
         let elsewhere = slots.order_elsewhere(APP, worker.slot, now);
-        let window = elsewhere.map(|(ticket, _)| ticket);
+        let own = worker.queue.lowest_on_its_way(APP);
+        let mut window = Window::new(elsewhere.map(|(ticket, _)| ticket), own);
         let mut blocked_by = None;
         let taken = worker
             .queue
             .take_due(APP, state.phase(), limit, |_, ticket| {
-                let goes = within_window(ticket, window);
-                if !goes {
-                    blocked_by = elsewhere.map(|(_, slot)| slot);
+                if !window.admits(ticket) {
+                    blocked_by = elsewhere
+                        .filter(|&(lowest, _)| Some(lowest) == window.start())
+                        .map(|(_, slot)| slot);
+                    return false;
                 }
-                goes
+                window.take(ticket);
+                true
             });
         for t in &taken {
             worker.queue.mark_waking(APP, t.ticket);
+            worker.waking.push(t.ticket);
         }
         if let Some(slot) = blocked_by {
             slots.get(slot).mark_woken(now);
         }
         taken.len()
     };
-    let wake = |worker: &mut OrderWorker, ran_on: &mut Vec<u64>| -> Vec<u64> {
-        let mut woken = Vec::new();
-        while let Some(lowest) = worker.queue.lowest(APP) {
-            if !worker.queue.woke(APP, lowest) {
-                break;
-            }
-            woken.push(lowest.0);
+    let wake = |worker: &mut OrderWorker| {
+        for ticket in std::mem::take(&mut worker.waking) {
+            assert!(worker.queue.mark_sending(APP, ticket));
+            worker.sending.push_back(ticket);
         }
-        ran_on.extend(&woken);
-        woken
+    };
+    // The upstream gets the `pick`th request the worker is sending; it
+    // leaves the order then, not before.
+    let send = |worker: &mut OrderWorker, pick: usize, ran_on: &mut Vec<u64>| -> Option<u64> {
+        if worker.sending.is_empty() {
+            return None;
+        }
+        let ticket = worker.sending.remove(pick % worker.sending.len())?;
+        assert!(worker.queue.leave(APP, ticket));
+        ran_on.push(ticket.0);
+        Some(ticket.0)
     };
 
     for op in ops {
@@ -1344,8 +1366,15 @@ pub fn order_across_workers(ops: &[OrderOp]) {
                 if stopped[index] {
                     continue;
                 }
+                wake(&mut workers[index]);
+            }
+            OrderOp::Send { worker, pick } => {
+                let index = usize::from(worker) % ORDER_WORKERS;
+                if stopped[index] {
+                    continue;
+                }
                 let worker = &mut workers[index];
-                for ticket in wake(worker, &mut ran_on) {
+                if let Some(ticket) = send(worker, usize::from(pick), &mut ran_on) {
                     end(ticket, "ran on");
                 }
                 publish(worker);
@@ -1358,7 +1387,7 @@ pub fn order_across_workers(ops: &[OrderOp]) {
                 // Its requests die with it: every ticket it held or woke.
                 let mut lost = dead.queue;
                 while let Some(lowest) = lost.lowest(APP) {
-                    if !lost.woke(APP, lowest) {
+                    if !lost.leave(APP, lowest) {
                         assert_eq!(lost.forget(APP, lowest), Some(lowest.0));
                     }
                     end(lowest.0, "lost");
@@ -1399,12 +1428,14 @@ pub fn order_across_workers(ops: &[OrderOp]) {
             let worker = &mut workers[running[turn % running.len()]];
             turn += 1;
             let taken = pass(worker, 16, &slots, now);
-            let woken = wake(worker, &mut ran_on);
-            for &ticket in &woken {
+            wake(worker);
+            let mut sent = 0;
+            while let Some(ticket) = send(worker, turn, &mut ran_on) {
                 end(ticket, "ran on");
+                sent += 1;
             }
             publish(worker);
-            if taken == 0 && woken.is_empty() {
+            if taken == 0 && sent == 0 {
                 idle_turns += 1;
                 if idle_turns > 2 * running.len() {
                     // Blocked by a stopped worker: its bound passes.
